@@ -1,0 +1,145 @@
+"""Losses: ``fn(output, y, sample_weight=None) -> (value, grad_output)``.
+
+``value`` is a Python float; ``grad_output`` is d value / d output with the shape and
+dtype of ``output``. "Mean over samples" is ``sum(w * l) / sum(w)`` with sample
+weights ``w`` (all ones by default). Every loss is stable for any finite logits.
+
+Registries, in the manner of scikit-learn's ``neural_network/_base.py``:
+
+* :data:`LOSSES` — name → loss function;
+* :data:`PROBA` — name → ``output -> probabilities`` (absent for regression);
+* :data:`DECISION` — name → ``output -> predictions`` (labels, or the outputs).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from ._checks import check_labels, check_sample_weight
+from .layers import stable_sigmoid, stable_softmax
+
+LossResult = Tuple[float, np.ndarray]
+
+
+def _check_output(output: Any, name: str) -> np.ndarray:
+    if not isinstance(output, np.ndarray) or output.dtype.kind != "f":
+        raise TypeError(f"{name}: output must be a float ndarray, got {type(output).__name__}"
+                        + (f" of dtype {output.dtype}" if isinstance(output, np.ndarray) else ""))
+    if output.ndim != 2 or output.shape[0] == 0:
+        raise ValueError(f"{name}: output must be 2-D (n_samples, n_outputs) and non-empty, got shape {output.shape}")
+    return output
+
+
+def _weights(sample_weight: Any, n: int, dtype: np.dtype) -> Tuple[Optional[np.ndarray], float]:
+    """Normalised per-sample weights w / sum(w) (None for the plain mean) and the divisor."""
+    w = check_sample_weight(sample_weight, n, dtype)
+    if w is None:
+        return None, float(n)
+    return w, float(w.sum())
+
+
+def _reduce(per_sample: np.ndarray, w: Optional[np.ndarray], total: float) -> float:
+    return float((per_sample if w is None else per_sample * w).sum(dtype=np.float64) / total)
+
+
+def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1."""
+    output = _check_output(output, "softmax_cross_entropy")
+    n, k = output.shape
+    labels = check_labels(y, n, k)
+    w, total = _weights(sample_weight, n, output.dtype)
+    rows = np.arange(n)
+    shifted = output - output.max(axis=1, keepdims=True)
+    sum_exp = np.exp(shifted).sum(axis=1)
+    # -log softmax[y] = log(sum exp(shifted)) - shifted[y]; shifted <= 0 so no overflow,
+    # and sum_exp >= 1 so the log is finite.
+    per_sample = np.log(sum_exp) - shifted[rows, labels]
+    value = _reduce(per_sample, w, total)
+    grad = np.exp(shifted)
+    grad /= sum_exp[:, None]
+    grad[rows, labels] -= 1
+    grad *= (1.0 / total) if w is None else (w / total)[:, None]
+    return value, grad
+
+
+def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
+    output = _check_output(output, "binary_cross_entropy")
+    n, k = output.shape
+    if k != 1:
+        raise ValueError(f"binary_cross_entropy: the network must have 1 output (a logit), got {k}; "
+                         "use softmax_cross_entropy for several classes")
+    labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
+    w, total = _weights(sample_weight, n, output.dtype)
+    z = output[:, 0]
+    t = labels.astype(output.dtype)
+    # log(1 + exp(z)) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
+    per_sample = np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z)))
+    value = _reduce(per_sample, w, total)
+    grad = stable_sigmoid(output)
+    grad[:, 0] -= t
+    grad *= (1.0 / total) if w is None else (w / total)[:, None]
+    return value, grad
+
+
+def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
+    output = _check_output(output, "mean_squared_error")
+    n, k = output.shape
+    target = np.asarray(y)
+    if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
+        raise TypeError(f"mean_squared_error: y must hold numbers, got dtype {target.dtype}")
+    if target.ndim == 1 and k == 1:
+        target = target[:, None]
+    if target.shape != (n, k):
+        raise ValueError(f"mean_squared_error: y must have shape {(n, k)} to match the output"
+                         + (" (or (n,) for one output)" if k == 1 else "") + f", got {np.shape(y)}")
+    target = target.astype(output.dtype, copy=False)
+    if not np.isfinite(target).all():
+        raise ValueError("mean_squared_error: y contains NaN or inf")
+    w, total = _weights(sample_weight, n, output.dtype)
+    diff = output - target
+    per_sample = (diff * diff).mean(axis=1)
+    value = _reduce(per_sample, w, total)
+    diff *= (2.0 / (k * total)) if w is None else (w * (2.0 / (k * total)))[:, None]
+    return value, diff
+
+
+def _binary_proba(output: np.ndarray) -> np.ndarray:
+    p1 = stable_sigmoid(output[:, 0])
+    return np.stack([1 - p1, p1], axis=1)
+
+
+LOSSES: Dict[str, Callable[..., LossResult]] = {
+    "softmax_cross_entropy": softmax_cross_entropy,
+    "binary_cross_entropy": binary_cross_entropy,
+    "mean_squared_error": mean_squared_error,
+}
+
+PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax_cross_entropy": stable_softmax,
+    "binary_cross_entropy": _binary_proba,
+}
+
+DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax_cross_entropy": lambda out: out.argmax(axis=1),
+    # sigmoid(z) > 0.5 exactly when z > 0, as scikit-learn's MLPClassifier decides.
+    "binary_cross_entropy": lambda out: (out[:, 0] > 0).astype(np.intp),
+    "mean_squared_error": lambda out: out,
+}
+
+
+def get(loss: Any) -> Callable[..., LossResult]:
+    """The loss function registered under ``loss`` (ValueError listing the known names)."""
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a loss name (str), got {type(loss).__name__}; known: {sorted(LOSSES)}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
+    return LOSSES[loss]
+
+
+def is_classification(loss: str) -> bool:
+    """True for the losses whose predictions are class labels."""
+    get(loss)
+    return loss in PROBA
