@@ -429,7 +429,7 @@ def _resolve(source: Any) -> Tuple[str, str]:
         raise TypeError(f"source must be a dataset name or a path, got {type(source).__name__}")
     if isinstance(source, str) and _normalise(source) in DATASETS:
         return "name", _normalise(source)
-    path = os.fspath(source)
+    path = os.path.expanduser(os.fspath(source))
     if os.path.isdir(path):
         return "dir", path
     if os.path.isfile(path):

@@ -87,7 +87,7 @@ def _looks_logarithmic(values: np.ndarray) -> bool:
     if values.max() / values.min() >= 100:
         return True
     steps = np.diff(np.log(np.unique(values)))
-    return steps.size >= 2 and bool(np.allclose(steps, steps[0], rtol=0.05)) and steps[0] >= np.log(2)
+    return bool(steps.size >= 2 and np.allclose(steps, steps[0], rtol=0.05) and steps[0] >= np.log(2))
 
 
 def validation_curve(values: Sequence[float], scores: Any, path: PathLike, *, param_name: str = "λ",
