@@ -104,7 +104,8 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
           validation_data: Optional[Tuple[Any, Any]] = None, seed: SeedLike = 0,
           sample_weight: Any = None, early_stopping: Any = None,
           callbacks: Optional[Sequence[Callback]] = None, progress: bool = True,
-          checkpoint: Optional[str] = None) -> Tuple[Params, History]:
+          checkpoint: Optional[str] = None,
+          checkpoint_metadata: Optional[Dict[str, Any]] = None) -> Tuple[Params, History]:
     """Minimise ``loss + l2/2 sum ||W||^2`` over (X, y) with ``optimizer`` for ``epochs`` epochs.
 
     Minibatches are drawn from a fresh permutation every epoch (from ``seed``); the last,
@@ -114,7 +115,10 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     ``restore_best`` (True). ``callbacks`` are called as ``cb(epoch, params, history)``
     after each epoch (epoch counts from 1); a callback returning ``True`` stops training.
     ``checkpoint`` — a path where the whole training state is saved after every epoch;
-    if it already holds a checkpoint of this run, training resumes from it.
+    if it already holds a checkpoint of this run, training resumes from it (the
+    ``params`` argument is then ignored; ``epochs`` is the total).
+    ``checkpoint_metadata`` — extra metadata stored in the checkpoint (e.g. a scaler),
+    so the checkpoint is a complete model file for ``load`` and ``funcnn predict``.
 
     Returns ``(params, history)``; history holds per-epoch lists ``loss`` (mean over the
     epoch's minibatches of the objective, L2 included), ``accuracy`` (classification: the
@@ -159,6 +163,10 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     run = {"epoch": 0, "best_value": None, "best_params": None, "wait": 0, "stopped": False}
     config = {"loss": loss, "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
               "n_samples": n, "n_features": n_in, "dtype": str(dtype)}
+    if checkpoint_metadata is not None and checkpoint is None:
+        raise ValueError("checkpoint_metadata needs checkpoint=PATH")
+    if checkpoint_metadata is not None and not isinstance(checkpoint_metadata, dict):
+        raise TypeError(f"checkpoint_metadata must be a dict, got {type(checkpoint_metadata).__name__}")
     if checkpoint is not None:
         if callable(optimizer["lr"]):
             raise TypeError("checkpoint needs a learning rate that can be saved: a number or a "
@@ -196,7 +204,8 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
                 if cb(epoch, params, history) is True:
                     run["stopped"] = True
             if checkpoint is not None:
-                _save_training_state(checkpoint, spec, params, config, state, rng, history, run)
+                _save_training_state(checkpoint, spec, params, config, state, rng, history, run,
+                                     checkpoint_metadata or {})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
@@ -210,9 +219,9 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     return params, history
 
 
-def _save_training_state(path, spec, params, config, opt_state, rng, history, run) -> None:
+def _save_training_state(path, spec, params, config, opt_state, rng, history, run, metadata) -> None:
     from .checkpoint import save
-    save(path, spec, params, loss=config["loss"],
+    save(path, spec, params, **metadata, loss=config["loss"],
          training_state={"config": config, "opt_state": opt_state, "rng_state": rng.bit_generator.state,
                          "history": history, "run": run})
 
