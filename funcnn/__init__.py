@@ -5,19 +5,26 @@ A network is a list of layer specs and a flat dict of arrays::
     spec = [dense(64), relu(), dense(10)]
     params = init_params(spec, n_inputs=64, seed=0)
     loss, grads = value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
-    params, state = update(adam(1e-3), params, grads, init_state(adam(1e-3), params))
+    params, state = update(opt, params, grads, init_state(opt, params))
 
-See ``../shared/API.md`` (the contract) and the README.
+The contract is ``../shared/API.md``; the README documents it.
 """
+from . import datasets, gradcheck, layers, losses, optimizers, schedules
+from .checkpoint import load, save
+from .layers import dense, dropout, identity, leaky_relu, relu, sigmoid, softmax, tanh
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
                       value_and_grad)
-from . import layers, losses
-from .layers import dense, dropout, identity, leaky_relu, relu, sigmoid, softmax, tanh
+from .optimizers import adam, init_state, rmsprop, sgd, update
+from .train import evaluate, train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "init_params", "forward", "backward", "value_and_grad", "predict_proba", "predict",
-    "param_keys", "layers", "losses",
+    # the contract (API.md §2)
+    "init_params", "forward", "backward", "value_and_grad", "init_state", "update", "train",
+    "predict_proba", "predict", "save", "load",
+    # beyond it
+    "evaluate", "param_keys", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
+    "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
 ]
