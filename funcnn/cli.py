@@ -286,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, l2=args.l2, validation_data=validation_data,
                             seed=args.seed, early_stopping=early, progress=not args.quiet,
                             checkpoint=args.checkpoint,
-                            checkpoint_metadata={"scaler": scaler, "data": data})
+                            checkpoint_metadata=None if args.checkpoint is None else {"scaler": scaler, "data": data})
     seconds = time.perf_counter() - start
     scores = evaluate(spec, params, X_test, y_test, loss=loss)
     summary = "  ".join(f"test {k} {v:.4f}" for k, v in scores.items())

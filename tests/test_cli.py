@@ -1,0 +1,117 @@
+"""The funcnn command end to end, in a temp dir, as a subprocess."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import funcnn as F
+from funcnn.datasets import write_idx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, cwd, check=True):
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "funcnn", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_train_default_digits_then_evaluate_and_predict(tmp_path):
+    out = cli("train", "--epochs", "8", cwd=tmp_path).stdout
+    assert "test accuracy" in out
+    acc = float(out.split("test accuracy ")[1].split()[0])
+    assert acc > 0.93
+    assert (tmp_path / "model.npz").stat().st_size > 0 and (tmp_path / "curves.png").stat().st_size > 0
+    model = F.load(str(tmp_path / "model.npz"))
+    assert model["loss"] == "softmax_cross_entropy" and model["data"]["source"] == "digits"
+    ev = cli("evaluate", "model.npz", "--data", "digits", cwd=tmp_path).stdout
+    assert float(ev.split("accuracy ")[1].split()[0]) == pytest.approx(acc, abs=1e-4)
+    pred = cli("predict", "model.npz", "--data", "digits", cwd=tmp_path).stdout.split()
+    assert len(pred) == 450 and set(pred) <= {str(i) for i in range(10)}
+    pred_all = cli("predict", "model.npz", "--data", "digits", "--split", "all", cwd=tmp_path).stdout.split()
+    assert len(pred_all) == 1797
+
+
+def test_moons_binary_with_options(tmp_path):
+    out = cli("train", "--data", "moons", "--hidden", "16,16", "--activation", "tanh", "--epochs", "60",
+              "--optimizer", "sgd", "--lr", "0.1", "--batch-size", "32", "--l2", "1e-4", "--dropout", "0.1",
+              "--out", "m.pkl", "--no-plot", "--quiet", cwd=tmp_path).stdout
+    assert "binary_cross_entropy" in out and float(out.split("test accuracy ")[1].split()[0]) > 0.9
+    assert not (tmp_path / "curves.png").exists()
+    proba = cli("predict", "m.pkl", "--data", "moons", "--proba", cwd=tmp_path).stdout.splitlines()
+    assert len(proba) == 250 and all(abs(sum(map(float, r.split(","))) - 1) < 1e-6 for r in proba)
+
+
+def test_csv_npz_regression_and_spec_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,label", comments="")
+    (tmp_path / "spec.json").write_text('[{"type": "dense", "units": 8}, {"type": "relu"}, '
+                                        '{"type": "dense", "units": 3}]')
+    cli("train", "--data", "d.csv", "--spec", "spec.json", "--epochs", "5", "--no-plot", "--quiet", cwd=tmp_path)
+    assert F.load(str(tmp_path / "model.npz"))["spec"][0] == {"type": "dense", "units": 8}
+    np.savez(tmp_path / "r.npz", X=X, y=X @ [1.0, 2.0, 3.0] + 0.5)
+    out = cli("train", "--data", "r.npz", "--epochs", "30", "--no-plot", "--quiet", cwd=tmp_path).stdout
+    assert "mean_squared_error" in out and "test r2" in out
+    pred = cli("predict", "model.npz", "--data", "r.npz", "--output", "p.csv", cwd=tmp_path)
+    assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (30,)  # the held-out quarter
+
+
+def test_mnist_directory(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        labels = np.arange(n) % 3
+        images = (rng.uniform(0, 60, size=(n, 6, 6)) + labels[:, None, None] * 60).astype(np.uint8)
+        write_idx(str(d / f"{split}-images-idx3-ubyte.gz"), images)
+        write_idx(str(d / f"{split}-labels-idx1-ubyte.gz"), labels.astype(np.uint8))
+    out = cli("train", "--data", str(d), "--hidden", "16", "--epochs", "30", "--lr", "0.01", "--no-plot", "--quiet",
+              cwd=tmp_path).stdout
+    assert "20 test samples" in out and float(out.split("test accuracy ")[1].split()[0]) > 0.9
+
+
+def test_checkpoint_resume_from_the_command_line(tmp_path):
+    args = ["train", "--epochs", "3", "--no-plot", "--quiet", "--checkpoint", "ck.npz"]
+    cli(*args[:2], "2", *args[3:], "--out", "a.npz", cwd=tmp_path)
+    cli(*args, "--out", "b.npz", cwd=tmp_path)          # resumes at epoch 3
+    cli("train", "--epochs", "3", "--no-plot", "--quiet", "--out", "c.npz", cwd=tmp_path)  # uninterrupted
+    b, c = F.load(str(tmp_path / "b.npz")), F.load(str(tmp_path / "c.npz"))
+    for k in c["params"]:
+        np.testing.assert_array_equal(b["params"][k], c["params"][k])
+    assert b["history"] == c["history"]
+    ev = cli("evaluate", "ck.npz", "--data", "digits", cwd=tmp_path).stdout
+    assert "accuracy" in ev
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["train", "--epochs", "-1"], "--epochs: expected a non-negative integer"),
+    (["train", "--hidden", "12,x"], "--hidden: expected comma-separated"),
+    (["train", "--lr", "0"], "--lr: expected a positive number"),
+    (["train", "--dropout", "1.5"], "--dropout: expected a fraction"),
+    (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["train", "--spec", "s.json", "--hidden", "3"], "not allowed with argument"),
+    (["evaluate"], "the following arguments are required"),
+    (["bogus"], "invalid choice"),
+    ([], "the following arguments are required"),
+])
+def test_bad_arguments_exit_2_without_traceback(tmp_path, args, pattern):
+    proc = cli(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and pattern in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["train", "--data", "nosuch"], "'nosuch' is neither a known dataset"),
+    (["train", "--spec", "missing.json"], "no such file"),
+    (["evaluate", "missing.npz", "--data", "digits"], "missing.npz"),
+    (["train", "--data", "digits", "--lr", "1e6", "--optimizer", "sgd", "--epochs", "50", "--quiet"], "diverged"),
+])
+def test_bad_data_exit_1_with_a_message(tmp_path, args, pattern):
+    proc = cli(*args, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and pattern in proc.stderr and "Traceback" not in proc.stderr
