@@ -42,7 +42,6 @@ from __future__ import annotations
 import errno
 import io
 import json
-import math
 import numbers
 import os
 import pickle
@@ -141,7 +140,8 @@ def _plain(value: Any, where: str, arrays: Optional[List[np.ndarray]], active: s
                     if not isinstance(k, str):
                         raise TypeError(f"{where} has key {k!r} of type {type(k).__name__}; "
                                         "dict keys in a checkpoint must be str")
-                    out[str(k)] = _plain(v, f"{where}[{k!r}]", arrays, active)
+                    k = str(k)  # np.str_ → str, also for the path in messages
+                    out[k] = _plain(v, f"{where}[{k!r}]", arrays, active)
                 if arrays is not None and len(out) == 1 and next(iter(out)) in _MARKERS:
                     out = {"__dict__": out}  # would read back as a marker otherwise
                 return out
@@ -287,7 +287,7 @@ def _read_npz(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, np.ndarr
     """``(header, params, meta arrays)`` from an open .npz; raises _NotOurs."""
     try:
         zf = zipfile.ZipFile(fh, mode="r")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error, NotImplementedError) as exc:
         # A damaged central directory can surface as any of these.
         raise _NotOurs(f"not a zip/.npz file ({exc})") from None
     with zf:
@@ -299,14 +299,16 @@ def _read_npz(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, np.ndarr
                            f"{', ...' if len(names) > 10 else ''}); it is not a file funcnn.save wrote")
         if len(set(names)) != len(names):
             raise _NotOurs("it has duplicate members")
-        arrays: Dict[str, np.ndarray] = {}
-        for info in infos:
-            name = info.filename
+        # Check every member's name before reading any data.
+        for name in names:
             if not name.endswith(".npy"):
                 raise _NotOurs(f"member {name!r} is not a NumPy .npy array")
             key = name[:-4]
             if not (key == HEADER or key.startswith("params/") or key.startswith("meta/")):
                 raise _NotOurs(f"unexpected member {key!r}")
+        arrays: Dict[str, np.ndarray] = {}
+        for info in infos:
+            key = info.filename[:-4]
             try:
                 with zf.open(info) as member:
                     arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
