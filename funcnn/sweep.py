@@ -1,0 +1,568 @@
+"""Hyperparameter search: trials are plain dicts, a sweep is a list of result dicts.
+
+A *trial* is a dict of settings, e.g. ``{"hidden": (64, 32), "lr": 0.01, "l2": 1e-3}``;
+:func:`grid` and :func:`random_samples` make lists of them. :func:`sweep` trains one
+network per trial (in parallel with joblib), scores it on the validation data and returns
+one result dict per trial, best first::
+
+    from funcnn.sweep import grid, sweep, best
+
+    results = sweep(X_tr, y_tr, validation_data=(X_va, y_va), loss="softmax_cross_entropy",
+                    trials=grid(l2=np.logspace(-2, 2, 10)),
+                    base={"hidden": (48, 32), "activation": "sigmoid", "optimizer": "sgd",
+                          "lr": 0.2, "momentum": 0.9, "epochs": 1000},
+                    n_jobs=2)
+    top = best(results)            # top["trial"]["l2"], top["score"], top["params"], top["spec"]
+
+Trial keys (``base`` holds the defaults every trial shares; a trial's own keys win):
+
+* network: ``hidden`` (a width or a tuple of widths), ``activation`` (a layer type name
+  such as ``"relu"``, or an activation layer dict), ``dropout`` (a rate after every hidden
+  activation), ``n_outputs`` — built with :func:`make_spec` — or a complete ``spec`` instead.
+  ``spec`` and those keys are alternatives: a trial that gives one replaces what ``base``
+  gave of the other; giving both in one dict is an error.
+* optimizer: ``optimizer`` (``"sgd"``, ``"rmsprop"``, ``"adam"`` — the default — or an
+  optimizer dict from :mod:`funcnn.optimizers`), ``lr``, and that optimizer's other
+  hyperparameters (``momentum``, ``nesterov``, ``decay``, ``eps``, ``beta1``, ``beta2``,
+  ``weight_decay``), which are passed to its constructor (or replace the dict's entries).
+* training, passed to :func:`funcnn.train.train`: ``epochs``, ``batch_size``, ``l2``,
+  ``early_stopping``, ``seed``.
+
+Keys are checked before anything runs (an unknown key is a ``ValueError`` naming it and
+the trial). Values are checked by each trial: a bad value, like a diverging learning rate,
+fails only its own trial, whose result then carries the error.
+
+Determinism: trial ``i`` uses the seed ``trial["seed"]`` if it has one, else one derived
+from ``(seed, i)`` alone (``np.random.SeedSequence(seed, spawn_key=(i,))``); that seed
+initialises the params (``init_params(spec, n_inputs, seed=s)``) and drives ``train``
+(``seed=s``). Nothing depends on global state or on the order in which workers finish, and
+each trial runs with the same number of BLAS threads (``blas_threads``), so ``n_jobs=2``
+returns bit for bit the results of ``n_jobs=1``. (OpenBLAS does give different last
+bits for some matrix shapes with 1 and with 2 threads; to redo a trial by hand bit for bit,
+run it inside ``threadpoolctl.threadpool_limits(1)``.) To give every trial the same initial
+params — common random numbers, which make a grid's differences depend on the grid's
+values only — put ``"seed"`` in ``base``.
+
+Parallelism: the trials run through ``joblib.Parallel(n_jobs, backend)``. Each trial limits
+BLAS to ``blas_threads`` threads (1 by default, via threadpoolctl, which comes with
+scikit-learn), so two workers on a two-core machine do not fight over the cores; the sweep
+parallelises over trials, not inside them. Because a trial is a plain function of plain
+data (arrays, dicts, strings — all picklable), the same call runs on a cluster through
+joblib's Dask or Ray backends, with no change to funcnn::
+
+    import joblib
+    from dask.distributed import Client
+    client = Client("scheduler-address:8786")          # or Client() for a local cluster
+    with joblib.parallel_config(backend="dask"):
+        results = sweep(X, y, validation_data=(Xv, yv), trials=trials, loss=..., n_jobs=-1)
+
+    from ray.util.joblib import register_ray
+    register_ray()                                     # after ray.init(address=...)
+    with joblib.parallel_config(backend="ray"):
+        results = sweep(X, y, validation_data=(Xv, yv), trials=trials, loss=..., n_jobs=-1)
+
+(``backend="dask"`` can also be passed to :func:`sweep` directly. Pass ``n_jobs=-1`` or
+``None``: ``n_jobs=1`` always runs the trials one after another in this process.)
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import math
+import numbers
+import time
+import traceback as _traceback
+import zlib
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import losses as _losses
+from . import optimizers as _optimizers
+from ._checks import check_dtype, check_number, check_X
+from .layers import LAYERS, check_spec
+from .network import _forward, init_params
+from .train import _check_targets, train
+
+Trial = Dict[str, Any]
+Result = Dict[str, Any]
+
+__all__ = ["grid", "random_samples", "make_spec", "sweep", "best", "TRIAL_KEYS"]
+
+NETWORK_KEYS = ("hidden", "activation", "dropout", "n_outputs")
+OPTIMIZER_CONSTRUCTORS = {"sgd": _optimizers.sgd, "rmsprop": _optimizers.rmsprop, "adam": _optimizers.adam}
+OPTIMIZER_HYPERPARAMETERS = tuple(sorted({k for entry in _optimizers.OPTIMIZERS.values() for k in entry["defaults"]}))
+TRAIN_KEYS = ("epochs", "batch_size", "l2", "early_stopping", "seed")
+TRIAL_KEYS = frozenset(("spec",) + NETWORK_KEYS + ("optimizer", "lr") + OPTIMIZER_HYPERPARAMETERS + TRAIN_KEYS)
+
+# Layer types make_spec accepts as the hidden activation.
+ACTIVATIONS = tuple(sorted(set(LAYERS) - {"dense", "dropout", "softmax"}))
+
+# score name -> (which losses it applies to, metrics dict from evaluate() -> score, higher is better)
+SCORES: Dict[str, Tuple[str, Callable[[Dict[str, float]], float]]] = {
+    "accuracy": ("classification", lambda m: m["accuracy"]),
+    "r2": ("regression", lambda m: m["r2"]),
+    "neg_mse": ("regression", lambda m: -m["mse"]),
+    "neg_loss": ("any", lambda m: -m["loss"]),
+}
+KEEP_PARAMS = ("best", "all", "none")
+DISTRIBUTIONS = ("uniform", "log", "int")
+
+
+# --------------------------------------------------------------------------- trial lists
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars → Python scalars (so trials print and serialise cleanly); others as is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _axis_values(name: str, values: Any) -> List[Any]:
+    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
+        raise TypeError(f"grid axis {name!r} must be a list of values, got {values!r}; "
+                        f"for a single value write {name}=[{values!r}]")
+    if isinstance(values, np.ndarray) and values.ndim != 1:
+        raise ValueError(f"grid axis {name!r} must be 1-D, got an array of shape {values.shape}")
+    out = [_plain(v) for v in values]
+    if not out:
+        raise ValueError(f"grid axis {name!r} is empty: the grid would have no trials")
+    return out
+
+
+def grid(**axes: Sequence[Any]) -> List[Trial]:
+    """The Cartesian product of named value lists, as a list of trial dicts.
+
+    The order is ``itertools.product``'s over the axes in the order given: the first axis
+    varies slowest, the last fastest. ``grid(a=[1, 2], b=["x", "y"])`` →
+    ``[{"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]``.
+    NumPy scalars become Python scalars; ``grid()`` is ``[{}]`` (one trial: the base).
+    """
+    names = list(axes)
+    values = [_axis_values(name, axes[name]) for name in names]
+    return [dict(zip(names, combo)) for combo in itertools.product(*values)]
+
+
+def _check_distribution(name: str, axis: Any) -> Tuple[str, Any]:
+    """Classify one random_samples axis: ("choice", values) or (kind, (lo, hi))."""
+    if isinstance(axis, tuple):
+        if len(axis) != 3 or axis[0] not in DISTRIBUTIONS:
+            raise ValueError(f"random_samples axis {name!r}: a tuple must be a distribution "
+                             f"('uniform', lo, hi), ('log', lo, hi) or ('int', lo, hi), got {axis!r}; "
+                             "give the choices as a list")
+        kind, lo, hi = axis
+        integer = kind == "int"
+        for bound, what in ((lo, "lo"), (hi, "hi")):
+            check_number(bound, f"random_samples axis {name!r}: {what}", integer=integer)
+        if lo > hi:
+            raise ValueError(f"random_samples axis {name!r}: lo must be <= hi, got {axis!r}")
+        if kind == "log" and lo <= 0:
+            raise ValueError(f"random_samples axis {name!r}: a 'log' range needs 0 < lo, got {axis!r}")
+        return kind, (lo, hi)
+    return "choice", _axis_values(name, axis)
+
+
+def _axis_rng(seed: int, name: str) -> np.random.Generator:
+    # One stream per axis name: adding or reordering axes leaves the other axes' values alone.
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+
+
+def random_samples(n: int, seed: int, /, **axes: Any) -> List[Trial]:
+    """``n`` trial dicts, each axis drawn independently; the same ``seed`` gives the same list.
+
+    An axis is a list of choices (drawn uniformly, with replacement; the elements are
+    returned as they are, so tuples stay tuples), or a distribution: ``("uniform", lo, hi)``,
+    ``("log", lo, hi)`` (log-uniform, ``0 < lo``) or ``("int", lo, hi)`` (integers ``lo..hi``
+    inclusive). Each axis has its own random stream keyed by ``seed`` and the axis name, so
+    adding an axis does not change the others, and the first ``k`` of ``n`` samples are the
+    ``k`` samples ``random_samples(k, seed, ...)`` gives. ``n`` and ``seed`` are positional,
+    so an axis may be called ``seed``::
+
+        random_samples(20, 0, lr=("log", 1e-4, 1e-1), hidden=[(32,), (64,), (64, 32)])
+    """
+    n = check_number(n, "random_samples: n", low=1, integer=True)
+    seed = check_number(seed, "random_samples: seed", low=0, integer=True)
+    columns: Dict[str, List[Any]] = {}
+    for name, axis in axes.items():
+        kind, arg = _check_distribution(name, axis)
+        rng = _axis_rng(seed, name)
+        if kind == "choice":
+            columns[name] = [arg[i] for i in rng.integers(0, len(arg), size=n)]
+        elif kind == "int":
+            columns[name] = [int(v) for v in rng.integers(arg[0], arg[1], size=n, endpoint=True)]
+        elif kind == "uniform":
+            columns[name] = [float(v) for v in rng.uniform(arg[0], arg[1], size=n)]
+        else:  # log
+            lo, hi = math.log(arg[0]), math.log(arg[1])
+            columns[name] = [min(max(float(math.exp(v)), arg[0]), arg[1]) for v in rng.uniform(lo, hi, size=n)]
+    return [{name: columns[name][i] for name in axes} for i in range(n)]
+
+
+# --------------------------------------------------------------------------- networks
+
+def make_spec(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[str, Any]] = "relu",
+              dropout: float = 0.0, n_outputs: int = 10) -> List[Dict[str, Any]]:
+    """An MLP spec: ``dense(h), activation[, dropout]`` per hidden width, then ``dense(n_outputs)``.
+
+    ``hidden`` is a width or a sequence of widths (``()`` gives a linear model);
+    ``activation`` a layer type name (one of :data:`ACTIVATIONS`) or an activation layer
+    dict such as ``{"type": "leaky_relu", "alpha": 0.1}``; a dropout layer with rate
+    ``dropout`` follows each hidden activation when ``dropout > 0``. The output layer has no
+    activation (the network outputs logits, as the losses expect).
+    """
+    if isinstance(hidden, (numbers.Integral, np.integer)) and not isinstance(hidden, (bool, np.bool_)):
+        widths = [hidden]
+    elif isinstance(hidden, (str, bytes, dict)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"hidden must be a width or a sequence of widths, got {hidden!r}")
+    else:
+        widths = list(hidden)
+    for i, w in enumerate(widths):
+        check_number(w, f"hidden[{i}]", low=1, integer=True)
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {list(ACTIVATIONS)}")
+        act = {"type": activation}
+    elif isinstance(activation, dict):
+        if activation.get("type") not in ACTIVATIONS:
+            raise ValueError(f"activation must be an activation layer, one of {list(ACTIVATIONS)}; "
+                             f"got {activation!r}")
+        act = dict(activation)
+    else:
+        raise TypeError(f"activation must be a layer type name or a layer dict, got {activation!r}")
+    rate = float(check_number(dropout, "dropout", low=0.0, high=1.0, high_open=True))
+    n_outputs = check_number(n_outputs, "n_outputs", low=1, integer=True)
+    spec: List[Dict[str, Any]] = []
+    for w in widths:
+        spec.append({"type": "dense", "units": int(w)})
+        spec.append(dict(act))
+        if rate > 0:
+            spec.append({"type": "dropout", "rate": rate})
+    spec.append({"type": "dense", "units": int(n_outputs)})
+    check_spec(spec)
+    return spec
+
+
+# --------------------------------------------------------------------------- trial settings
+
+def _check_keys(settings: Any, where: str) -> None:
+    if not isinstance(settings, dict):
+        raise TypeError(f"{where} must be a dict of settings, got {type(settings).__name__}")
+    unknown = [k for k in settings if k not in TRIAL_KEYS]
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                         + f"; known keys: {sorted(TRIAL_KEYS)}")
+    shaping = [k for k in NETWORK_KEYS if k in settings]
+    if "spec" in settings and shaping:
+        raise ValueError(f"{where}: 'spec' and {shaping} are alternatives; give a full spec or the "
+                         "keys that build one, not both")
+
+
+def _merge(base: Trial, trial: Trial) -> Trial:
+    """``{**base, **trial}``, where a trial's ``spec`` replaces base's network keys and vice versa."""
+    merged = dict(base)
+    if "spec" in trial:
+        for k in NETWORK_KEYS:
+            merged.pop(k, None)
+    elif any(k in trial for k in NETWORK_KEYS):
+        merged.pop("spec", None)
+    merged.update(trial)
+    return merged
+
+
+def _derived_seed(seed: int, index: int) -> int:
+    """Trial ``index``'s seed: ``SeedSequence(seed).spawn(n)[index]`` as a 64-bit int."""
+    ss = np.random.SeedSequence(seed, spawn_key=(index,))
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+def _build_optimizer(settings: Trial) -> Dict[str, Any]:
+    opt = settings.get("optimizer", "adam")
+    extra = {k: settings[k] for k in OPTIMIZER_HYPERPARAMETERS if k in settings}
+    if "lr" in settings:
+        extra["lr"] = settings["lr"]
+    if isinstance(opt, dict):
+        return _optimizers.validate({**opt, **extra})
+    if not isinstance(opt, str) or opt not in OPTIMIZER_CONSTRUCTORS:
+        raise ValueError(f"unknown optimizer {opt!r}; known: {sorted(OPTIMIZER_CONSTRUCTORS)} "
+                         "(or pass an optimizer dict)")
+    allowed = set(_optimizers.OPTIMIZERS[opt]["defaults"]) | {"lr"}
+    wrong = sorted(set(extra) - allowed)
+    if wrong:
+        raise ValueError(f"{wrong} do(es) not apply to optimizer {opt!r}; its hyperparameters are "
+                         f"{sorted(allowed)}")
+    if "lr" not in extra and inspect.signature(OPTIMIZER_CONSTRUCTORS[opt]).parameters["lr"].default \
+            is inspect.Parameter.empty:
+        raise ValueError(f"optimizer {opt!r} needs a learning rate: set 'lr' in the trial or in base")
+    return OPTIMIZER_CONSTRUCTORS[opt](**extra)
+
+
+def _build_spec(settings: Trial, n_outputs: int) -> List[Dict[str, Any]]:
+    if "spec" in settings:
+        check_spec(settings["spec"])
+        return settings["spec"]
+    kwargs = {k: settings[k] for k in NETWORK_KEYS if k in settings}
+    kwargs.setdefault("n_outputs", n_outputs)
+    return make_spec(**kwargs)
+
+
+def _metrics(loss: str, output: np.ndarray, y: np.ndarray) -> Dict[str, float]:
+    """What :func:`funcnn.train.evaluate` reports, from the network's output on checked targets.
+
+    Computed here with NumPy instead of calling ``evaluate``, which imports scikit-learn's
+    metrics: that import costs seconds in every fresh worker process, longer than many trials.
+    ``r2`` is scikit-learn's ``r2_score`` (uniform average over outputs; a constant target
+    scores 1.0 when predicted exactly, else 0.0).
+    """
+    value = float(_losses.get(loss)(output, y)[0])
+    if _losses.is_classification(loss):
+        return {"loss": value, "accuracy": float(np.mean(_losses.DECISION[loss](output) == y))}
+    y64 = y.astype(np.float64)
+    ss_res = ((y64 - output) ** 2).sum(axis=0, dtype=np.float64)
+    ss_tot = ((y64 - y64.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return {"loss": value, "mse": value, "r2": float(np.mean(r2))}
+
+
+@contextlib.contextmanager
+def _blas_threads(n: Optional[int]):
+    """Limit BLAS/OpenMP thread pools to ``n`` threads inside the block (no-op for None)."""
+    if n is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=n):
+        yield
+
+
+def _run_trial(index: int, settings: Trial, seed: int, X: np.ndarray, y: Any, validation_data: Tuple[Any, Any],
+               loss: str, n_outputs: int, dtype: np.dtype, score: Union[str, Callable], sample_weight: Any,
+               blas_threads: Optional[int]) -> Result:
+    """Train and score one trial; never raises (an Exception becomes the result's "error")."""
+    start = time.perf_counter()
+    result: Result = {"index": index, "trial": settings, "seed": seed, "score": float("nan"),
+                      "score_name": score if isinstance(score, str) else getattr(score, "__name__", "score"),
+                      "val_loss": float("nan"), "metrics": None, "history": None, "params": None,
+                      "spec": None, "optimizer": None, "error": None, "traceback": None, "seconds": 0.0}
+    try:
+        with _blas_threads(blas_threads):
+            spec = result["spec"] = _build_spec(settings, n_outputs)
+            optimizer = result["optimizer"] = _build_optimizer(settings)
+            seed = result["seed"] = check_number(seed, f"trials[{index}]['seed']", low=0, integer=True)
+            params = init_params(spec, X.shape[1], seed=seed, dtype=dtype)
+            params, history = train(spec, params, X, y, loss=loss, optimizer=optimizer,
+                                    epochs=settings["epochs"], batch_size=settings.get("batch_size"),
+                                    l2=settings.get("l2", 0.0), validation_data=validation_data, seed=seed,
+                                    sample_weight=sample_weight, early_stopping=settings.get("early_stopping"),
+                                    progress=False)
+            X_val, y_val = validation_data
+            output = _forward(spec, params, X_val, False, None)[0]
+            metrics = _metrics(loss, output, _check_targets(loss, y_val, X_val.shape[0], output.shape[1],
+                                                            output.dtype, name="validation_data y"))
+            if callable(score):
+                value = float(score(y_val, _losses.DECISION[loss](output)))
+            else:
+                value = float(SCORES[score][1](metrics))
+        result.update(params=params, history=history, metrics=metrics, val_loss=float(metrics["loss"]),
+                      score=value)
+    except Exception as exc:  # a trial's failure is its result, not the sweep's
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = _traceback.format_exc()
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+# --------------------------------------------------------------------------- ranking
+
+def _rank(result: Result) -> Tuple[int, float, int]:
+    """Sort key, best first: successes by score (NaN scores after finite ones), then index."""
+    if result.get("error") is not None:
+        return (2, 0.0, result["index"])
+    s = result["score"]
+    if s is None or not np.isfinite(s):
+        return (1, 0.0, result["index"])
+    return (0, -s, result["index"])
+
+
+def best(results: Sequence[Result]) -> Result:
+    """The best successful result: highest score, lowest trial index among ties.
+
+    Works on any list of sweep results, sorted or not. ``ValueError`` if every trial failed
+    (the message quotes the first error).
+    """
+    ok = [r for r in results if r.get("error") is None]
+    if not ok:
+        if not results:
+            raise ValueError("best(): no results")
+        first = min(results, key=lambda r: r["index"])
+        raise ValueError(f"best(): all {len(results)} trials failed; trial {first['index']}: {first['error']}")
+    return min(ok, key=_rank)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+def _n_outputs(loss: str, y: Any, y_val: Any) -> int:
+    """Output width the data need: classes for softmax, 1 for binary, y's columns for MSE."""
+    if loss == "binary_cross_entropy":
+        return 1
+    if loss == "mean_squared_error":
+        arr = np.asarray(y)
+        return int(arr.shape[1]) if arr.ndim == 2 else 1
+    top = -1
+    for name, labels in (("y", y), ("validation_data y", y_val)):
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "biuf" or arr.size == 0:
+            raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}"
+                            + (" (empty)" if arr.size == 0 else ""))
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        top = max(top, int(arr.max()))
+    return max(top + 1, 1)
+
+
+def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[Trial], loss: str,
+          base: Optional[Trial] = None, n_jobs: Optional[int] = 1, seed: int = 0, epochs: Optional[int] = None,
+          score: Union[str, Callable[[Any, Any], float]] = "auto", backend: Any = None,
+          keep_params: str = "best", dtype: Any = np.float32, sample_weight: Any = None,
+          blas_threads: Optional[int] = 1, verbose: int = 0) -> List[Result]:
+    """Train one network per trial on (X, y), score each on ``validation_data``; best first.
+
+    ``trials`` — a list of setting dicts (see the module docstring for the keys), e.g. from
+    :func:`grid` or :func:`random_samples`; ``base`` — settings shared by all trials (a
+    trial's own keys win). Network keys default to :func:`make_spec`'s defaults with
+    ``n_outputs`` from the loss and the labels (classes for ``softmax_cross_entropy``, 1 for
+    ``binary_cross_entropy``, y's columns for ``mean_squared_error``); the optimizer to
+    ``adam`` with its default ``lr``. ``epochs`` is the default for trials that set none (a
+    trial or ``base`` must set it if this is None).
+
+    Each trial runs ``init_params(spec, n_features, seed=s, dtype=dtype)``, then
+    ``train(..., validation_data=validation_data, seed=s, progress=False)``, then scores
+    the trained network on the validation data (the numbers :func:`funcnn.train.evaluate`
+    gives). ``score`` (higher is better, always on the
+    validation data): ``"auto"`` — ``"accuracy"`` for the cross-entropies, ``"r2"`` for
+    ``mean_squared_error``; or ``"accuracy"``, ``"r2"``, ``"neg_mse"``, ``"neg_loss"`` (minus
+    the validation loss), or a function ``score(y_val, predict(spec, params, X_val))``
+    (picklable when ``n_jobs != 1``).
+
+    ``n_jobs`` and ``backend`` go to ``joblib.Parallel`` (``None`` for either defers to an
+    enclosing ``joblib.parallel_config``); each trial limits BLAS to ``blas_threads``
+    threads (``None`` leaves the thread pools alone, and gives up the bit-for-bit
+    equality of serial and parallel runs on machines where BLAS results depend on the
+    thread count). ``keep_params``: ``"best"`` keeps the trained params only in the best
+    result (others hold ``None``; peak memory stays near one network per worker), ``"all"``
+    keeps every trial's, ``"none"`` none. ``verbose`` is joblib's progress verbosity.
+
+    Returns a list with one dict per trial, sorted best first (score descending, trial
+    index breaking ties; successful trials with a NaN score next; failed trials last)::
+
+        {"index": i,               # position in `trials`
+         "trial": {...},           # the settings used: base merged with trials[i]
+         "seed": s,                # the int seed of init_params and train
+         "score": float,           # NaN if the trial failed
+         "score_name": "accuracy", # which score
+         "val_loss": float,        # the loss on validation_data, without the L2 term
+         "metrics": {...},         # as evaluate() on validation_data: "loss", "accuracy" | "mse", "r2"
+         "history": {...},         # train()'s per-epoch history (its val_loss includes L2)
+         "params": {...} | None,   # trained params (see keep_params)
+         "spec": [...], "optimizer": {...},
+         "error": None | "FloatingPointError: training diverged at epoch 3 ...",
+         "traceback": None | str,
+         "seconds": float}         # wall time of the trial in its worker
+
+    ``sorted(results, key=lambda r: r["index"])`` restores the trials' order, e.g. to plot
+    a validation curve. No argument is modified.
+    """
+    import joblib
+
+    _losses.get(loss)
+    classification = _losses.is_classification(loss)
+    dtype = check_dtype(dtype)
+
+    # --- the sweep's own arguments: errors here stop everything, before any training
+    if isinstance(trials, dict):
+        raise TypeError("trials must be a list of setting dicts, got a dict; "
+                        "use grid(**axes) to make the product of value lists")
+    if isinstance(trials, (str, bytes)) or not isinstance(trials, Iterable):
+        raise TypeError(f"trials must be a list of setting dicts, got {type(trials).__name__}")
+    trials = list(trials)
+    if not trials:
+        raise ValueError("trials is empty: give at least one trial (grid() gives [{}], the base alone)")
+    base = {} if base is None else base
+    _check_keys(base, "base")
+    for i, trial in enumerate(trials):
+        _check_keys(trial, f"trials[{i}]")
+    if n_jobs is not None:
+        if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral):
+            raise TypeError(f"n_jobs must be an int (1 for serial, -1 for all CPUs) or None, got {n_jobs!r}")
+        if n_jobs == 0:
+            raise ValueError("n_jobs must not be 0: use 1 for serial, k > 1 for k workers, -1 for all CPUs")
+        n_jobs = int(n_jobs)
+    seed = check_number(seed, "seed", low=0, integer=True)
+    if epochs is not None:
+        epochs = check_number(epochs, "epochs", low=0, integer=True)
+    if isinstance(score, str):
+        if score == "auto":
+            score = "accuracy" if classification else "r2"
+        if score not in SCORES:
+            raise ValueError(f"unknown score {score!r}; known: ['auto'] + {sorted(SCORES)}, or a function "
+                             "score(y_true, y_pred)")
+        applies = SCORES[score][0]
+        if applies != "any" and (applies == "classification") != classification:
+            raise ValueError(f"score {score!r} needs a {applies} loss, got loss={loss!r}")
+    elif not callable(score):
+        raise TypeError(f"score must be a score name or a function score(y_true, y_pred), got {score!r}")
+    if keep_params not in KEEP_PARAMS:
+        raise ValueError(f"keep_params must be one of {list(KEEP_PARAMS)}, got {keep_params!r}")
+    if blas_threads is not None:
+        blas_threads = check_number(blas_threads, "blas_threads", low=1, integer=True)
+
+    # --- the data: checked and converted once here, shared by every trial
+    X = check_X(X, dtype)
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    X_val = check_X(validation_data[0], dtype, X.shape[1], name="validation_data X")
+    y_val = validation_data[1]
+    n_outputs = _n_outputs(loss, y, y_val)
+    _check_targets(loss, y, X.shape[0], n_outputs, dtype)
+    _check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
+
+    settings = []
+    for i, trial in enumerate(trials):
+        merged = _merge(base, trial)
+        if "epochs" not in merged:
+            if epochs is None:
+                raise ValueError(f"trials[{i}] has no 'epochs': set it in the trial, in base, or sweep(epochs=...)")
+            merged["epochs"] = epochs
+        settings.append(merged)
+
+    tasks = (joblib.delayed(_run_trial)(i, s, s["seed"] if "seed" in s else _derived_seed(seed, i), X, y,
+                                        (X_val, y_val), loss, n_outputs, dtype, score, sample_weight, blas_threads)
+             for i, s in enumerate(settings))
+    parallel_kwargs: Dict[str, Any] = {"verbose": verbose}
+    if n_jobs is not None:
+        parallel_kwargs["n_jobs"] = n_jobs
+    if backend is not None:
+        parallel_kwargs["backend"] = backend
+    if "return_as" in inspect.signature(joblib.Parallel).parameters:
+        parallel_kwargs["return_as"] = "generator"   # ordered; lets keep_params drop params as they arrive
+
+    results: List[Result] = []
+    leader: Optional[Result] = None
+    # The parent's own pools are limited too: that covers n_jobs=1 and thread-based backends.
+    with _blas_threads(blas_threads):
+        for result in joblib.Parallel(**parallel_kwargs)(tasks):
+            if keep_params == "none":
+                result["params"] = None
+            elif keep_params == "best" and result["error"] is None:
+                if leader is None or _rank(result) < _rank(leader):
+                    if leader is not None:
+                        leader["params"] = None
+                    leader = result
+                else:
+                    result["params"] = None
+            results.append(result)
+    results.sort(key=_rank)
+    return results
