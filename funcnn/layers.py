@@ -10,6 +10,11 @@ Each entry of :data:`LAYERS` describes one type with four plain functions:
 * ``backward(layer, p, cache, g, need_dx) -> (dx, grads)``, where ``g`` is
   d loss / d y and ``dx`` is d loss / d x (``None`` when ``need_dx`` is false).
 
+Types that own parameters also have an entry in :data:`BACKWARD_INTO`:
+``backward_into(layer, p, cache, g, need_dx, out) -> dx`` writes the gradients into the
+arrays of the dict ``out`` (keyed like ``p``) instead of allocating them, with the same
+bits as ``backward``; ``funcnn.train`` uses it with buffers it owns.
+
 The network code loops over a spec and looks types up here; it never branches on
 type names. Forward/backward functions never modify their arguments; they may
 write into arrays they allocated themselves.
@@ -149,6 +154,14 @@ def _dense_backward(layer, p, x, g, need_dx):
     return (g @ p["W"].T if need_dx else None), grads
 
 
+def _dense_backward_into(layer, p, x, g, need_dx, out):
+    # The same products as _dense_backward, written into the caller's buffers ``out``
+    # (funcnn.train's preallocated gradient arrays): no allocation, the same bits.
+    np.matmul(x.T, g, out=out["W"])
+    np.sum(g, axis=0, out=out["b"])
+    return g @ p["W"].T if need_dx else None
+
+
 # --- activations ----------------------------------------------------------------------
 
 def _no_keys(layer: Layer, where: str) -> None:
@@ -270,6 +283,9 @@ LAYERS: Dict[str, Dict[str, Callable]] = {
 
 # Layer types that own parameters, and the names of those parameters.
 PARAM_NAMES: Dict[str, Tuple[str, ...]] = {"dense": ("W", "b")}
+
+# Layer types that own parameters → their ``backward_into`` (see the module docstring).
+BACKWARD_INTO: Dict[str, Callable] = {"dense": _dense_backward_into}
 
 
 def check_spec(spec: Any) -> None:

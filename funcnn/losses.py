@@ -31,36 +31,13 @@ def _check_output(output: Any, name: str) -> np.ndarray:
     return output
 
 
-def _weights(sample_weight: Any, n: int, dtype: np.dtype) -> Tuple[Optional[np.ndarray], float]:
-    """Normalised per-sample weights w / sum(w) (None for the plain mean) and the divisor."""
-    w = check_sample_weight(sample_weight, n, dtype)
-    if w is None:
-        return None, float(n)
-    return w, float(w.sum())
-
-
-def _reduce(per_sample: np.ndarray, w: Optional[np.ndarray], total: float) -> float:
-    return float((per_sample if w is None else per_sample * w).sum(dtype=np.float64) / total)
-
-
 def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
     """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1."""
     output = _check_output(output, "softmax_cross_entropy")
     n, k = output.shape
     labels = check_labels(y, n, k)
-    w, total = _weights(sample_weight, n, output.dtype)
-    rows = np.arange(n)
-    shifted = output - output.max(axis=1, keepdims=True)
-    sum_exp = np.exp(shifted).sum(axis=1)
-    # -log softmax[y] = log(sum exp(shifted)) - shifted[y]; shifted <= 0 so no overflow,
-    # and sum_exp >= 1 so the log is finite.
-    per_sample = np.log(sum_exp) - shifted[rows, labels]
-    value = _reduce(per_sample, w, total)
-    grad = np.exp(shifted)
-    grad /= sum_exp[:, None]
-    grad[rows, labels] -= 1
-    grad *= (1.0 / total) if w is None else (w / total)[:, None]
-    return value, grad
+    w = check_sample_weight(sample_weight, n, output.dtype)
+    return _softmax_cross_entropy(output, labels, w)
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -71,16 +48,8 @@ def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) 
         raise ValueError(f"binary_cross_entropy: the network must have 1 output (a logit), got {k}; "
                          "use softmax_cross_entropy for several classes")
     labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
-    w, total = _weights(sample_weight, n, output.dtype)
-    z = output[:, 0]
-    t = labels.astype(output.dtype)
-    # log(1 + exp(z)) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
-    per_sample = np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z)))
-    value = _reduce(per_sample, w, total)
-    grad = stable_sigmoid(output)
-    grad[:, 0] -= t
-    grad *= (1.0 / total) if w is None else (w / total)[:, None]
-    return value, grad
+    w = check_sample_weight(sample_weight, n, output.dtype)
+    return _binary_cross_entropy(output, labels, w)
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -98,7 +67,67 @@ def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) ->
     target = target.astype(output.dtype, copy=False)
     if not np.isfinite(target).all():
         raise ValueError("mean_squared_error: y contains NaN or inf")
-    w, total = _weights(sample_weight, n, output.dtype)
+    w = check_sample_weight(sample_weight, n, output.dtype)
+    return _mean_squared_error(output, target, w)
+
+
+# --- the trusting versions ------------------------------------------------------------
+#
+# ``fn(output, target, w)`` with ``output`` a float (n, k) array, ``target`` already checked
+# (intp labels for the cross-entropies, an (n, k) array of output's dtype for the squared
+# error) and ``w`` None or checked weights of output's dtype. ``funcnn.train`` validates
+# its data once and calls these on every minibatch; the public functions above validate
+# and then call them, so both give the same numbers bit for bit.
+
+def _total(w: Optional[np.ndarray], n: int) -> float:
+    """The divisor of "mean over samples": n, or sum(w)."""
+    if w is None:
+        return float(n)
+    total = float(w.sum())
+    if not total > 0:  # possible for a minibatch of zero-weight samples
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
+    return total
+
+
+def _reduce(per_sample: np.ndarray, w: Optional[np.ndarray], total: float) -> float:
+    return float((per_sample if w is None else per_sample * w).sum(dtype=np.float64) / total)
+
+
+def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
+    n = output.shape[0]
+    total = _total(w, n)
+    rows = np.arange(n)
+    z = output - output.max(axis=1, keepdims=True)
+    picked = z[rows, labels]
+    # -log softmax[y] = log(sum exp(z)) - z[y]; z <= 0 so exp never overflows, and the sum
+    # is >= 1 so the log is finite. One exp serves both the value and the gradient.
+    np.exp(z, out=z)
+    sum_exp = z.sum(axis=1)
+    per_sample = np.log(sum_exp)
+    per_sample -= picked
+    value = _reduce(per_sample, w, total)
+    z /= sum_exp[:, None]
+    z[rows, labels] -= 1
+    z *= (1.0 / total) if w is None else (w / total)[:, None]
+    return value, z
+
+
+def _binary_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
+    total = _total(w, output.shape[0])
+    z = output[:, 0]
+    t = labels.astype(output.dtype)
+    # log(1 + exp(z)) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
+    per_sample = np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z)))
+    value = _reduce(per_sample, w, total)
+    grad = stable_sigmoid(output)
+    grad[:, 0] -= t
+    grad *= (1.0 / total) if w is None else (w / total)[:, None]
+    return value, grad
+
+
+def _mean_squared_error(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
+    n, k = output.shape
+    total = _total(w, n)
     diff = output - target
     per_sample = (diff * diff).mean(axis=1)
     value = _reduce(per_sample, w, total)
@@ -115,6 +144,14 @@ LOSSES: Dict[str, Callable[..., LossResult]] = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "mean_squared_error": mean_squared_error,
+}
+
+# name → the trusting version, for callers that validated their targets once
+# (see ``funcnn.train._check_targets`` for what they must be).
+_UNCHECKED: Dict[str, Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], LossResult]] = {
+    "softmax_cross_entropy": _softmax_cross_entropy,
+    "binary_cross_entropy": _binary_cross_entropy,
+    "mean_squared_error": _mean_squared_error,
 }
 
 PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {

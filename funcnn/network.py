@@ -16,7 +16,7 @@ import numpy as np
 
 from . import losses as _losses
 from ._checks import SeedLike, as_rng, check_dtype, check_number, check_X
-from .layers import LAYERS, PARAM_NAMES, RELU_FAMILY, check_spec
+from .layers import BACKWARD_INTO, LAYERS, PARAM_NAMES, RELU_FAMILY, check_spec
 
 Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
@@ -107,18 +107,29 @@ def init_params(spec: Spec, n_inputs: int, *, seed: SeedLike = None, dtype: Any 
 
 def _forward(spec: Spec, params: Params, X: np.ndarray, training: bool,
              rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, Cache]:
+    x, caches = _forward_layers(spec, _layer_params(spec, params), X, training, rng)
+    return x, {"layers": caches, "output_shape": x.shape}
+
+
+def _forward_layers(spec: Spec, layer_params: List[Dict[str, np.ndarray]], X: np.ndarray, training: bool,
+                    rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, List[Any]]:
+    """The loop of :func:`_forward` on per-layer params (see :func:`_layer_params`): (output, caches)."""
     caches = []
     x = X
-    for layer, p in zip(spec, _layer_params(spec, params)):
+    for layer, p in zip(spec, layer_params):
         x, c = LAYERS[layer["type"]]["forward"](layer, p, x, training, rng)
         caches.append(c)
-    return x, {"layers": caches, "output_shape": x.shape}
+    return x, caches
+
+
+def _first_with_params(spec: Spec) -> int:
+    return min(i for i, layer in enumerate(spec) if layer["type"] in PARAM_NAMES)
 
 
 def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray) -> Params:
     grads: Params = {}
     layer_params = _layer_params(spec, params)
-    first_with_params = min(i for i, layer in enumerate(spec) if layer["type"] in PARAM_NAMES)
+    first_with_params = _first_with_params(spec)
     g = grad_output
     for i in range(len(spec) - 1, first_with_params - 1, -1):
         layer = spec[i]
@@ -127,6 +138,22 @@ def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray)
                                                    i > first_with_params)
         grads.update({f"{name}_{i}": v for name, v in own.items()})
     return {k: grads[k] for k in params}  # the params' key order
+
+
+def _backward_into(spec: Spec, layer_params: List[Dict[str, np.ndarray]], caches: List[Any],
+                   grad_output: np.ndarray, layer_grads: List[Dict[str, np.ndarray]]) -> None:
+    """:func:`_backward` writing into the caller's buffers: ``layer_grads[i]`` (keyed like
+    ``layer_params[i]``) receives the gradients of layer ``i``'s params, with the same bits."""
+    first_with_params = _first_with_params(spec)
+    g = grad_output
+    for i in range(len(spec) - 1, first_with_params - 1, -1):
+        layer = spec[i]
+        if layer_grads[i]:
+            g = BACKWARD_INTO[layer["type"]](layer, layer_params[i], caches[i], g, i > first_with_params,
+                                             layer_grads[i])
+        else:
+            g = LAYERS[layer["type"]]["backward"](layer, layer_params[i], caches[i], g,
+                                                  i > first_with_params)[0]
 
 
 def _check_training(training: Any) -> bool:
