@@ -80,7 +80,7 @@ import numpy as np
 
 from . import losses as _losses
 from . import optimizers as _optimizers
-from ._checks import check_dtype, check_number, check_X
+from ._checks import check_dtype, check_number, check_sample_weight, check_X
 from .layers import LAYERS, check_spec
 from .network import _forward, init_params
 from .train import _check_targets, train
@@ -439,21 +439,21 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
     trial or ``base`` must set it if this is None).
 
     Each trial runs ``init_params(spec, n_features, seed=s, dtype=dtype)``, then
-    ``train(..., validation_data=validation_data, seed=s, progress=False)``, then scores
-    the trained network on the validation data (the numbers :func:`funcnn.train.evaluate`
-    gives). ``score`` (higher is better, always on the
-    validation data): ``"auto"`` — ``"accuracy"`` for the cross-entropies, ``"r2"`` for
-    ``mean_squared_error``; or ``"accuracy"``, ``"r2"``, ``"neg_mse"``, ``"neg_loss"`` (minus
-    the validation loss), or a function ``score(y_val, predict(spec, params, X_val))``
-    (picklable when ``n_jobs != 1``).
+    ``train(..., validation_data=validation_data, seed=s, progress=False)``, then scores the
+    trained network on the validation data (the numbers :func:`funcnn.train.evaluate` gives).
+    ``score`` (higher is better, always on the validation data): ``"auto"`` — ``"accuracy"``
+    for the cross-entropies, ``"r2"`` for ``mean_squared_error``; or ``"accuracy"``, ``"r2"``,
+    ``"neg_mse"``, ``"neg_loss"`` (minus the validation loss), or a function
+    ``score(y_val, predict(spec, params, X_val))`` (picklable when ``n_jobs != 1``).
 
     ``n_jobs`` and ``backend`` go to ``joblib.Parallel`` (``None`` for either defers to an
-    enclosing ``joblib.parallel_config``); each trial limits BLAS to ``blas_threads``
-    threads (``None`` leaves the thread pools alone, and gives up the bit-for-bit
-    equality of serial and parallel runs on machines where BLAS results depend on the
-    thread count). ``keep_params``: ``"best"`` keeps the trained params only in the best
-    result (others hold ``None``; peak memory stays near one network per worker), ``"all"``
-    keeps every trial's, ``"none"`` none. ``verbose`` is joblib's progress verbosity.
+    enclosing ``joblib.parallel_config``). Each trial limits BLAS to ``blas_threads``
+    threads; ``None`` leaves the thread pools alone and gives up the bit-for-bit equality
+    of serial and parallel runs where BLAS results depend on the thread count.
+    ``keep_params``: ``"best"`` keeps the trained params only in the best result (the others
+    hold ``None``; as results arrive, the parent drops every params dict but the leader's),
+    ``"all"`` keeps every trial's, ``"none"`` none. ``verbose`` is joblib's verbosity.
+    ``sample_weight`` weights the training samples of every trial.
 
     Returns a list with one dict per trial, sorted best first (score descending, trial
     index breaking ties; successful trials with a NaN score next; failed trials last)::
@@ -528,6 +528,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
     n_outputs = _n_outputs(loss, y, y_val)
     _check_targets(loss, y, X.shape[0], n_outputs, dtype)
     _check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
+    sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype)
 
     settings = []
     for i, trial in enumerate(trials):

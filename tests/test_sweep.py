@@ -2,6 +2,7 @@
 import copy
 import math
 
+import joblib
 import numpy as np
 import pytest
 
@@ -109,8 +110,11 @@ def test_serial_and_parallel_results_identical(data):
     trials = grid(lr=[0.05, 0.2, 1e6], dropout=[0.0, 0.2])              # dropout: RNG in training too
     serial = small_sweep(data, trials, n_jobs=1, keep_params="all")
     assert [r["index"] for r in serial[-2:]] == [4, 5]                  # the two lr=1e6 trials fail
-    for kwargs in ({"n_jobs": 2}, {"n_jobs": 2, "backend": "threading"}):
-        par = small_sweep(data, trials, keep_params="all", **kwargs)
+    # loky processes; threads; n_jobs=None deferring to an enclosing parallel_config (as for Dask or Ray)
+    for kwargs, config in (({"n_jobs": 2}, {}), ({"n_jobs": 2, "backend": "threading"}, {}),
+                           ({"n_jobs": None}, {"backend": "threading", "n_jobs": 2})):
+        with joblib.parallel_config(**config):
+            par = small_sweep(data, trials, keep_params="all", **kwargs)
         assert [r["index"] for r in par] == [r["index"] for r in serial]
         for a, b in zip(serial, par):
             for key in ("trial", "seed", "score", "val_loss", "metrics", "history", "params", "spec",
@@ -220,6 +224,13 @@ def test_bad_data_fails_before_training(data):
         sweep(Xn, y, validation_data=(Xv, yv), trials=[{}], loss=LOSS, epochs=1)
     with pytest.raises(ValueError):
         sweep(X, y[:-1], validation_data=(Xv, yv), trials=[{}], loss=LOSS, epochs=1)
+    with pytest.raises(ValueError, match="sample_weight"):
+        sweep(X, y, validation_data=(Xv, yv), trials=[{}], loss=LOSS, epochs=1, sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="unknown loss"):
+        sweep(X, y, validation_data=(Xv, yv), trials=[{}], loss="hinge", epochs=1)
+    weighted = sweep(X, y, validation_data=(Xv, yv), trials=[{}], loss=LOSS, epochs=1,
+                     sample_weight=np.linspace(0.5, 1.5, len(y)))
+    assert weighted[0]["error"] is None
 
 
 # --------------------------------------------------------------------------- purity, settings, scores
