@@ -14,6 +14,11 @@ one result dict per trial, best first::
                     n_jobs=2)
     top = best(results)            # top["trial"]["l2"], top["score"], top["params"], top["spec"]
 
+(funcnn's ``l2`` adds ``l2/2 * sum(W**2)`` to the mean loss; a penalty written
+``lambda/(2N) * sum(W**2)`` with N training samples, as in some tutorials, is ``l2 = lambda/N``.)
+The best validation score is an optimistic estimate of the chosen network's quality,
+since the validation data chose it: report a separate test set.
+
 Trial keys (``base`` holds the defaults every trial shares; a trial's own keys win):
 
 * network: ``hidden`` (a width or a tuple of widths), ``activation`` (a layer type name
