@@ -269,6 +269,72 @@ def _adam_step(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
     return out, (new_m, new_v)
 
 
+# --------------------------------------------------------------------------- in place, for train
+#
+# The same rules with the same operations in the same order, written into the caller's
+# arrays: ``p`` and the slot arrays are updated in place, ``tmp`` (like ``p``) is scratch.
+# ``funcnn.train`` keeps params, grads and slots of all layers in single flat buffers that
+# it owns and runs one of these per minibatch: a dozen passes over one big array instead
+# of a dozen per parameter array, and no allocation. Elementwise IEEE arithmetic gives the
+# same bits as :func:`update` (tests/test_performance_guard.py checks it).
+
+def _sgd_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+                      slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+    if not slots:
+        np.multiply(g, -lr, out=tmp)
+        p += tmp
+        return
+    (buf,) = slots
+    mu = float(opt["momentum"])
+    buf *= mu
+    buf += g
+    if opt["nesterov"]:
+        np.multiply(buf, mu, out=tmp)
+        tmp += g
+        tmp *= -lr
+    else:
+        np.multiply(buf, -lr, out=tmp)
+    p += tmp
+
+
+def _rmsprop_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+                          slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+    (sq,) = slots
+    decay = float(opt["decay"])
+    sq *= decay
+    np.multiply(g, 1.0 - decay, out=tmp)
+    tmp *= g
+    sq += tmp
+    np.sqrt(sq, out=tmp)
+    tmp += float(opt["eps"])
+    np.divide(g, tmp, out=tmp)
+    tmp *= -lr
+    p += tmp
+
+
+def _adam_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+                       slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+    m, v = slots
+    b1, b2, eps = float(opt["beta1"]), float(opt["beta2"]), float(opt["eps"])
+    wd = float(opt["weight_decay"])
+    np.subtract(g, m, out=tmp)
+    tmp *= 1.0 - b1
+    m += tmp
+    v *= b2
+    np.multiply(g, 1.0 - b2, out=tmp)
+    tmp *= g
+    v += tmp
+    c1 = 1.0 - b1 ** t
+    c2_sqrt = (1.0 - b2 ** t) ** 0.5
+    np.sqrt(v, out=tmp)
+    tmp += eps * c2_sqrt
+    np.divide(m, tmp, out=tmp)
+    tmp *= -(lr * c2_sqrt / c1)
+    if wd:
+        p *= 1.0 - lr * wd
+    p += tmp
+
+
 OPTIMIZERS: Dict[str, Dict[str, Any]] = {
     "sgd": {
         "defaults": {"momentum": 0.0, "nesterov": False},
@@ -276,18 +342,21 @@ OPTIMIZERS: Dict[str, Dict[str, Any]] = {
         # sgd keeps a velocity only when it uses one
         "slots": lambda opt: ("momentum",) if opt["momentum"] else (),
         "step": _sgd_step,
+        "step_inplace": _sgd_step_inplace,
     },
     "rmsprop": {
         "defaults": {"decay": 0.9, "eps": 1e-8},
         "check": _check_rmsprop,
         "slots": lambda opt: ("square_avg",),
         "step": _rmsprop_step,
+        "step_inplace": _rmsprop_step_inplace,
     },
     "adam": {
         "defaults": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
         "check": _check_adam,
         "slots": lambda opt: ("m", "v"),
         "step": _adam_step,
+        "step_inplace": _adam_step_inplace,
     },
 }
 
@@ -333,3 +402,18 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
             for slot, arr in zip(slots, new_arrays):
                 new_slots[slot][key] = arr
     return new_params, {"step": t, **new_slots}
+
+
+def _update_inplace(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray,
+                    slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+    """:func:`update` done in place on arrays the caller owns, for ``funcnn.train``'s hot loop.
+
+    ``p``, ``g``, ``tmp`` and each of ``slots`` (in the order of the optimizer's slot names)
+    are arrays of one shape and dtype, typically every parameter concatenated into one flat
+    buffer; ``p`` and ``slots`` become what :func:`update` would return for the step after
+    ``step``, bit for bit. Nothing is validated: the caller checked the optimizer and the
+    arrays once.
+    """
+    lr = schedules.resolve_lr(optimizer["lr"], step)
+    with np.errstate(over="ignore", invalid="ignore"):
+        OPTIMIZERS[optimizer["name"]]["step_inplace"](optimizer, lr, step + 1, p, g, slots, tmp)

@@ -7,6 +7,7 @@ functions of :mod:`funcnn.network`.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import sys
@@ -18,7 +19,7 @@ from . import losses as _losses
 from . import optimizers as _optimizers
 from ._checks import SeedLike, as_rng, check_number, check_sample_weight, check_X
 from .layers import check_spec
-from .network import Params, Spec, _forward, _backward, _l2_value, check_params
+from .network import Params, Spec, _backward_into, _forward, _forward_layers, _l2_value, _layer_params, check_params
 
 History = Dict[str, List[float]]
 Callback = Callable[[int, Params, History], Any]
@@ -178,17 +179,24 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
             rng = _rng_from_state(resumed["rng_state"])
 
     bar = _progress(epochs, min(run["epoch"], epochs), progress)
+    fast_loss = _losses._UNCHECKED[loss]  # the targets were checked above, once
+    ws = None  # the hot loop's buffers, made when the first epoch starts
     try:
         while run["epoch"] < epochs and not run["stopped"]:
             epoch = run["epoch"] + 1
-            params, state, epoch_loss, correct = _run_epoch(spec, params, state, optimizer, X, y, w, loss_fn,
-                                                            l2, batch_size, rng, classification, epoch)
+            if ws is None:
+                ws = _workspace(spec, params, state, optimizer, n_in, n_out, y, w, batch_size, n)
+            # ``params`` is a fresh dict of fresh arrays every epoch: what callbacks, early
+            # stopping and the caller get is never touched again by this loop.
+            params, epoch_loss, correct = _run_epoch(spec, ws, optimizer, X, y, w, fast_loss, l2, batch_size,
+                                                     rng, classification, epoch)
             history["loss"].append(epoch_loss)
             if classification:
                 history["accuracy"].append(correct / n)
             if validation_data is not None:
                 out_val = _forward(spec, params, X_val, False, None)[0]
-                history["val_loss"].append(loss_fn(out_val, y_val)[0] + (_l2_value(params, l2) if l2 else 0.0))
+                history["val_loss"].append(fast_loss(out_val, y_val, None)[0]
+                                           + (_l2_value(params, l2) if l2 else 0.0))
                 if classification:
                     pred = _losses.DECISION[loss](out_val)
                     history["val_accuracy"].append(float(np.mean(pred == y_val)))
@@ -204,7 +212,7 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
                 if cb(epoch, params, history) is True:
                     run["stopped"] = True
             if checkpoint is not None:
-                _save_training_state(checkpoint, spec, params, config, state, rng, history, run,
+                _save_training_state(checkpoint, spec, params, config, _export_state(ws), rng, history, run,
                                      checkpoint_metadata or {})
             if bar is not None:
                 bar.update(1)
@@ -250,41 +258,121 @@ def _load_training_state(path, spec, config) -> Optional[Dict[str, Any]]:
             "history": ts["history"], "run": ts["run"]}
 
 
-def _run_epoch(spec, params, state, optimizer, X, y, w, loss_fn, l2, batch_size, rng, classification, epoch):
-    """One pass over the data; returns (params, state, mean batch objective, n correct)."""
+# --------------------------------------------------------------------------- the hot loop
+#
+# ``train`` validates everything once; the epoch loop then works on buffers it allocated
+# itself (a "workspace", a plain dict), so the only arrays allocated per minibatch are the
+# layers' activations and caches:
+#
+# * params, grads, the optimizer's slots and one scratch array are each a single flat,
+#   contiguous buffer; every parameter array is a view into it. Backward writes the
+#   gradients straight into the grads buffer, and the optimizer step is one in-place call
+#   on the flat arrays (``optimizers._update_inplace``, the same bits as ``update``).
+# * each minibatch is gathered from the epoch's permutation into one reused batch buffer:
+#   the data set is never copied, and the batch is still in cache when the first layer
+#   multiplies it.
+# * at the end of each epoch the params are copied out into fresh arrays; those copies are
+#   what the rest of ``train`` (history, callbacks, early stopping, checkpoints) sees.
+
+_ALIGN = 64  # bytes: every parameter starts on its own cache line
+
+
+def _aligned_zeros(size: int, dtype: np.dtype) -> np.ndarray:
+    raw = np.zeros(size + _ALIGN // dtype.itemsize, dtype=dtype)
+    skip = (-raw.ctypes.data % _ALIGN) // dtype.itemsize
+    return raw[skip:skip + size]
+
+
+def _workspace(spec, params, state, optimizer, n_in, n_out, y, w, batch_size, n) -> Dict[str, Any]:
+    """Flat buffers for params, grads, slots and scratch, filled from ``params`` and ``state``."""
+    dtype = params[next(iter(params))].dtype
+    keys = list(params)
+    per_line = _ALIGN // dtype.itemsize
+    offsets, size = [], 0
+    for k in keys:
+        offsets.append(size)
+        size += -(-params[k].size // per_line) * per_line  # padded to whole cache lines; pads stay 0
+
+    def views(flat):
+        return {k: flat[o:o + params[k].size].reshape(params[k].shape) for k, o in zip(keys, offsets)}
+
+    slot_names = _optimizers.OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
+    step = _optimizers._check_state(optimizer, params, state)  # what update() checked on every call
+    ws: Dict[str, Any] = {"keys": keys, "step": step, "slot_names": slot_names}
+    ws["P"], ws["G"], ws["T"] = (_aligned_zeros(size, dtype) for _ in range(3))
+    ws["slots"] = tuple(_aligned_zeros(size, dtype) for _ in slot_names)
+    ws["p"], ws["g"], ws["t"] = views(ws["P"]), views(ws["G"]), views(ws["T"])
+    ws["s"] = tuple(views(flat) for flat in ws["slots"])
+    for k in keys:
+        ws["p"][k][...] = params[k]
+        for name, v in zip(slot_names, ws["s"]):
+            v[k][...] = state[name][k]
+    ws["layer_params"] = _layer_params(spec, ws["p"])
+    ws["layer_grads"] = _layer_params(spec, ws["g"])
+    ws["l2_keys"] = [k for k in keys if k.startswith("W_")]
+    if batch_size is not None and batch_size < n:
+        ws["xb"] = np.empty((batch_size, n_in), dtype=dtype)
+        ws["yb"] = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
+        ws["wb"] = None if w is None else np.empty(batch_size, dtype=w.dtype)
+    return ws
+
+
+def _export_params(ws) -> Params:
+    """The current params as a new dict of new arrays."""
+    return {k: ws["p"][k].copy() for k in ws["keys"]}
+
+
+def _export_state(ws) -> Dict[str, Any]:
+    """The optimizer state, as :func:`funcnn.optimizers.update` would have returned it (fresh arrays)."""
+    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["keys"]}
+                                   for name, v in zip(ws["slot_names"], ws["s"])}}
+
+
+def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, classification, epoch):
+    """One pass over the data, updating ``ws``; returns (params copy, mean batch objective, n correct)."""
     n = X.shape[0]
-    if batch_size is None or batch_size >= n:
-        batches = [(X, y, w)]
-    else:
-        # One gather per epoch into contiguous copies; the batches are then views of them.
+    full = batch_size is None or batch_size >= n
+    if not full:
         perm = rng.permutation(n)
-        Xs, ys, ws = X[perm], y[perm], (None if w is None else w[perm])
-        batches = [(Xs[i:i + batch_size], ys[i:i + batch_size], None if ws is None else ws[i:i + batch_size])
-                   for i in range(0, n, batch_size)]
+    n_batches = 1 if full else -(-n // batch_size)
+    layer_params, layer_grads, p, g_views, t_views = (ws["layer_params"], ws["layer_grads"], ws["p"], ws["g"],
+                                                      ws["t"])
+    P, G, T, slots = ws["P"], ws["G"], ws["T"], ws["slots"]
     total, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by value
-        for b, (xb, yb, wb) in enumerate(batches):
-            output, cache = _forward(spec, params, xb, True, rng)
-            value, g = loss_fn(output, yb, wb)
-            grads = _backward(spec, params, cache, g)
+        for b in range(n_batches):
+            if full:
+                xb, yb, wb = X, y, w
+            else:
+                idx = perm[b * batch_size:(b + 1) * batch_size]
+                m = idx.shape[0]
+                # mode="clip": the indices are valid, and "raise" would gather via a temporary
+                xb = np.take(X, idx, axis=0, out=ws["xb"][:m], mode="clip")
+                yb = np.take(y, idx, axis=0, out=ws["yb"][:m], mode="clip")
+                wb = None if w is None else np.take(w, idx, out=ws["wb"][:m], mode="clip")
+            output, caches = _forward_layers(spec, layer_params, xb, True, rng)
+            value, grad_output = loss_fn(output, yb, wb)
+            _backward_into(spec, layer_params, caches, grad_output, layer_grads)
             if l2:
-                value += _l2_value(params, l2)
-                for k in grads:
-                    if k.startswith("W_"):
-                        grads[k] += l2 * params[k]
-            if not np.isfinite(value):
-                raise FloatingPointError(f"training diverged at epoch {epoch} (batch {b + 1} of {len(batches)}): "
+                value += _l2_value(p, l2)
+                for k in ws["l2_keys"]:
+                    np.multiply(p[k], l2, out=t_views[k])
+                    g_views[k] += t_views[k]
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training diverged at epoch {epoch} (batch {b + 1} of {n_batches}): "
                                          f"the loss is {value}; try a smaller learning rate")
             if classification:
                 pred = output.argmax(axis=1) if output.shape[1] > 1 else (output[:, 0] > 0)
                 correct += int(np.count_nonzero(pred == yb))
-            params, state = _optimizers.update(optimizer, params, grads, state)
+            _optimizers._update_inplace(optimizer, ws["step"], P, G, slots, T)
+            ws["step"] += 1
             total += value
+    params = _export_params(ws)
     bad = [k for k, v in params.items() if not np.isfinite(v).all()]
     if bad:
         raise FloatingPointError(f"training diverged at epoch {epoch}: params {bad} are no longer finite; "
                                  "try a smaller learning rate")
-    return params, state, total / len(batches), correct
+    return params, total / n_batches, correct
 
 
 def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
