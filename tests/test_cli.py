@@ -115,3 +115,15 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path, args, pattern):
 def test_bad_data_exit_1_with_a_message(tmp_path, args, pattern):
     proc = cli(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 1 and pattern in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_command(tmp_path):
+    out = cli("sweep", "--data", "iris", "--l2", "0", "0.01", "--hidden", "8", "--epochs", "5", "--lr", "0.01",
+              "--n-jobs", "2", "--out", "best.npz", "--plot", "l2.png", cwd=tmp_path).stdout
+    lines = out.splitlines()
+    assert sum('"l2"' in line for line in lines) >= 3 and any(line.startswith("best:") for line in lines)
+    assert "test accuracy" in out
+    assert F.load(str(tmp_path / "best.npz"))["loss"] == "softmax_cross_entropy"
+    assert (tmp_path / "l2.png").stat().st_size > 0
+    bad = cli("sweep", "--l2", "-1", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--l2" in bad.stderr
