@@ -1,0 +1,87 @@
+"""Small helpers shared by the experiment scripts in this folder (not part of funcnn).
+
+Importing this module makes ``import funcnn`` work when the scripts are run straight
+from a checkout (``python scripts/moons.py``) without ``pip install -e .``: if funcnn is
+not importable, the repository root (this folder's parent) is put on ``sys.path``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+DEFAULT_OUT_DIR = os.path.join(HERE, "figures")
+
+if importlib.util.find_spec("funcnn") is None:  # running from a checkout, not installed
+    sys.path.insert(0, REPO_ROOT)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has: --quick, --out-dir, --no-plots."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few seconds' smoke run on less data / fewer epochs (numbers are not meaningful)")
+    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="where the PNG figures go (default: scripts/figures)")
+    parser.add_argument("--no-plots", action="store_true", help="do not write any figure")
+    return parser
+
+
+def figure_path(args: argparse.Namespace, name: str) -> Optional[str]:
+    """``out_dir/name`` (the directory is created), or None when plots are off."""
+    if args.no_plots:
+        return None
+    os.makedirs(args.out_dir, exist_ok=True)
+    return os.path.join(args.out_dir, name)
+
+
+@contextlib.contextmanager
+def stopwatch() -> Iterator[Dict[str, float]]:
+    """``with stopwatch() as t: ...`` then ``t["seconds"]`` is the block's wall time."""
+    box = {"seconds": float("nan")}
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box["seconds"] = time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def blas_threads(n: Optional[int]) -> Iterator[None]:
+    """Limit the BLAS thread pool to ``n`` threads inside the block (no-op for None)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # ships with scikit-learn
+    with threadpool_limits(limits=n):
+        yield
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain-text table with left-aligned columns (what the scripts print at the end)."""
+    cells: List[List[str]] = [[str(h) for h in headers]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "—" if value is None else str(value)
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, for reports of timings on a shared machine."""
+    try:
+        return "load average %.2f %.2f %.2f" % os.getloadavg()
+    except OSError:  # pragma: no cover - not on every platform
+        return "load average unavailable"
