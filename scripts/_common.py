@@ -22,8 +22,11 @@ if importlib.util.find_spec("funcnn") is None:  # running from a checkout, not i
     sys.path.insert(0, REPO_ROOT)
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """An ArgumentParser with the options every script has: --quick, --out-dir, --no-plots."""
+def base_parser(description: str, threads: Optional[int] = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every script has: --quick, --out-dir, --no-plots, --threads.
+
+    ``threads`` is the script's default BLAS thread limit (None: leave the BLAS default).
+    """
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -31,6 +34,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
                         help="where the PNG figures go (default: scripts/figures)")
     parser.add_argument("--no-plots", action="store_true", help="do not write any figure")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help="limit BLAS threads in this process (default: %s)"
+                             % ("BLAS's own" if threads is None else threads))
     return parser
 
 

@@ -159,9 +159,7 @@ def part_b(args, X_train, y_train, X_val, y_val, X_test, y_test) -> Dict[str, An
     final_scaler = StandardScaler().fit(X_all)
     A_all, A_test = final_scaler.transform(X_all), final_scaler.transform(X_test)
     spec = chosen[0]["spec"]
-    # One BLAS thread, like the sweep's workers: these matrices are too small to gain from two, and
-    # on a shared 2-core machine a second thread mostly waits for a busy core.
-    with _common.stopwatch() as clock_final, _common.blas_threads(1):
+    with _common.stopwatch() as clock_final:
         params, history = train(spec, funcnn.init_params(spec, A_all.shape[1], seed=0), A_all, y_all, loss=LOSS,
                                 optimizer=adam(0.003), epochs=epochs, batch_size=64, l2=l2, seed=0, progress=False)
     test_accuracy = evaluate(spec, params, A_test, y_test, loss=LOSS)["accuracy"]
@@ -190,13 +188,13 @@ def part_b(args, X_train, y_train, X_val, y_val, X_test, y_test) -> Dict[str, An
 # --------------------------------------------------------------------------- main
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = _common.base_parser(__doc__.split("\n\n")[0])
+    parser = _common.base_parser(__doc__.split("\n\n")[0], threads=1)  # small matrices: see moons.py
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel sweep trials (joblib; default 2)")
     parser.add_argument("--scaling", choices=["raw", "standard"], default="raw",
                         help="inputs of part (a): raw pixels 0..16 as in the tutorial (default) or StandardScaler")
     args = parser.parse_args(argv)
     splits = load_splits()
-    with _common.stopwatch() as total:
+    with _common.stopwatch() as total, _common.blas_threads(args.threads):
         a = part_a(args, *splits)
         b = part_b(args, *splits)
     t = a["test_accuracies"]

@@ -125,7 +125,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--seed-epochs", type=int, default=None, help="epochs of the tutorials' network (default 25)")
     parser.add_argument("--select", action="store_true", help="run the validation sweep that chose our settings")
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel trials of --select (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="limit BLAS threads (default: the library's)")
     args = parser.parse_args(argv)
     data = load(args)
     fashion = "fashion" in os.path.abspath(args.data_dir).lower()

@@ -212,10 +212,12 @@ def part_004(args) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- main
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = _common.base_parser(__doc__.split("\n\n")[0])
+    # One BLAS thread: these matrices are tiny, and on a busy 2-core machine a second
+    # thread makes them several times slower.
+    parser = _common.base_parser(__doc__.split("\n\n")[0], threads=1)
     parser.add_argument("--n-jobs", type=int, default=2, help="parallel trials in the 004 sweep (default 2)")
     args = parser.parse_args(argv)
-    with _common.stopwatch() as total:
+    with _common.stopwatch() as total, _common.blas_threads(args.threads):
         p1 = part_000(args)
         p2 = part_004(args)
     rows = [

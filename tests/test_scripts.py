@@ -1,0 +1,135 @@
+"""Smoke tests of the experiment scripts in scripts/: each runs end to end in --quick mode.
+
+The numbers of a quick run mean nothing (a few epochs on subsets); these tests only keep
+the scripts working: arguments, data splits, sweeps, training, figures, the printed table
+and the dict that ``main`` returns. The Fashion-MNIST script reads a tiny IDX directory
+written here, so the test runs without the real data set.
+"""
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from funcnn.datasets import write_idx
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def load_script(name):
+    """Import scripts/<name>.py as a module (the scripts are files, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", os.path.join(SCRIPTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def quick_args(out_dir, *extra):
+    return ["--quick", "--out-dir", str(out_dir), *([] if HAVE_MATPLOTLIB else ["--no-plots"]), *extra]
+
+
+def assert_pngs(out_dir, names):
+    if not HAVE_MATPLOTLIB:
+        return
+    for name in names:
+        path = os.path.join(out_dir, name)
+        assert os.path.isfile(path), f"missing figure {name}"
+        with open(path, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG"
+
+
+def is_fraction(x):
+    return isinstance(x, float) and 0.0 <= x <= 1.0
+
+
+def test_moons_quick(tmp_path, capsys):
+    result = load_script("moons").main(quick_args(tmp_path, "--n-jobs", "1"))
+    p1, p2 = result["seed_000"], result["seed_004"]
+    assert p1["seed_error"] == 36.8
+    assert all(0.0 <= e <= 100.0 for e in p1["errors"] + p1["seed_setup_errors"])
+    assert p1["n_train"] == p1["n_test"] == 400
+    assert is_fraction(p2["accuracy"]) and is_fraction(p2["seed_setup_accuracy"])
+    assert math.isclose(p2["logloss_log10"], p2["logloss"] / math.log(10))
+    assert p2["seed_accuracy"] is None  # tutorial 004 prints no result
+    out = capsys.readouterr().out
+    assert "36.8" in out and "not printed" in out
+    assert_pngs(tmp_path, ["moons_000_learning_curves.png", "moons_000_decision_boundary.png",
+                           "moons_004_learning_curves.png", "moons_004_decision_boundary.png",
+                           "moons_004_seed_setup_learning_curves.png",
+                           "moons_004_seed_setup_decision_boundary.png"])
+
+
+def test_moons_004_split_is_the_tutorials():
+    X_train, X_test, y_train, y_test = load_script("moons").moons_004()
+    assert X_train.shape == (900, 2) and X_test.shape == (100, 2)
+    assert set(np.unique(y_train)) == {0, 1}
+
+
+def test_digits_quick(tmp_path, capsys):
+    result = load_script("digits_l2_sweep").main(quick_args(tmp_path, "--n-jobs", "1"))
+    a, b = result["a"], result["b"]
+    assert a["lambda"] in list(np.logspace(-2, 2, 3))
+    assert math.isclose(a["l2"], a["lambda"] / 721)  # λ/(2N) ΣW² on a summed loss ↔ l2 = λ/N on the mean
+    assert is_fraction(a["test_accuracy"]) and all(is_fraction(t) for t in a["test_accuracies"])
+    assert is_fraction(b["test_accuracy"]) and b["epochs"] >= 1
+    assert all(is_fraction(v) for v in b["svm"].values())
+    assert "0.9596" in capsys.readouterr().out
+    assert_pngs(tmp_path, ["digits_a_validation_curve.png", "digits_a_learning_curves.png",
+                           "digits_b_validation_curve.png", "digits_b_learning_curves.png"])
+
+
+def test_digits_splits_are_the_tutorials():
+    X_train, y_train, X_val, y_val, X_test, y_test = load_script("digits_l2_sweep").load_splits()
+    assert (len(X_train), len(X_val), len(X_test)) == (721, 482, 594)
+    assert X_train.max() == 16  # raw pixels, as the tutorial feeds them
+
+
+def write_tiny_mnist(directory, n_train=600, n_test=200, seed=0):
+    """MNIST-format files of random 28x28 images whose brightest column band encodes the label."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(directory, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            images[i, :, 2 * label + 4:2 * label + 6] = 250
+        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), images)
+        write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), labels)
+    return directory
+
+
+def test_fashion_quick_on_tiny_idx(tmp_path, capsys):
+    data_dir = write_tiny_mnist(str(tmp_path / "mnist"))
+    out_dir = tmp_path / "figs"
+    result = load_script("fashion_mnist").main(
+        quick_args(out_dir, "--data-dir", data_dir, "--epochs", "3", "--seed-epochs", "1", "--threads", "1"))
+    assert result["n_train"] == 500  # 600 minus a sixth held out for validation
+    assert result["ours"]["epochs"] == 3 and result["tutorial"]["epochs"] == 1
+    for r in (result["tutorial"], result["ours"]):
+        assert is_fraction(r["test_accuracy"]) and is_fraction(r["val_accuracy"]) and r["train_seconds"] > 0
+    assert result["ours"]["test_accuracy"] > 0.5  # the label is written into the pixels: easy
+    out = capsys.readouterr().out
+    assert "0.8833" in out and "test acc" in out
+    assert_pngs(out_dir, ["fashion_tutorial_learning_curves.png", "fashion_ours_learning_curves.png",
+                          "fashion_ours_confusion_matrix.png"])
+
+
+def test_fashion_missing_data_exits_1_with_install_hint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_script("fashion_mnist").main(["--quick", "--no-plots", "--data-dir", str(tmp_path / "nothing")])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "apt-get install dataset-fashion-mnist" in err
+
+
+@pytest.mark.parametrize("name", ["moons", "digits_l2_sweep", "fashion_mnist"])
+def test_script_runs_from_any_directory(name, tmp_path):
+    """`python scripts/x.py --help` works from elsewhere, funcnn installed or not."""
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, f"{name}.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout and "--out-dir" in proc.stdout
