@@ -405,15 +405,36 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
 
 
 def _update_inplace(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray,
-                    slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+                    slots: Tuple[np.ndarray, ...], tmp: np.ndarray, pool: Any = None) -> None:
     """:func:`update` done in place on arrays the caller owns, for ``funcnn.train``'s hot loop.
 
     ``p``, ``g``, ``tmp`` and each of ``slots`` (in the order of the optimizer's slot names)
-    are arrays of one shape and dtype, typically every parameter concatenated into one flat
-    buffer; ``p`` and ``slots`` become what :func:`update` would return for the step after
-    ``step``, bit for bit. Nothing is validated: the caller checked the optimizer and the
-    arrays once.
+    are 1-D arrays of one length and dtype, typically every parameter concatenated into one
+    flat buffer; ``p`` and ``slots`` become what :func:`update` would return for the step
+    after ``step``, bit for bit. Nothing is validated: the caller checked the optimizer and
+    the arrays once. With ``pool`` (a ``concurrent.futures`` executor) the second half of
+    the arrays is updated on the pool while this thread does the first: the arithmetic is
+    elementwise, so the result is the same bits either way.
     """
-    lr = schedules.resolve_lr(optimizer["lr"], step)
+    lr = schedules.resolve_lr(optimizer["lr"], step)  # once per step: lr may be a function of the step
+    rule = OPTIMIZERS[optimizer["name"]]["step_inplace"]
+    if pool is None:
+        _apply_inplace(rule, optimizer, lr, step + 1, p, g, slots, tmp)
+        return
+    half = (p.shape[0] // 2) // 16 * 16  # a multiple of 16 elements: both halves start on a cache line
+    parts = [(a[:half], a[half:]) for a in (p, g, tmp)]
+    slot_parts = [(s[:half], s[half:]) for s in slots]
+    future = pool.submit(_apply_inplace, rule, optimizer, lr, step + 1, parts[0][1], parts[1][1],
+                         tuple(s[1] for s in slot_parts), parts[2][1])
+    try:
+        _apply_inplace(rule, optimizer, lr, step + 1, parts[0][0], parts[1][0],
+                       tuple(s[0] for s in slot_parts), parts[2][0])
+    finally:
+        future.result()
+
+
+def _apply_inplace(rule: Callable, optimizer: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+                   slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
+    # errstate is per thread: set it here, where the arithmetic runs.
     with np.errstate(over="ignore", invalid="ignore"):
-        OPTIMIZERS[optimizer["name"]]["step_inplace"](optimizer, lr, step + 1, p, g, slots, tmp)
+        rule(optimizer, lr, t, p, g, slots, tmp)

@@ -1,0 +1,529 @@
+#!/usr/bin/env python
+"""Benchmark: funcnn against PyTorch (CPU) and scikit-learn's MLPClassifier on Fashion-MNIST.
+
+The same 784-256-128-10 ReLU network, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8), batch 128,
+no L2 (``alpha=0`` for scikit-learn, whose default would be 1e-4), each framework with its
+own default initialisation and as its users run it:
+
+* funcnn — ``funcnn.train(..., optimizer=adam(1e-3), batch_size=128)``, float32;
+* PyTorch — ``nn.Sequential`` of ``nn.Linear``/``nn.ReLU``, ``torch.optim.Adam``,
+  ``F.cross_entropy``; minibatches gathered from ``torch.randperm`` each epoch; float32,
+  ``torch.get_num_threads()`` threads (the default: the machine's cores);
+* scikit-learn — ``MLPClassifier(hidden_layer_sizes=(256, 128), solver="adam",
+  learning_rate_init=1e-3, batch_size=128, alpha=0)``, one ``partial_fit`` per epoch (which
+  keeps Adam's state, unlike ``fit`` with ``warm_start``), float64 inputs.
+
+Every framework computes its training loss each minibatch (funcnn and PyTorch also count
+correct predictions, as funcnn's history does). NumPy's BLAS keeps its default threads.
+
+How it measures
+* Each framework runs in its own subprocess, so peak memory (``ru_maxrss``) is its own.
+  The processes stay alive and the parent runs them one epoch at a time, alternating the
+  order every round, so load changes on the machine hit all of them alike. The first epoch
+  is a warm-up; the table gives the median of the others.
+* A fourth process runs, each round, every matrix product of one training epoch (forward,
+  weight gradients, input gradients; same shapes and memory layouts as funcnn's loop) shape
+  by shape in tight loops: the time the GEMMs alone need at this machine's measured float32
+  throughput. Divided by funcnn's epoch time, that is the fraction of the GEMM roofline
+  the training loop reaches.
+* Inference: ``predict`` on the 10 000 test images (PyTorch: ``eval()``, ``no_grad``),
+  alternated between the processes; median.
+* ``--scaling``: funcnn's epoch time against batch size (32, 128, 512) and hidden widths
+  (64 ... 1024, as (w, w/2)), next to the GEMM-only time and an Adam-only time (the
+  in-place flat update funcnn's loop runs) for the same shapes; the rest is everything
+  else (activations, loss, batch gather, Python). PyTorch's epoch time for comparison.
+
+Usage::
+
+    python scripts/benchmark.py                  # 5 epochs (1 warm-up + 4 timed)
+    python scripts/benchmark.py --quick          # smoke run: 10 000 samples, 2 epochs
+    python scripts/benchmark.py --scaling        # plus the scaling table
+    python scripts/benchmark.py --markdown       # tables in Markdown, with the machine
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PROTO = "@@bench "  # prefix of protocol lines on a worker's stdout; anything else is ignored
+
+
+# =========================================================================== workers
+#
+# A worker is this script started with --worker NAME --config JSON. It loads the data,
+# builds its model, prints {"ready": ...} and then answers commands read from stdin, one
+# JSON line per command: "epoch" (train one epoch, reply its seconds), "predict" (time one
+# prediction over the test set), "finish" (reply accuracy, peak memory, threads; exit).
+
+def _send(obj) -> None:
+    sys.stdout.write(PROTO + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _recv() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)  # the parent went away
+    return line.strip()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [f"{i['internal_api']} {i.get('version')}: {i['num_threads']} threads" for i in threadpool_info()
+            if i["user_api"] == "blas"]
+
+
+def _load_data(cfg):
+    sys.path.insert(0, REPO)
+    import numpy as np
+    from funcnn.datasets import load_mnist
+    X, y = load_mnist(split="train")
+    Xt, yt = load_mnist(split="test")
+    n = cfg["n_train"]
+    if n < X.shape[0]:
+        keep = np.random.default_rng(12345).permutation(X.shape[0])[:n]
+        X, y = X[np.sort(keep)], y[np.sort(keep)]
+    return X, y, Xt, yt
+
+
+def _serve(run_epoch, predict, finish_info) -> None:
+    """The command loop shared by the torch, sklearn and gemm workers."""
+    while True:
+        cmd = _recv()
+        if cmd == "epoch":
+            t0 = time.perf_counter()
+            extra = run_epoch() or {}
+            _send({"epoch_time": time.perf_counter() - t0, **extra})
+        elif cmd == "predict":
+            t0 = time.perf_counter()
+            predict()
+            _send({"predict_time": time.perf_counter() - t0})
+        elif cmd == "finish":
+            _send({**finish_info(), "peak_mb": _peak_mb()})
+            return
+
+
+def worker_funcnn(cfg) -> None:
+    X, y, Xt, yt = _load_data(cfg)
+    import numpy as np
+    import funcnn as F
+    from funcnn import optimizers
+    widths, batch = cfg["widths"], cfg["batch"]
+    spec = [layer for w in widths for layer in (F.dense(w), F.relu())] + [F.dense(10)]
+    params = F.init_params(spec, X.shape[1], seed=0)
+    _send({"ready": True, "rss_mb": _rss_mb(), "threads": _blas_threads(), "dtype": str(X.dtype)})
+    last = {"t0": None, "params": params}
+    epochs = cfg["epochs"]
+
+    def on_epoch(epoch, p, history):  # train calls this after each epoch: report, wait for the next "epoch"
+        _send({"epoch_time": time.perf_counter() - last["t0"], "loss": history["loss"][-1]})
+        last["params"] = p
+        if epoch < epochs:
+            if _recv() != "epoch":
+                raise SystemExit("expected 'epoch'")
+            last["t0"] = time.perf_counter()
+
+    if _recv() != "epoch":
+        raise SystemExit("expected 'epoch'")
+    last["t0"] = time.perf_counter()
+    params, _ = F.train(spec, params, X, y, loss="softmax_cross_entropy", optimizer=optimizers.adam(1e-3),
+                        epochs=epochs, batch_size=batch, seed=0, progress=False, callbacks=[on_epoch])
+
+    def predict():
+        return F.predict(spec, params, Xt, loss="softmax_cross_entropy")
+
+    def info():
+        return {"accuracy": float(np.mean(predict() == yt))}
+    _serve(lambda: None, predict, info)
+
+
+def worker_torch(cfg) -> None:
+    X, y, Xt, yt = _load_data(cfg)
+    import numpy as np
+    import torch
+    import torch.nn.functional as TF
+    torch.manual_seed(0)
+    widths, batch = cfg["widths"], cfg["batch"]
+    layers, n_in = [], X.shape[1]
+    for w in widths:
+        layers += [torch.nn.Linear(n_in, w), torch.nn.ReLU()]
+        n_in = w
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(n_in, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    Xtr, ytr = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    gen = torch.Generator().manual_seed(0)
+    n = Xtr.shape[0]
+    _send({"ready": True, "rss_mb": _rss_mb(), "dtype": str(Xtr.dtype),
+           "threads": [f"torch {torch.__version__}: {torch.get_num_threads()} threads"] + (_blas_threads() or [])})
+
+    def run_epoch():
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        total, correct, batches = 0.0, 0, 0
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            xb, yb = Xtr[idx], ytr[idx]
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            loss = TF.cross_entropy(out, yb)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            correct += int((out.argmax(1) == yb).sum().item())
+            batches += 1
+        return {"loss": total / batches}
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(Xt)).argmax(1).numpy()
+
+    def info():
+        return {"accuracy": float(np.mean(predict() == yt))}
+    _serve(run_epoch, predict, info)
+
+
+def worker_sklearn(cfg) -> None:
+    X, y, Xt, yt = _load_data(cfg)
+    import numpy as np
+    import sklearn
+    from sklearn.neural_network import MLPClassifier
+    X64, Xt64 = X.astype(np.float64), Xt.astype(np.float64)  # what MLPClassifier computes in
+    clf = MLPClassifier(hidden_layer_sizes=tuple(cfg["widths"]), activation="relu", solver="adam",
+                        learning_rate_init=1e-3, batch_size=cfg["batch"], alpha=0.0, shuffle=True,
+                        random_state=0)
+    classes = np.arange(10)
+    _send({"ready": True, "rss_mb": _rss_mb(), "dtype": str(X64.dtype),
+           "threads": [f"sklearn {sklearn.__version__}"] + (_blas_threads() or [])})
+
+    def run_epoch():
+        clf.partial_fit(X64, y, classes=classes)
+        return {"loss": float(clf.loss_)}
+
+    def info():
+        return {"accuracy": float(np.mean(clf.predict(Xt64) == yt))}
+    _serve(run_epoch, lambda: clf.predict(Xt64), info)
+
+
+def gemm_shapes(n, batch, sizes):
+    """Every matrix product of one epoch of funcnn's loop: (kind, m, k, n, count, A transposed?, B transposed?).
+
+    Per dense layer: forward ``x @ W`` (m=batch), weight gradient ``x.T @ g``, and input
+    gradient ``g @ W.T`` for every layer but the first (whose input needs no gradient).
+    """
+    full, rest = divmod(n, batch)
+    out = []
+    for rows, count in ((batch, full), (rest, 1 if rest else 0)):
+        if not count:
+            continue
+        for i in range(len(sizes) - 1):
+            a, b = sizes[i], sizes[i + 1]
+            out.append(("forward", rows, a, b, count, False, False))
+            out.append(("weight grad", a, rows, b, count, True, False))
+            if i > 0:
+                out.append(("input grad", rows, b, a, count, False, True))
+    return out
+
+
+def adam_only_time(n_params, steps, reps=1):
+    """Seconds for ``steps`` in-place flat Adam updates on ``n_params`` float32s (funcnn's hot-loop step)."""
+    import numpy as np
+    sys.path.insert(0, REPO)
+    from funcnn import optimizers
+    opt = optimizers.adam(1e-3)
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(n_params).astype(np.float32)
+    g = (rng.standard_normal(n_params) * 1e-2).astype(np.float32)
+    m, v, tmp = np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
+    t0 = time.perf_counter()
+    for s in range(steps):
+        optimizers._update_inplace(opt, s, p, g, (m, v), tmp)
+    return time.perf_counter() - t0
+
+
+def worker_gemm(cfg) -> None:
+    import numpy as np
+    sizes = [784] + list(cfg["widths"]) + [10]
+    shapes = gemm_shapes(cfg["n_train"], cfg["batch"], sizes)
+    rng = np.random.default_rng(0)
+    ops = []
+    for kind, m, k, n, count, ta, tb in shapes:
+        A = rng.random((k, m), dtype=np.float32).T if ta else rng.random((m, k), dtype=np.float32)
+        B = rng.random((n, k), dtype=np.float32).T if tb else rng.random((k, n), dtype=np.float32)
+        ops.append((kind, m, k, n, count, A, B, np.empty((m, n), dtype=np.float32)))
+    flops = sum(2 * m * k * n * count for _, m, k, n, count, *_ in ops)
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    steps = -(-cfg["n_train"] // cfg["batch"])
+    per_shape = {}
+    _send({"ready": True, "rss_mb": _rss_mb(), "threads": _blas_threads(), "flops": flops,
+           "n_params": n_params, "steps": steps})
+
+    def run_epoch():
+        for kind, m, k, n, count, A, B, C in ops:
+            for _ in range(3):
+                np.matmul(A, B, out=C)  # warm the shape up (thread pool, packing buffers)
+            t0 = time.perf_counter()
+            for _ in range(count):
+                np.matmul(A, B, out=C)
+            dt = time.perf_counter() - t0
+            per_shape.setdefault(f"{kind} ({m}x{k})@({k}x{n})", []).append((dt, 2 * m * k * n * count))
+        return {"adam_time": adam_only_time(n_params, steps) if cfg.get("adam") else None}
+
+    def info():
+        table = []
+        for name, runs in per_shape.items():
+            dt = statistics.median(r[0] for r in runs)
+            table.append((name, runs[0][1] / dt / 1e9))
+        return {"per_shape_gflops": table}
+    _serve(run_epoch, lambda: None, info)
+
+
+WORKERS = {"funcnn": worker_funcnn, "torch": worker_torch, "sklearn": worker_sklearn, "gemm": worker_gemm}
+
+
+# =========================================================================== parent
+
+def start(name, cfg):
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", name, "--config", json.dumps(cfg)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    ready = read(proc, name)
+    return {"name": name, "proc": proc, "ready": ready, "epochs": [], "epoch_info": [], "predict": []}
+
+
+def read(proc, name):
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{name} worker exited with code {proc.wait()} (see its stderr above)")
+        if line.startswith(PROTO):
+            return json.loads(line[len(PROTO):])
+
+
+def ask(w, cmd):
+    w["proc"].stdin.write(cmd + "\n")
+    w["proc"].stdin.flush()
+    return read(w["proc"], w["name"])
+
+
+def run_set(names, cfg, epochs, predicts, log):
+    """Start one worker per name, alternate epochs and predictions between them, finish them."""
+    workers = []
+    for name in names:  # one at a time, so that startup (data loading) does not overlap
+        workers.append(start(name, {**cfg, "epochs": epochs}))
+    for r in range(epochs):
+        k = r % len(workers)
+        for w in workers[k:] + workers[:k]:
+            reply = ask(w, "epoch")
+            w["epochs"].append(reply["epoch_time"])
+            w["epoch_info"].append(reply)
+        log(f"  epoch {r + 1}/{epochs}: " + "  ".join(f"{w['name']} {w['epochs'][-1]:.3f}s" for w in workers))
+    for r in range(predicts):
+        k = r % len(workers)
+        for w in workers[k:] + workers[:k]:
+            if w["name"] != "gemm":
+                w["predict"].append(ask(w, "predict")["predict_time"])
+    for w in workers:
+        w["final"] = ask(w, "finish")
+        w["proc"].wait()
+    return {w["name"]: w for w in workers}
+
+
+def timed(w):
+    """Median seconds per epoch after the warm-up epoch."""
+    xs = w["epochs"][1:] or w["epochs"]
+    return statistics.median(xs)
+
+
+def machine_info():
+    import numpy as np
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older numpy
+        blas = "unknown"
+    info = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__, "blas": blas}
+    if importlib.util.find_spec("torch"):
+        import torch
+        info["torch"] = torch.__version__
+    import sklearn
+    info["sklearn"] = sklearn.__version__
+    return info
+
+
+def fmt_table(rows, markdown):
+    if markdown:
+        out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return "\n".join(out)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per framework, the first a warm-up (default 5)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 10 000 training samples, 2 epochs")
+    ap.add_argument("--scaling", action="store_true", help="also the batch-size / width scaling table")
+    ap.add_argument("--scaling-epochs", type=int, default=None, help="epochs per scaling point (default 3)")
+    ap.add_argument("--markdown", action="store_true", help="print the tables in Markdown, with the machine")
+    ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn")
+    ap.add_argument("--predicts", type=int, default=None, help="timed predictions per framework (default 15)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--config", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        WORKERS[args.worker](json.loads(args.config))
+        return 0
+
+    epochs = args.epochs or (2 if args.quick else 5)
+    if epochs < 1:
+        ap.error("--epochs must be at least 1")
+    n_train = 10_000 if args.quick else 60_000
+    predicts = args.predicts or (3 if args.quick else 15)
+    md = args.markdown
+    log = (lambda s: print(s, file=sys.stderr, flush=True))
+    have_torch = importlib.util.find_spec("torch") is not None
+    names = ["funcnn"] + (["torch"] if have_torch else []) + ([] if args.no_sklearn else ["sklearn"]) + ["gemm"]
+    info = machine_info()
+    log(f"load average before: {os.getloadavg()}")
+    log(f"main run: {', '.join(names)}; {epochs} epochs of {n_train} samples, batch 128, interleaved")
+    cfg = {"n_train": n_train, "batch": 128, "widths": [256, 128]}
+    res = run_set(names, cfg, epochs, predicts, log)
+    load_after = os.getloadavg()
+    log(f"load average after: {load_after}")
+
+    f = res["funcnn"]
+    t_f = timed(f)
+    gemm = res["gemm"]
+    t_gemm = timed(gemm)
+    flops = gemm["ready"]["flops"]
+    n_timed = max(1, epochs - 1)
+    print(("## " if md else "") + f"Fashion-MNIST, 784-256-128-10 ReLU, Adam lr 1e-3, batch 128, no L2, "
+          f"{n_train} training samples, {epochs} epochs (median of the last {n_timed})\n")
+    if md:
+        print(f"{info['date']}; CPU {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
+              f"NumPy {info['numpy']} ({info['blas']}), "
+              + (f"PyTorch {info['torch']}, " if "torch" in info else "PyTorch not installed, ")
+              + f"scikit-learn {info['sklearn']}; load average after the run {load_after[0]:.2f}.\n")
+    label = {"funcnn": "funcnn", "torch": "PyTorch (CPU)", "sklearn": "scikit-learn MLPClassifier"}
+    rows = [["", *[label[n] for n in names if n != "gemm"]]]
+    fw = [n for n in names if n != "gemm"]
+    rows.append(["seconds / epoch (median)", *[f"{timed(res[n]):.3f}" for n in fw]])
+    rows.append(["funcnn time ÷ this", *[("1" if n == "funcnn" else f"{t_f / timed(res[n]):.2f}") for n in fw]])
+    rows.append([f"test accuracy after {epochs} epochs", *[f"{100 * res[n]['final']['accuracy']:.2f} %" for n in fw]])
+    rows.append(["predict 10 000 test images (ms, median)",
+                 *[f"{1e3 * statistics.median(res[n]['predict']):.1f}" for n in fw]])
+    rows.append(["funcnn predict time ÷ this",
+                 *[("1" if n == "funcnn" else f"{statistics.median(f['predict']) / statistics.median(res[n]['predict']):.2f}")
+                   for n in fw]])
+    rows.append(["peak RSS of the process (MB)", *[f"{res[n]['final']['peak_mb']:.0f}" for n in fw]])
+    rows.append(["… of which after data + imports (MB)",
+                 *[f"{res[n]['final']['peak_mb'] - res[n]['ready']['rss_mb']:.0f}" for n in fw]])
+    rows.append(["dtype", *[res[n]["ready"]["dtype"] for n in fw]])
+    rows.append(["threads", *["; ".join(res[n]["ready"]["threads"] or ["?"]) for n in fw]])
+    print(fmt_table(rows, md))
+    print()
+    frac = t_gemm / t_f
+    print(("**GEMM roofline.** " if md else "GEMM roofline: ")
+          + f"the forward + backward matrix products of one epoch are {flops / 1e9:.1f} GFLOP; run shape by shape "
+          f"in tight loops they take {t_gemm:.3f} s ({flops / t_gemm / 1e9:.0f} GFLOP/s, the measured peak for "
+          f"these shapes). funcnn's training loop does them at {flops / t_f / 1e9:.0f} GFLOP/s: "
+          f"**{100 * frac:.0f} %** of the roofline ({t_gemm:.3f} s of {t_f:.3f} s per epoch)." if md else
+          f"the forward + backward matrix products of one epoch are {flops / 1e9:.1f} GFLOP; shape by shape in "
+          f"tight loops they take {t_gemm:.3f} s ({flops / t_gemm / 1e9:.0f} GFLOP/s measured peak for these "
+          f"shapes); funcnn's loop reaches {flops / t_f / 1e9:.0f} GFLOP/s = {100 * frac:.0f} % of it.")
+    per_shape = gemm["final"]["per_shape_gflops"]
+    print(("\n" if md else "") + "  measured float32 GEMM throughput per shape: "
+          + "; ".join(f"{name} {g:.0f} GFLOP/s" for name, g in per_shape))
+    print()
+    checks = []
+    if "torch" in res:
+        checks.append(("epoch time ≤ 0.70 × PyTorch", t_f / timed(res["torch"]), 0.70, "≤"))
+    if "sklearn" in res:
+        checks.append(("epoch time ≤ 0.40 × scikit-learn", t_f / timed(res["sklearn"]), 0.40, "≤"))
+    checks.append(("≥ 60 % of the GEMM roofline", frac, 0.60, "≥"))
+    if "torch" in res:
+        checks.append(("predict at least as fast as PyTorch (time ratio ≤ 1)",
+                       statistics.median(f["predict"]) / statistics.median(res["torch"]["predict"]), 1.0, "≤"))
+    accs = {n: 100 * res[n]["final"]["accuracy"] for n in fw}
+    spread = max(accs.values()) - min(accs.values())
+    checks.append(("test accuracies within 1 point of each other", spread, 1.0, "≤"))
+    print(("**Targets**\n" if md else "Targets:"))
+    for name, value, bound, op in checks:
+        ok = value <= bound if op == "≤" else value >= bound
+        print(f"{'- ' if md else '  '}{'met' if ok else 'NOT met'}: {name} — {value:.2f} (bound {bound})")
+    if not have_torch:
+        print("\n(PyTorch is not installed: its column is skipped.)")
+
+    if args.scaling:
+        print()
+        scaling(args, n_train, have_torch, md, log)
+    return 0
+
+
+def scaling(args, n_train, have_torch, md, log):
+    epochs = args.scaling_epochs or (2 if args.quick else 3)
+    points = [(32, [256, 128]), (128, [256, 128]), (512, [256, 128])]
+    points += [(128, [w, w // 2]) for w in (64, 128, 512, 1024)]
+    rows = [["batch", "hidden", "funcnn s/epoch", "GEMMs alone (s)", "Adam alone (s)", "everything else (s)",
+             "GEMM share (= % of roofline)"] + (["PyTorch s/epoch", "funcnn ÷ PyTorch"] if have_torch else [])]
+    for batch, widths in sorted(points, key=lambda p: (p[1][0] != 256, p[0], p[1][0])):
+        names = ["funcnn", "gemm"] + (["torch"] if have_torch else [])
+        log(f"scaling: batch {batch}, hidden {widths}")
+        cfg = {"n_train": n_train, "batch": batch, "widths": widths, "adam": True}
+        res = run_set(names, cfg, epochs, 0, log)
+        t = timed(res["funcnn"])
+        tg = timed(res["gemm"])
+        ta = statistics.median(i["adam_time"] for i in (res["gemm"]["epoch_info"][1:] or res["gemm"]["epoch_info"]))
+        row = [str(batch), f"{widths[0]}-{widths[1]}", f"{t:.3f}", f"{tg:.3f}", f"{ta:.3f}",
+               f"{t - tg - ta:.3f}", f"{100 * tg / t:.0f} %"]
+        if have_torch:
+            tt = timed(res["torch"])
+            row += [f"{tt:.3f}", f"{t / tt:.2f}"]
+        rows.append(row)
+    print(("## " if md else "") + f"Scaling (funcnn; {epochs} epochs per point, median after the first)\n")
+    print(fmt_table(rows, md))
+    print("\nGEMMs alone: the epoch's matrix products shape by shape in tight loops (the roofline); Adam alone: "
+          "the flat in-place Adam update funcnn's loop runs, once per minibatch, on its own; everything else = "
+          "epoch − both (activations, loss, batch gather, per-call Python overhead).")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Guards for train's hot loop that do not time anything.
+
+They fail if someone reintroduces what made the loop slow:
+
+* a copy of the whole data set per epoch or per batch (tracemalloc peak during an epoch);
+* a float64 array in a float32 run (every array entering or leaving a layer, the loss and
+  the optimizer step is checked);
+* per-batch validation of the labels;
+* an in-place optimizer step that drifts from the public ``update`` (bit for bit, every
+  optimizer, both dtypes, with and without the thread split), or a loop that mutates the
+  params it has handed out.
+"""
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import funcnn as F
+from funcnn import layers, losses, network
+from funcnn import optimizers as O
+from funcnn import schedules as S
+from funcnn.train import train
+from conftest import assert_tree_equal
+
+CE = "softmax_cross_entropy"
+
+
+def _data(n=20_000, d=100, k=10, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = (X[:, :k].argmax(axis=1)).astype(np.int64)
+    return X, y
+
+
+def test_no_dataset_copy_in_the_training_loop():
+    """Peak extra memory during one full epoch stays far below the size of the data set.
+
+    Any copy of X (a per-epoch shuffled copy, or a per-batch one) costs at least
+    X.nbytes; the loop itself only needs the batch, the activations and the params.
+    """
+    X, y = _data()
+    spec = [F.dense(32), F.relu(), F.dense(10)]
+    params = F.init_params(spec, X.shape[1], seed=0)
+    seen = {}
+
+    def probe(epoch, p, history):
+        if epoch == 1:  # the one-off validation and setup are behind us: measure epoch 2 alone
+            seen["start"] = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+        elif epoch == 2:
+            seen["peak"] = tracemalloc.get_traced_memory()[1]
+
+    tracemalloc.start()
+    try:
+        train(spec, params, X, y, loss=CE, optimizer=O.adam(1e-3), epochs=2, batch_size=64, seed=0,
+              progress=False, callbacks=[probe])
+    finally:
+        tracemalloc.stop()
+    extra = seen["peak"] - seen["start"]
+    # batch (64 x 100 float32 = 25 kB) + activations + params and slots (~60 kB) + the permutation
+    # (160 kB) + Python objects: a few hundred kB. X is 8 MB.
+    assert extra < 0.1 * X.nbytes, f"epoch 2 allocated up to {extra / 1e6:.1f} MB for an {X.nbytes / 1e6:.0f} MB X"
+
+
+def _wrap_checking(record, name, fn):
+    def wrapped(*args):
+        out = fn(*args)
+        for a in list(args) + list(out if isinstance(out, tuple) else (out,)):
+            for v in (a.values() if isinstance(a, dict) else [a]):
+                if isinstance(v, np.ndarray):
+                    record.append((name, v.dtype))
+        return out
+    return wrapped
+
+
+@pytest.mark.parametrize("spec", [
+    [F.dense(16), F.relu(), F.dropout(0.2), F.dense(8), F.tanh(), F.dense(3)],
+    [F.dense(16), F.leaky_relu(0.1), F.dense(8), F.sigmoid(), F.dense(3)],
+], ids=["relu-dropout-tanh", "leaky-sigmoid"])
+@pytest.mark.parametrize("loss", [CE, "mean_squared_error"])
+def test_float32_run_stays_float32(monkeypatch, spec, loss):
+    """float64 inputs, sample weights and targets; float32 params: nothing in the loop is float64."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 5))                       # float64, converted once by train
+    y = rng.integers(0, 3, 300) if loss == CE else rng.normal(size=(300, 3))
+    w = rng.uniform(0.5, 1.5, 300)                      # float64 too
+    seen = []
+    for kind, entry in layers.LAYERS.items():
+        for fn_name in ("forward", "backward"):
+            monkeypatch.setitem(entry, fn_name, _wrap_checking(seen, f"{kind}.{fn_name}", entry[fn_name]))
+    for kind, fn in list(layers.BACKWARD_INTO.items()):
+        monkeypatch.setitem(layers.BACKWARD_INTO, kind, _wrap_checking(seen, f"{kind}.backward_into", fn))
+    monkeypatch.setitem(losses._UNCHECKED, loss, _wrap_checking(seen, loss, losses._UNCHECKED[loss]))
+    steps = []
+    real_step = O._update_inplace
+
+    def step(optimizer, step_no, p, g, slots, tmp, pool=None):
+        steps.append([a.dtype for a in (p, g, tmp, *slots)])
+        return real_step(optimizer, step_no, p, g, slots, tmp, pool)
+    monkeypatch.setattr(O, "_update_inplace", step)
+
+    params = F.init_params(spec, 5, seed=0)
+    out, history = train(spec, params, X, y, loss=loss, optimizer=O.adam(1e-2), epochs=2, batch_size=32,
+                         l2=1e-3, sample_weight=w, validation_data=(X[:50], y[:50]), seed=0, progress=False)
+    floats = {(name, dt) for name, dt in seen if dt.kind == "f"}
+    assert floats and all(dt == np.float32 for _, dt in floats), sorted(str(f) for f in floats if f[1] != np.float32)
+    assert len(steps) == 2 * 10 and all(dt == np.float32 for s in steps for dt in s)
+    assert all(v.dtype == np.float32 for v in out.values())
+    assert all(isinstance(v, float) for h in history.values() for v in h)
+
+
+def test_labels_are_validated_once_not_per_batch(monkeypatch):
+    from funcnn import _checks
+    calls = []
+    real = _checks.check_labels
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(losses, "check_labels", counting)
+    X, y = _data(n=2000, d=10)
+    spec = [F.dense(8), F.relu(), F.dense(10)]
+    train(spec, F.init_params(spec, 10, seed=0), X, y, loss=CE, optimizer=O.sgd(0.1), epochs=3, batch_size=50,
+          validation_data=(X[:100], y[:100]), progress=False)
+    assert len(calls) == 2  # y and the validation y, up front: not once per each of the 120 batches
+
+
+OPTS = [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nesterov=True), O.rmsprop(1e-2),
+        O.rmsprop(S.exponential(0.1, 0.7), decay=0.5, eps=1e-3), O.adam(1e-2),
+        O.adam(S.warmup(S.cosine(0.1, 4), 2), beta1=0.5, beta2=0.8, eps=1e-2, weight_decay=0.1)]
+
+
+@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "split"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", OPTS, ids=lambda o: f"{o['name']}-{sorted(o.items())!s:.60}")
+def test_inplace_step_is_bit_identical_to_update(opt, dtype, threads):
+    """train's flat in-place step gives exactly the arrays update() returns, step after step."""
+    rng = np.random.default_rng(0)
+    shapes = {"W_0": (37, 23), "b_0": (23,), "W_2": (23, 5), "b_2": (5,)}
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    flat = lambda d: np.concatenate([d[k].ravel() for k in shapes])  # noqa: E731
+    P = flat(params)
+    slot_names = O.OPTIMIZERS[opt["name"]]["slots"](opt)
+    slots = tuple(np.zeros_like(P) for _ in slot_names)
+    tmp = np.empty_like(P)
+    state = O.init_state(opt, params)
+    pool = ThreadPoolExecutor(1) if threads else None
+    try:
+        for step in range(6):
+            grads = {k: (rng.standard_normal(s) * 10.0 ** rng.integers(-3, 2, s)).astype(dtype)
+                     for k, s in shapes.items()}
+            grads["b_0"][step % 5] = 0.0
+            params, state = O.update(opt, params, grads, state)
+            O._update_inplace(opt, step, P, flat(grads), slots, tmp, pool)
+            assert flat(params).tobytes() == P.tobytes(), f"params differ at step {step}"
+            for name, arr in zip(slot_names, slots):
+                assert flat(state[name]).tobytes() == arr.tobytes(), f"{name} differs at step {step}"
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def test_handed_out_params_are_never_mutated():
+    """Callbacks get params that the loop (which updates its own buffers in place) never touches again."""
+    X, y = _data(n=500, d=10)
+    spec = [F.dense(8), F.relu(), F.dense(10)]
+    got = []
+    out, _ = train(spec, F.init_params(spec, 10, seed=0), X, y, loss=CE, optimizer=O.adam(1e-2), epochs=3,
+                   batch_size=50, progress=False,
+                   callbacks=[lambda e, p, h: got.append((p, {k: v.copy() for k, v in p.items()}))])
+    for p, snapshot in got:
+        assert_tree_equal(p, snapshot)
+    assert not any(np.shares_memory(a, b) for (p, _), (q, _) in zip(got, got[1:]) for a, b in zip(p.values(), q.values()))
+    assert_tree_equal(out, got[-1][1])
+
+
+def test_backward_into_matches_backward():
+    """The gradients written into train's buffers are the bits backward() returns."""
+    rng = np.random.default_rng(3)
+    spec = [F.dense(16), F.relu(), F.dense(8), F.tanh(), F.dense(4)]
+    params = F.init_params(spec, 6, seed=0)
+    X = rng.normal(size=(20, 6)).astype(np.float32)
+    out, cache = network._forward(spec, params, X, True, None)
+    G = rng.normal(size=out.shape).astype(np.float32)
+    expected = F.backward(spec, params, cache, G)
+    bufs = {k: np.full_like(v, np.nan) for k, v in params.items()}
+    network._backward_into(spec, network._layer_params(spec, params), cache["layers"], G,
+                           network._layer_params(spec, bufs))
+    assert_tree_equal(bufs, expected)
