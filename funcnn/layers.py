@@ -288,6 +288,66 @@ PARAM_NAMES: Dict[str, Tuple[str, ...]] = {"dense": ("W", "b")}
 BACKWARD_INTO: Dict[str, Callable] = {"dense": _dense_backward_into}
 
 
+# --- in-place variants ----------------------------------------------------------------
+#
+# The same arithmetic as the plain functions (the same bits), overwriting an input that the
+# caller knows to be a scratch array: nobody else holds it and no cache refers to it.
+# ``forward_inplace(layer, p, x, training, rng)`` may overwrite ``x`` (the network uses it on
+# the fresh output of a dense layer); ``backward_inplace(layer, p, cache, g, need_dx)`` may
+# overwrite ``g`` (a gradient the network computed itself). Each saves an allocation and a
+# trip through memory per layer and minibatch.
+
+def _relu_forward_inplace(layer, p, x, training, rng):
+    np.maximum(x, 0, out=x)
+    return x, x
+
+
+def _relu_backward_inplace(layer, p, y, g, need_dx):
+    np.multiply(g, y > 0, out=g)
+    return g, {}
+
+
+def _leaky_forward_inplace(layer, p, x, training, rng):
+    slope = np.where(x > 0, 1, layer.get("alpha", 0.01)).astype(x.dtype)
+    x *= slope
+    return x, slope
+
+
+def _scale_backward_inplace(layer, p, scale, g, need_dx):  # leaky_relu's slope, dropout's mask
+    if scale is not None:
+        g *= scale
+    return g, {}
+
+
+def _tanh_forward_inplace(layer, p, x, training, rng):
+    np.tanh(x, out=x)
+    return x, x
+
+
+def _tanh_backward_inplace(layer, p, y, g, need_dx):
+    d = y * y
+    np.subtract(1, d, out=d)
+    g *= d
+    return g, {}
+
+
+def _sigmoid_backward_inplace(layer, p, y, g, need_dx):
+    g *= y
+    g *= 1 - y
+    return g, {}
+
+
+FORWARD_INPLACE: Dict[str, Callable] = {
+    "relu": _relu_forward_inplace, "leaky_relu": _leaky_forward_inplace, "tanh": _tanh_forward_inplace,
+}
+BACKWARD_INPLACE: Dict[str, Callable] = {
+    "relu": _relu_backward_inplace, "leaky_relu": _scale_backward_inplace, "tanh": _tanh_backward_inplace,
+    "sigmoid": _sigmoid_backward_inplace, "dropout": _scale_backward_inplace,
+}
+# Layer types whose forward output is a new array that their cache does not hold.
+FRESH_OUTPUT = frozenset({"dense"})
+
+
 def check_spec(spec: Any) -> None:
     """Raise ``TypeError``/``ValueError`` naming the layer index and key if ``spec`` is not valid."""
     if not isinstance(spec, (list, tuple)):

@@ -16,7 +16,8 @@ import numpy as np
 
 from . import losses as _losses
 from ._checks import SeedLike, as_rng, check_dtype, check_number, check_X
-from .layers import BACKWARD_INTO, LAYERS, PARAM_NAMES, RELU_FAMILY, check_spec
+from .layers import (BACKWARD_INPLACE, BACKWARD_INTO, FORWARD_INPLACE, FRESH_OUTPUT, LAYERS, PARAM_NAMES,
+                     RELU_FAMILY, check_spec)
 
 Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
@@ -116,9 +117,13 @@ def _forward_layers(spec: Spec, layer_params: List[Dict[str, np.ndarray]], X: np
     """The loop of :func:`_forward` on per-layer params (see :func:`_layer_params`): (output, caches)."""
     caches = []
     x = X
+    scratch = False  # is x an array nobody else holds (the fresh output of a dense layer)?
     for layer, p in zip(spec, layer_params):
-        x, c = LAYERS[layer["type"]]["forward"](layer, p, x, training, rng)
+        kind = layer["type"]
+        fn = FORWARD_INPLACE[kind] if scratch and kind in FORWARD_INPLACE else LAYERS[kind]["forward"]
+        x, c = fn(layer, p, x, training, rng)
         caches.append(c)
+        scratch = kind in FRESH_OUTPUT
     return x, caches
 
 
@@ -126,16 +131,22 @@ def _first_with_params(spec: Spec) -> int:
     return min(i for i, layer in enumerate(spec) if layer["type"] in PARAM_NAMES)
 
 
-def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray) -> Params:
+def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray,
+              scratch: bool = False) -> Params:
+    """Gradients keyed like ``params``. ``scratch``: ``grad_output`` is the caller's own
+    temporary (e.g. fresh from the loss) and may be overwritten."""
     grads: Params = {}
     layer_params = _layer_params(spec, params)
     first_with_params = _first_with_params(spec)
     g = grad_output
     for i in range(len(spec) - 1, first_with_params - 1, -1):
         layer = spec[i]
+        kind = layer["type"]
         # No layer before the first dense one needs d loss / d input: skip that product.
-        g, own = LAYERS[layer["type"]]["backward"](layer, layer_params[i], cache["layers"][i], g,
-                                                   i > first_with_params)
+        fn = BACKWARD_INPLACE[kind] if scratch and kind in BACKWARD_INPLACE else LAYERS[kind]["backward"]
+        dx, own = fn(layer, layer_params[i], cache["layers"][i], g, i > first_with_params)
+        scratch = scratch or dx is not g  # a new array is this function's own
+        g = dx
         grads.update({f"{name}_{i}": v for name, v in own.items()})
     return {k: grads[k] for k in params}  # the params' key order
 
@@ -143,17 +154,18 @@ def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray)
 def _backward_into(spec: Spec, layer_params: List[Dict[str, np.ndarray]], caches: List[Any],
                    grad_output: np.ndarray, layer_grads: List[Dict[str, np.ndarray]]) -> None:
     """:func:`_backward` writing into the caller's buffers: ``layer_grads[i]`` (keyed like
-    ``layer_params[i]``) receives the gradients of layer ``i``'s params, with the same bits."""
+    ``layer_params[i]``) receives the gradients of layer ``i``'s params, with the same bits.
+    ``grad_output`` is overwritten (train passes the loss's fresh gradient)."""
     first_with_params = _first_with_params(spec)
     g = grad_output
     for i in range(len(spec) - 1, first_with_params - 1, -1):
         layer = spec[i]
+        kind = layer["type"]
         if layer_grads[i]:
-            g = BACKWARD_INTO[layer["type"]](layer, layer_params[i], caches[i], g, i > first_with_params,
-                                             layer_grads[i])
+            g = BACKWARD_INTO[kind](layer, layer_params[i], caches[i], g, i > first_with_params, layer_grads[i])
         else:
-            g = LAYERS[layer["type"]]["backward"](layer, layer_params[i], caches[i], g,
-                                                  i > first_with_params)[0]
+            fn = BACKWARD_INPLACE.get(kind) or LAYERS[kind]["backward"]
+            g = fn(layer, layer_params[i], caches[i], g, i > first_with_params)[0]
 
 
 def _check_training(training: Any) -> bool:
@@ -200,7 +212,7 @@ def _value_and_grad(spec: Spec, params: Params, X: np.ndarray, y: Any, loss_fn, 
                     rng: Optional[np.random.Generator]) -> Tuple[float, Params]:
     output, cache = _forward(spec, params, X, training, rng)
     value, g = loss_fn(output, y, sample_weight)
-    grads = _backward(spec, params, cache, g)
+    grads = _backward(spec, params, cache, g, scratch=True)  # g is the loss's own new array
     if l2:
         value += _l2_value(params, l2)
         for k in grads:

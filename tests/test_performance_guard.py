@@ -89,8 +89,10 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
     for kind, entry in layers.LAYERS.items():
         for fn_name in ("forward", "backward"):
             monkeypatch.setitem(entry, fn_name, _wrap_checking(seen, f"{kind}.{fn_name}", entry[fn_name]))
-    for kind, fn in list(layers.BACKWARD_INTO.items()):
-        monkeypatch.setitem(layers.BACKWARD_INTO, kind, _wrap_checking(seen, f"{kind}.backward_into", fn))
+    for registry in ("BACKWARD_INTO", "FORWARD_INPLACE", "BACKWARD_INPLACE"):
+        table = getattr(layers, registry)
+        for kind, fn in list(table.items()):
+            monkeypatch.setitem(table, kind, _wrap_checking(seen, f"{kind}.{registry}", fn))
     monkeypatch.setitem(losses._UNCHECKED, loss, _wrap_checking(seen, loss, losses._UNCHECKED[loss]))
     steps = []
     real_step = O._update_inplace
@@ -105,6 +107,7 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
                          l2=1e-3, sample_weight=w, validation_data=(X[:50], y[:50]), seed=0, progress=False)
     floats = {(name, dt) for name, dt in seen if dt.kind == "f"}
     assert floats and all(dt == np.float32 for _, dt in floats), sorted(str(f) for f in floats if f[1] != np.float32)
+    assert {name.split(".")[-1] for name, _ in floats} >= {"forward", "BACKWARD_INTO", "BACKWARD_INPLACE"}
     assert len(steps) == 2 * 10 and all(dt == np.float32 for s in steps for dt in s)
     assert all(v.dtype == np.float32 for v in out.values())
     assert all(isinstance(v, float) for h in history.values() for v in h)
