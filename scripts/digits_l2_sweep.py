@@ -30,13 +30,17 @@ epochs, λ over ``np.logspace(-2, 2, 10)`` chosen on the validation split. The t
   (and range) of the 5 test accuracies, since one init swings about ±0.006.
 
 (b) A better network, chosen on the validation split only: StandardScaler (fitted on the
-training split), ReLU MLPs, Adam (lr 0.003), minibatches of 64, early stopping on the
+training split; raw or /16 pixels did no better on validation for these ReLU nets),
+ReLU MLPs, Adam (lr 0.003), minibatches of 64, early stopping on the
 validation loss (patience 25, best epoch restored); one sweep over hidden widths
 {256, 512, 512-256} × dropout {0.2, 0.5} × l2 {1e-5, 1e-4, 1e-3} × init seeds {0, 1}; the
 configuration with the best mean validation accuracy (ties: lower validation loss) wins,
 its epoch count is the median best epoch over the seeds. Then the scaler is refitted on
 train+validation, the network retrained there for that many epochs and tested once.
-Reference: an RBF SVM (``sklearn.svm.SVC()`` defaults) on the same inputs.
+Reference: an RBF SVM (``sklearn.svm.SVC()`` defaults) on the standardised training split
+(0.9747: "the SVM's 0.975"), on standardised train+validation (the data of our final
+network) and on raw pixels — where the SVM is better still (0.9865): with ~1200 images an
+RBF kernel on raw pixels is hard to beat with an MLP.
 
 Run (from the repository root)::
 
@@ -44,7 +48,20 @@ Run (from the repository root)::
     python scripts/digits_l2_sweep.py --quick --out-dir /tmp/figs   # smoke run
     python scripts/digits_l2_sweep.py --scaling standard            # (a) with standardised inputs
 
-Last full run: see the table at the end of this docstring (updated by hand).
+Last full run (2 shared cores, load average ~2; 86 s in all)::
+
+    digits (tutorial 002's splits)                tutorial  ours
+    (a) 48-32 sigmoid, SGD mom.: λ                0.5995    0.5995 (l2 = 0.000831, raw inputs)
+    (a) validation accuracy                       0.9647    0.9643 (mean of 5 inits)
+    (a) test accuracy                             0.9596    0.9663 (median of 5; range 0.9630-0.9697; sweep 50 runs 54 s)
+    (b) chosen on validation                      —         hidden (512,), dropout 0.2, l2 0.0001, 196 epochs (val acc 0.9772; sweep 36 runs 27 s)
+    (b) test accuracy, retrained on train+val     —         0.9781 (2.4 s)
+        reference: SVC, standardised train split  —         0.9747
+        reference: SVC, standardised train+val    —         0.9714
+        reference: SVC, raw pixels train+val      —         0.9865
+
+With ``--scaling standard`` (exploratory run): λ = 0.5995, mean validation accuracy 0.956,
+test median 0.9613.
 """
 from __future__ import annotations
 
