@@ -38,11 +38,12 @@ them) and exits with status 1.
     0.4      20      0.8937        0.2890
     0.4      30      0.9009        0.2870
 
-Last full run (2 shared cores, 2 BLAS threads, load average 1.9 at start and end)::
+Last full run (2 shared cores, 2 BLAS threads, load average 2.07 at start, 2.00 at the end —
+the run itself is ~2 of that; an earlier run at load 1.9 took 18.7 s and 55.5 s)::
 
     network                                              reference                  Fashion-MNIST test acc  training time
-    784-100-200-10 ReLU, SGD (tutorials 001/003), 25 ep  0.9819 (digit MNIST, val)  0.8788                  18.7 s
-    784-512-256-10 ReLU+dropout, Adam+cosine, 20 ep      0.8833 (README best MLP)   0.8984                  55.5 s
+    784-100-200-10 ReLU, SGD (tutorials 001/003), 25 ep  0.9819 (digit MNIST, val)  0.8788                  29.2 s
+    784-512-256-10 ReLU+dropout, Adam+cosine, 20 ep      0.8833 (README best MLP)   0.8984                  52.2 s
 
 (validation accuracy at the end of training: 0.8879 and 0.8988; the final run uses two BLAS
 threads, the sweep one, so the float32 sums — and the last digits — differ.)
