@@ -199,7 +199,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, path: PathLike, *, labels: Option
     fig.colorbar(image, ax=ax)
     ticks = np.arange(k)
     fontsize = max(4.0, min(10.0, 100.0 / k))  # keep numbers legible from 2 to ~30 classes
-    ax.set_xticks(ticks, [str(n) for n in names], fontsize=fontsize)
+    long_names = max(len(str(n)) for n in names) > 3  # tilt long class names so they don't overlap
+    ax.set_xticks(ticks, [str(n) for n in names], fontsize=fontsize,
+                  rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_yticks(ticks, [str(n) for n in names], fontsize=fontsize)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
