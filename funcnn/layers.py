@@ -158,7 +158,7 @@ def _dense_backward_into(layer, p, x, g, need_dx, out):
     # The same products as _dense_backward, written into the caller's buffers ``out``
     # (funcnn.train's preallocated gradient arrays): no allocation, the same bits.
     np.matmul(x.T, g, out=out["W"])
-    np.sum(g, axis=0, out=out["b"])
+    np.add.reduce(g, axis=0, out=out["b"])  # what g.sum(axis=0) runs, without the wrappers
     return g @ p["W"].T if need_dx else None
 
 

@@ -97,12 +97,13 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
     n = output.shape[0]
     total = _total(w, n)
     rows = np.arange(n)
-    z = output - output.max(axis=1, keepdims=True)
+    # (np.maximum.reduce and np.add.reduce are what .max() and .sum() run, minus the wrappers.)
+    z = output - np.maximum.reduce(output, axis=1, keepdims=True)
     picked = z[rows, labels]
     # -log softmax[y] = log(sum exp(z)) - z[y]; z <= 0 so exp never overflows, and the sum
     # is >= 1 so the log is finite. One exp serves both the value and the gradient.
     np.exp(z, out=z)
-    sum_exp = z.sum(axis=1)
+    sum_exp = np.add.reduce(z, axis=1)
     per_sample = np.log(sum_exp)
     per_sample -= picked
     value = _reduce(per_sample, w, total)

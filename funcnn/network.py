@@ -115,15 +115,32 @@ def _forward(spec: Spec, params: Params, X: np.ndarray, training: bool,
 def _forward_layers(spec: Spec, layer_params: List[Dict[str, np.ndarray]], X: np.ndarray, training: bool,
                     rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, List[Any]]:
     """The loop of :func:`_forward` on per-layer params (see :func:`_layer_params`): (output, caches)."""
-    caches = []
-    x = X
-    scratch = False  # is x an array nobody else holds (the fresh output of a dense layer)?
+    return _run_forward(_forward_plan(spec, layer_params), X, training, rng)
+
+
+def _forward_plan(spec: Spec, layer_params: List[Dict[str, np.ndarray]]) -> List[Tuple[Any, ...]]:
+    """The forward pass as a list of ``(function, layer, params)`` calls, resolved once.
+
+    An activation that follows a dense layer runs in place (``FORWARD_INPLACE``): its input
+    is the dense layer's fresh output, which nothing else holds.
+    """
+    plan = []
+    scratch = False  # is the input of this layer an array nobody else holds?
     for layer, p in zip(spec, layer_params):
         kind = layer["type"]
         fn = FORWARD_INPLACE[kind] if scratch and kind in FORWARD_INPLACE else LAYERS[kind]["forward"]
+        plan.append((fn, layer, p))
+        scratch = kind in FRESH_OUTPUT
+    return plan
+
+
+def _run_forward(plan: List[Tuple[Any, ...]], X: np.ndarray, training: bool,
+                 rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, List[Any]]:
+    caches = []
+    x = X
+    for fn, layer, p in plan:
         x, c = fn(layer, p, x, training, rng)
         caches.append(c)
-        scratch = kind in FRESH_OUTPUT
     return x, caches
 
 
@@ -156,16 +173,34 @@ def _backward_into(spec: Spec, layer_params: List[Dict[str, np.ndarray]], caches
     """:func:`_backward` writing into the caller's buffers: ``layer_grads[i]`` (keyed like
     ``layer_params[i]``) receives the gradients of layer ``i``'s params, with the same bits.
     ``grad_output`` is overwritten (train passes the loss's fresh gradient)."""
-    first_with_params = _first_with_params(spec)
-    g = grad_output
-    for i in range(len(spec) - 1, first_with_params - 1, -1):
+    _run_backward(_backward_plan(spec, layer_params, layer_grads), caches, grad_output)
+
+
+def _backward_plan(spec: Spec, layer_params: List[Dict[str, np.ndarray]],
+                   layer_grads: List[Dict[str, np.ndarray]]) -> List[Tuple[Any, ...]]:
+    """The backward pass of :func:`_backward_into` as ``(function, layer, params, index, need_dx,
+    grads_out)`` calls, resolved once: from the last layer down to the first dense one, whose
+    input needs no gradient. The gradient flowing back is always the network's own array,
+    so the activations overwrite it (``BACKWARD_INPLACE``)."""
+    first = _first_with_params(spec)
+    plan = []
+    for i in range(len(spec) - 1, first - 1, -1):
         layer = spec[i]
         kind = layer["type"]
         if layer_grads[i]:
-            g = BACKWARD_INTO[kind](layer, layer_params[i], caches[i], g, i > first_with_params, layer_grads[i])
+            plan.append((BACKWARD_INTO[kind], layer, layer_params[i], i, i > first, layer_grads[i]))
         else:
             fn = BACKWARD_INPLACE.get(kind) or LAYERS[kind]["backward"]
-            g = fn(layer, layer_params[i], caches[i], g, i > first_with_params)[0]
+            plan.append((fn, layer, layer_params[i], i, i > first, None))
+    return plan
+
+
+def _run_backward(plan: List[Tuple[Any, ...]], caches: List[Any], g: np.ndarray) -> None:
+    for fn, layer, p, i, need_dx, out in plan:
+        if out is None:
+            g = fn(layer, p, caches[i], g, need_dx)[0]
+        else:
+            g = fn(layer, p, caches[i], g, need_dx, out)
 
 
 def _check_training(training: Any) -> bool:

@@ -19,7 +19,8 @@ from . import losses as _losses
 from . import optimizers as _optimizers
 from ._checks import SeedLike, as_rng, check_number, check_sample_weight, check_X
 from .layers import check_spec
-from .network import Params, Spec, _backward_into, _forward, _forward_layers, _l2_value, _layer_params, check_params
+from .network import (Params, Spec, _backward_plan, _forward, _forward_plan, _l2_value, _layer_params, _run_backward,
+                      _run_forward, check_params)
 
 History = Dict[str, List[float]]
 Callback = Callable[[int, Params, History], Any]
@@ -307,8 +308,9 @@ def _workspace(spec, params, state, optimizer, n_in, n_out, y, w, batch_size, n)
         ws["p"][k][...] = params[k]
         for name, v in zip(slot_names, ws["s"]):
             v[k][...] = state[name][k]
-    ws["layer_params"] = _layer_params(spec, ws["p"])
-    ws["layer_grads"] = _layer_params(spec, ws["g"])
+    layer_params = _layer_params(spec, ws["p"])
+    ws["forward"] = _forward_plan(spec, layer_params)
+    ws["backward"] = _backward_plan(spec, layer_params, _layer_params(spec, ws["g"]))
     ws["l2_keys"] = [k for k in keys if k.startswith("W_")]
     if batch_size is not None and batch_size < n:
         ws["xb"] = np.empty((batch_size, n_in), dtype=dtype)
@@ -335,9 +337,10 @@ def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, class
     if not full:
         perm = rng.permutation(n)
     n_batches = 1 if full else -(-n // batch_size)
-    layer_params, layer_grads, p, g_views, t_views = (ws["layer_params"], ws["layer_grads"], ws["p"], ws["g"],
-                                                      ws["t"])
+    forward, backward, p, g_views, t_views = ws["forward"], ws["backward"], ws["p"], ws["g"], ws["t"]
     P, G, T, slots = ws["P"], ws["G"], ws["T"], ws["slots"]
+    xbuf, ybuf, wbuf = ws.get("xb"), ws.get("yb"), ws.get("wb")
+    update, count_nonzero, take, isfinite = _optimizers._update_inplace, np.count_nonzero, np.take, math.isfinite
     total, correct = 0.0, 0
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by value
         for b in range(n_batches):
@@ -347,24 +350,24 @@ def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, class
                 idx = perm[b * batch_size:(b + 1) * batch_size]
                 m = idx.shape[0]
                 # mode="clip": the indices are valid, and "raise" would gather via a temporary
-                xb = np.take(X, idx, axis=0, out=ws["xb"][:m], mode="clip")
-                yb = np.take(y, idx, axis=0, out=ws["yb"][:m], mode="clip")
-                wb = None if w is None else np.take(w, idx, out=ws["wb"][:m], mode="clip")
-            output, caches = _forward_layers(spec, layer_params, xb, True, rng)
+                xb = take(X, idx, axis=0, out=xbuf[:m], mode="clip")
+                yb = take(y, idx, axis=0, out=ybuf[:m], mode="clip")
+                wb = None if w is None else take(w, idx, out=wbuf[:m], mode="clip")
+            output, caches = _run_forward(forward, xb, True, rng)
             value, grad_output = loss_fn(output, yb, wb)
-            _backward_into(spec, layer_params, caches, grad_output, layer_grads)
+            _run_backward(backward, caches, grad_output)
             if l2:
                 value += _l2_value(p, l2)
                 for k in ws["l2_keys"]:
                     np.multiply(p[k], l2, out=t_views[k])
                     g_views[k] += t_views[k]
-            if not math.isfinite(value):
+            if not isfinite(value):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (batch {b + 1} of {n_batches}): "
                                          f"the loss is {value}; try a smaller learning rate")
             if classification:
                 pred = output.argmax(axis=1) if output.shape[1] > 1 else (output[:, 0] > 0)
-                correct += int(np.count_nonzero(pred == yb))
-            _optimizers._update_inplace(optimizer, ws["step"], P, G, slots, T)
+                correct += int(count_nonzero(pred == yb))
+            update(optimizer, ws["step"], P, G, slots, T)
             ws["step"] += 1
             total += value
     params = _export_params(ws)
