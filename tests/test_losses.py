@@ -72,3 +72,37 @@ def test_sample_weight_equals_repetition():
         vw, _ = fn(o, yy, w)
         vr, _ = fn(o[rep], np.asarray(yy)[rep])
         assert vw == pytest.approx(vr, abs=1e-14)
+
+
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+LOGITS = arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(2, 5)),
+                elements=st.floats(-1e4, 1e4, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(LOGITS, st.data())
+def test_property_softmax_ce_finite_and_consistent(logits, data):
+    n, k = logits.shape
+    y = np.array(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = softmax_cross_entropy(logits, y)
+    assert np.isfinite(value) and value >= 0 and np.isfinite(grad).all()
+    # each row of the gradient is (softmax - onehot) / n: sums to zero, entries in [-1/n, 1/n]
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-12)
+    assert (grad <= 1 / n + 1e-15).all() and (grad >= -1 / n - 1e-15).all()
+    # shifting every logit of a row leaves the loss unchanged
+    assert softmax_cross_entropy(logits - 7.0, y)[0] == pytest.approx(value, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 8), st.just(1)), elements=st.floats(-1e4, 1e4)), st.data())
+def test_property_binary_ce_matches_softmax_ce_of_two_logits(z, data):
+    """BCE(z) == softmax CE on logits [0, z]: two formulations, one value."""
+    y = np.array(data.draw(st.lists(st.integers(0, 1), min_size=len(z), max_size=len(z))))
+    vb, gb = binary_cross_entropy(z, y)
+    vs, gs = softmax_cross_entropy(np.column_stack([np.zeros(len(z)), z[:, 0]]), y)
+    assert vb == pytest.approx(vs, rel=1e-9, abs=1e-12)
+    np.testing.assert_allclose(gb[:, 0], gs[:, 1], rtol=1e-9, atol=1e-15)

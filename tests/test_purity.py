@@ -80,3 +80,10 @@ def test_gradcheck_readonly(setup):
     before = frozen(params)
     assert gradcheck.check_gradients(SPEC, params, X, y, loss="softmax_cross_entropy", seed=1) < 1e-6
     assert_tree_equal(params, before)
+
+
+def test_evaluate_readonly(setup):
+    params, X, y, w = setup
+    a = F.evaluate(SPEC, params, X, y, loss="softmax_cross_entropy", sample_weight=w)
+    assert a == F.evaluate(SPEC, params, X, y, loss="softmax_cross_entropy", sample_weight=w)
+    assert set(a) == {"loss", "accuracy"}
