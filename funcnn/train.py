@@ -268,7 +268,8 @@ def _load_training_state(path, spec, config) -> Optional[Dict[str, Any]]:
 # * params, grads, the optimizer's slots and one scratch array are each a single flat,
 #   contiguous buffer; every parameter array is a view into it. Backward writes the
 #   gradients straight into the grads buffer, and the optimizer step is one in-place call
-#   on the flat arrays (``optimizers._update_inplace``, the same bits as ``update``).
+#   on the flat arrays (``optimizers._update_inplace``: ``update``'s arithmetic; for adam
+#   up to rounding, with scaled slots between the epoch boundaries).
 # * each minibatch is gathered from the epoch's permutation into one reused batch buffer:
 #   the data set is never copied, and the batch is still in cache when the first layer
 #   multiplies it.
@@ -342,6 +343,7 @@ def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, class
     xbuf, ybuf, wbuf = ws.get("xb"), ws.get("yb"), ws.get("wb")
     update, count_nonzero, take, isfinite = _optimizers._update_inplace, np.count_nonzero, np.take, math.isfinite
     total, correct = 0.0, 0
+    _optimizers._slots_to_inplace(optimizer, slots)  # and back at the end: see optimizers._update_inplace
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by value
         for b in range(n_batches):
             if full:
@@ -370,6 +372,7 @@ def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, class
             update(optimizer, ws["step"], P, G, slots, T)
             ws["step"] += 1
             total += value
+    _optimizers._slots_from_inplace(optimizer, slots)
     params = _export_params(ws)
     bad = [k for k, v in params.items() if not np.isfinite(v).all()]
     if bad:

@@ -6,12 +6,11 @@ They fail if someone reintroduces what made the loop slow:
 * a float64 array in a float32 run (every array entering or leaving a layer, the loss and
   the optimizer step is checked);
 * per-batch validation of the labels;
-* an in-place optimizer step that drifts from the public ``update`` (bit for bit, every
-  optimizer, both dtypes, with and without the thread split), or a loop that mutates the
-  params it has handed out.
+* an in-place optimizer step that drifts from the public ``update`` (bit for bit for sgd
+  and rmsprop, to rounding for adam, whose slots are scaled inside the loop), or a loop
+  that mutates the params it has handed out.
 """
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -97,9 +96,9 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
     steps = []
     real_step = O._update_inplace
 
-    def step(optimizer, step_no, p, g, slots, tmp, pool=None):
+    def step(optimizer, step_no, p, g, slots, tmp):
         steps.append([a.dtype for a in (p, g, tmp, *slots)])
-        return real_step(optimizer, step_no, p, g, slots, tmp, pool)
+        return real_step(optimizer, step_no, p, g, slots, tmp)
     monkeypatch.setattr(O, "_update_inplace", step)
 
     params = F.init_params(spec, 5, seed=0)
@@ -134,11 +133,11 @@ OPTS = [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nestero
         O.adam(S.warmup(S.cosine(0.1, 4), 2), beta1=0.5, beta2=0.8, eps=1e-2, weight_decay=0.1)]
 
 
-@pytest.mark.parametrize("threads", [False, True], ids=["one-thread", "split"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opt", OPTS, ids=lambda o: f"{o['name']}-{sorted(o.items())!s:.60}")
-def test_inplace_step_is_bit_identical_to_update(opt, dtype, threads):
-    """train's flat in-place step gives exactly the arrays update() returns, step after step."""
+def test_inplace_step_matches_update(opt, dtype):
+    """train's flat in-place step follows update() step after step: sgd and rmsprop bit for bit,
+    adam (which keeps scaled slots inside the loop) up to rounding."""
     rng = np.random.default_rng(0)
     shapes = {"W_0": (37, 23), "b_0": (23,), "W_2": (23, 5), "b_2": (5,)}
     params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
@@ -148,20 +147,47 @@ def test_inplace_step_is_bit_identical_to_update(opt, dtype, threads):
     slots = tuple(np.zeros_like(P) for _ in slot_names)
     tmp = np.empty_like(P)
     state = O.init_state(opt, params)
-    pool = ThreadPoolExecutor(1) if threads else None
-    try:
-        for step in range(6):
-            grads = {k: (rng.standard_normal(s) * 10.0 ** rng.integers(-3, 2, s)).astype(dtype)
-                     for k, s in shapes.items()}
-            grads["b_0"][step % 5] = 0.0
-            params, state = O.update(opt, params, grads, state)
-            O._update_inplace(opt, step, P, flat(grads), slots, tmp, pool)
+    exact = opt["name"] != "adam"
+    tol = {"rtol": 1e-5 if dtype == np.float32 else 1e-12, "atol": 1e-6 if dtype == np.float32 else 1e-14}
+    O._slots_to_inplace(opt, slots)
+    for step in range(8):
+        grads = {k: (rng.standard_normal(s) * 10.0 ** rng.integers(-3, 2, s)).astype(dtype)
+                 for k, s in shapes.items()}
+        grads["b_0"][step % 5] = 0.0
+        params, state = O.update(opt, params, grads, state)
+        O._update_inplace(opt, step, P, flat(grads), slots, tmp)
+        if step == 3:  # an epoch boundary: train converts the slots back and forth
+            O._slots_from_inplace(opt, slots)
+            O._slots_to_inplace(opt, slots)
+        out_slots = tuple(s.copy() for s in slots)
+        O._slots_from_inplace(opt, out_slots)
+        if exact:
             assert flat(params).tobytes() == P.tobytes(), f"params differ at step {step}"
-            for name, arr in zip(slot_names, slots):
+        else:
+            np.testing.assert_allclose(P, flat(params), **tol, err_msg=f"params at step {step}")
+        for name, arr in zip(slot_names, out_slots):
+            if exact:
                 assert flat(state[name]).tobytes() == arr.tobytes(), f"{name} differs at step {step}"
-    finally:
-        if pool is not None:
-            pool.shutdown()
+            else:
+                np.testing.assert_allclose(arr, flat(state[name]), **tol, err_msg=f"{name} at step {step}")
+
+
+def test_adam_in_train_follows_update():
+    """A whole train run with adam against the same minibatches through value_and_grad + update."""
+    X, y = _data(n=300, d=6, k=3)
+    spec = [F.dense(8), F.tanh(), F.dense(3)]
+    p0 = F.init_params(spec, 6, seed=0, dtype=np.float64)
+    opt = O.adam(1e-2)
+    got, _ = train(spec, p0, X, y, loss=CE, optimizer=opt, epochs=3, batch_size=64, seed=7, progress=False)
+    rng = np.random.default_rng(7)
+    q, state = p0, O.init_state(opt, p0)
+    for _ in range(3):
+        perm = rng.permutation(300)
+        for i in range(0, 300, 64):
+            _, g = F.value_and_grad(spec, q, X[perm[i:i + 64]], y[perm[i:i + 64]], loss=CE)
+            q, state = O.update(opt, q, g, state)
+    for k in q:
+        np.testing.assert_allclose(got[k], q[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 def test_handed_out_params_are_never_mutated():
