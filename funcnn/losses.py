@@ -90,16 +90,18 @@ def _total(w: Optional[np.ndarray], n: int) -> float:
 
 
 def _reduce(per_sample: np.ndarray, w: Optional[np.ndarray], total: float) -> float:
-    return float((per_sample if w is None else per_sample * w).sum(dtype=np.float64) / total)
+    return float(np.add.reduce(per_sample if w is None else per_sample * w, dtype=np.float64) / total)
 
 
 def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
-    n = output.shape[0]
+    n, k = output.shape
     total = _total(w, n)
-    rows = np.arange(n)
+    flat = np.arange(0, n * k, k)  # index of (i, labels[i]) in the flattened (n, k) array
+    flat += labels
     # (np.maximum.reduce and np.add.reduce are what .max() and .sum() run, minus the wrappers.)
-    z = output - np.maximum.reduce(output, axis=1, keepdims=True)
-    picked = z[rows, labels]
+    z = np.subtract(output, np.maximum.reduce(output, axis=1, keepdims=True), order="C")
+    zf = z.reshape(-1)  # a view: z is C-contiguous
+    picked = zf[flat]
     # -log softmax[y] = log(sum exp(z)) - z[y]; z <= 0 so exp never overflows, and the sum
     # is >= 1 so the log is finite. One exp serves both the value and the gradient.
     np.exp(z, out=z)
@@ -108,7 +110,7 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
     per_sample -= picked
     value = _reduce(per_sample, w, total)
     z /= sum_exp[:, None]
-    z[rows, labels] -= 1
+    zf[flat] -= 1
     z *= (1.0 / total) if w is None else (w / total)[:, None]
     return value, z
 

@@ -217,3 +217,16 @@ def test_backward_into_matches_backward():
     network._backward_into(spec, network._layer_params(spec, params), cache["layers"], G,
                            network._layer_params(spec, bufs))
     assert_tree_equal(bufs, expected)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "transposed view", "strided"])
+def test_fast_softmax_loss_handles_any_layout(layout):
+    """The trusting softmax loss indexes a flattened array: any memory layout of the output works."""
+    rng = np.random.default_rng(2)
+    base = rng.normal(size=(40, 7)) * 3
+    y = rng.integers(0, 7, 40)
+    ref = losses.softmax_cross_entropy(np.ascontiguousarray(base), y)
+    out = {"C": np.ascontiguousarray(base), "F": np.asfortranarray(base), "transposed view": base.T.copy().T,
+           "strided": np.repeat(base, 2, axis=1)[:, ::2]}[layout]
+    value, grad = losses.softmax_cross_entropy(out, y)
+    assert value == ref[0] and np.array_equal(grad, ref[1])
