@@ -90,6 +90,30 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM), so that it measures from here on (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _ready(**info) -> None:
+    """Tell the parent this worker is set up; from here on VmHWM is the training's own peak."""
+    rss = _rss_mb()
+    _send({"ready": True, "rss_mb": rss, "hwm_reset": _reset_peak(), **info})
+
+
 def _blas_threads():
     try:
         from threadpoolctl import threadpool_info
@@ -113,7 +137,8 @@ def _load_data(cfg):
 
 
 def _serve(run_epoch, predict, finish_info) -> None:
-    """The command loop shared by the torch, sklearn and gemm workers."""
+    """The command loop of a worker (funcnn's enters it after training)."""
+    train_peak = None
     while True:
         cmd = _recv()
         if cmd == "epoch":
@@ -121,11 +146,15 @@ def _serve(run_epoch, predict, finish_info) -> None:
             extra = run_epoch() or {}
             _send({"epoch_time": time.perf_counter() - t0, **extra})
         elif cmd == "predict":
+            if train_peak is None:
+                train_peak = _status_mb("VmHWM")
             t0 = time.perf_counter()
             predict()
             _send({"predict_time": time.perf_counter() - t0})
         elif cmd == "finish":
-            _send({**finish_info(), "peak_mb": _peak_mb()})
+            if train_peak is None:
+                train_peak = _status_mb("VmHWM")
+            _send({**finish_info(), "peak_mb": _peak_mb(), "train_peak_mb": train_peak})
             return
 
 
@@ -137,7 +166,7 @@ def worker_funcnn(cfg) -> None:
     widths, batch = cfg["widths"], cfg["batch"]
     spec = [layer for w in widths for layer in (F.dense(w), F.relu())] + [F.dense(10)]
     params = F.init_params(spec, X.shape[1], seed=0)
-    _send({"ready": True, "rss_mb": _rss_mb(), "threads": _blas_threads(), "dtype": str(X.dtype)})
+    _ready(threads=_blas_threads(), dtype=str(X.dtype))
     last = {"t0": None, "params": params}
     epochs = cfg["epochs"]
 
@@ -179,8 +208,8 @@ def worker_torch(cfg) -> None:
     Xtr, ytr = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
     gen = torch.Generator().manual_seed(0)
     n = Xtr.shape[0]
-    _send({"ready": True, "rss_mb": _rss_mb(), "dtype": str(Xtr.dtype),
-           "threads": [f"torch {torch.__version__}: {torch.get_num_threads()} threads"] + (_blas_threads() or [])})
+    _ready(dtype=str(Xtr.dtype),
+           threads=[f"torch {torch.__version__}: {torch.get_num_threads()} threads"] + (_blas_threads() or []))
 
     def run_epoch():
         model.train()
@@ -219,8 +248,7 @@ def worker_sklearn(cfg) -> None:
                         learning_rate_init=1e-3, batch_size=cfg["batch"], alpha=0.0, shuffle=True,
                         random_state=0)
     classes = np.arange(10)
-    _send({"ready": True, "rss_mb": _rss_mb(), "dtype": str(X64.dtype),
-           "threads": [f"sklearn {sklearn.__version__}"] + (_blas_threads() or [])})
+    _ready(dtype=str(X64.dtype), threads=[f"sklearn {sklearn.__version__}"] + (_blas_threads() or []))
 
     def run_epoch():
         clf.partial_fit(X64, y, classes=classes)
@@ -260,11 +288,15 @@ def adam_only_time(n_params, steps, reps=1):
     rng = np.random.default_rng(0)
     p = rng.standard_normal(n_params).astype(np.float32)
     g = (rng.standard_normal(n_params) * 1e-2).astype(np.float32)
-    m, v, tmp = np.zeros_like(p), np.zeros_like(p), np.empty_like(p)
-    t0 = time.perf_counter()
+    m, v, tmp, work = np.zeros_like(p), np.zeros_like(p), np.empty_like(p), np.empty_like(p)
+    optimizers._slots_to_inplace(opt, (m, v))
+    total = 0.0
     for s in range(steps):
-        optimizers._update_inplace(opt, s, p, g, (m, v), tmp)
-    return time.perf_counter() - t0
+        np.copyto(work, g)  # the step overwrites its gradient buffer, as in train
+        t0 = time.perf_counter()
+        optimizers._update_inplace(opt, s, p, work, (m, v), tmp)
+        total += time.perf_counter() - t0
+    return total
 
 
 def worker_gemm(cfg) -> None:
@@ -281,13 +313,17 @@ def worker_gemm(cfg) -> None:
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     steps = -(-cfg["n_train"] // cfg["batch"])
     per_shape = {}
-    _send({"ready": True, "rss_mb": _rss_mb(), "threads": _blas_threads(), "flops": flops,
-           "n_params": n_params, "steps": steps})
+    _ready(threads=_blas_threads(), flops=flops, n_params=n_params, steps=steps)
 
     def run_epoch():
+        # This process sat idle while the others ran: wake the BLAS threads and the core up
+        # first (about 0.1 s of products), then give each shape its own warm-up calls.
+        t_end = time.perf_counter() + 0.1
+        while time.perf_counter() < t_end:
+            np.matmul(ops[0][5], ops[0][6], out=ops[0][7])
         for kind, m, k, n, count, A, B, C in ops:
-            for _ in range(3):
-                np.matmul(A, B, out=C)  # warm the shape up (thread pool, packing buffers)
+            for _ in range(10):
+                np.matmul(A, B, out=C)
             t0 = time.perf_counter()
             for _ in range(count):
                 np.matmul(A, B, out=C)
@@ -352,6 +388,26 @@ def run_set(names, cfg, epochs, predicts, log):
         w["final"] = ask(w, "finish")
         w["proc"].wait()
     return {w["name"]: w for w in workers}
+
+
+def cpu_accounting():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its waited-for children, steal)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / hz  # user nice system irq softirq
+        steal = v[7] / hz if len(v) > 7 else 0.0
+    except (OSError, ValueError, IndexError):
+        busy = steal = float("nan")
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, steal
+
+
+def foreign_load(before, after, seconds):
+    """CPU cores that other processes kept busy, on average, between two cpu_accounting() calls."""
+    return ((after[0] - before[0]) - (after[1] - before[1])) / seconds, (after[2] - before[2]) / seconds
 
 
 def timed(w):
@@ -425,9 +481,11 @@ def main(argv=None):
     log(f"load average before: {os.getloadavg()}")
     log(f"main run: {', '.join(names)}; {epochs} epochs of {n_train} samples, batch 128, interleaved")
     cfg = {"n_train": n_train, "batch": 128, "widths": [256, 128]}
+    acct0, t0 = cpu_accounting(), time.time()
     res = run_set(names, cfg, epochs, predicts, log)
+    foreign, steal = foreign_load(acct0, cpu_accounting(), time.time() - t0)
     load_after = os.getloadavg()
-    log(f"load average after: {load_after}")
+    log(f"load average after: {load_after}; other processes used {foreign:.2f} cores on average, steal {steal:.2f}")
 
     f = res["funcnn"]
     t_f = timed(f)
@@ -441,7 +499,12 @@ def main(argv=None):
         print(f"{info['date']}; CPU {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
               f"NumPy {info['numpy']} ({info['blas']}), "
               + (f"PyTorch {info['torch']}, " if "torch" in info else "PyTorch not installed, ")
-              + f"scikit-learn {info['sklearn']}; load average after the run {load_after[0]:.2f}.\n")
+              + f"scikit-learn {info['sklearn']}. During the run other processes kept {foreign:.2f} CPU cores "
+              f"busy on average (hypervisor steal {steal:.2f}).\n")
+    elif foreign > 0.1:
+        print(f"(other processes kept {foreign:.2f} CPU cores busy during the run: the timings are disturbed)\n")
+    if foreign > 0.1 and md:
+        print("**Warning: the machine was not idle during this run; the timings are disturbed.**\n")
     label = {"funcnn": "funcnn", "torch": "PyTorch (CPU)", "sklearn": "scikit-learn MLPClassifier"}
     rows = [["", *[label[n] for n in names if n != "gemm"]]]
     fw = [n for n in names if n != "gemm"]
@@ -453,9 +516,11 @@ def main(argv=None):
     rows.append(["funcnn predict time ÷ this",
                  *[("1" if n == "funcnn" else f"{statistics.median(f['predict']) / statistics.median(res[n]['predict']):.2f}")
                    for n in fw]])
-    rows.append(["peak RSS of the process (MB)", *[f"{res[n]['final']['peak_mb']:.0f}" for n in fw]])
-    rows.append(["… of which after data + imports (MB)",
-                 *[f"{res[n]['final']['peak_mb'] - res[n]['ready']['rss_mb']:.0f}" for n in fw]])
+    rows.append(["RSS with data + model, before training (MB)", *[f"{res[n]['ready']['rss_mb']:.0f}" for n in fw]])
+    rows.append(["peak RSS while training (MB)", *[f"{res[n]['final']['train_peak_mb']:.0f}" for n in fw]])
+    rows.append(["… training's own (peak − before, MB)",
+                 *[f"{res[n]['final']['train_peak_mb'] - res[n]['ready']['rss_mb']:.0f}" for n in fw]])
+    rows.append(["peak RSS of the whole process (MB)", *[f"{res[n]['final']['peak_mb']:.0f}" for n in fw]])
     rows.append(["dtype", *[res[n]["ready"]["dtype"] for n in fw]])
     rows.append(["threads", *["; ".join(res[n]["ready"]["threads"] or ["?"]) for n in fw]])
     print(fmt_table(rows, md))
