@@ -430,11 +430,14 @@ def _update_inplace(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarra
     in the form :func:`_slots_to_inplace` makes) are arrays of one shape and dtype,
     typically every parameter concatenated into one flat buffer. ``p`` and ``slots`` are
     updated for the step after ``step``; ``g`` and ``tmp`` are overwritten. Nothing is
-    validated: the caller checked the optimizer and the arrays once.
+    validated: the caller checked the optimizer and the arrays once. Like :func:`update`,
+    call it under ``np.errstate(over="ignore", invalid="ignore")`` (train's loop runs in one):
+    non-finite values are the caller's to report.
     """
-    lr = schedules.resolve_lr(optimizer["lr"], step)  # once per step: lr may be a function of the step
-    with np.errstate(over="ignore", invalid="ignore"):
-        OPTIMIZERS[optimizer["name"]]["step_inplace"](optimizer, lr, step + 1, p, g, slots, tmp)
+    lr = optimizer["lr"]
+    if type(lr) is not float:  # a schedule or a function of the step; a float was checked by validate()
+        lr = schedules.resolve_lr(lr, step)  # once per step: a callable may count its calls
+    OPTIMIZERS[optimizer["name"]]["step_inplace"](optimizer, lr, step + 1, p, g, slots, tmp)
 
 
 def _slots_to_inplace(optimizer: Optimizer, slots: Tuple[np.ndarray, ...]) -> None:
