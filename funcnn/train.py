@@ -46,6 +46,22 @@ def _check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name:
     return arr.reshape(n, n_out)
 
 
+def _checked_X(X: Any, dtype: np.dtype, n_in: int, name: str = "X") -> np.ndarray:
+    """``check_X(X, dtype, n_in, name)``, without its (n, d) boolean temporary for the usual case.
+
+    An array that already has the right dtype and shape is finite exactly when its sum is
+    (a NaN or an inf anywhere makes the sum NaN or inf), and the sum needs no n x d scratch.
+    Anything else, including a sum that overflows, goes through ``check_X``, which gives
+    the same array back and the same errors.
+    """
+    if (isinstance(X, np.ndarray) and X.dtype == dtype and X.ndim == 2 and X.shape[0] > 0
+            and X.shape[1] == n_in):
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.add.reduce(X, axis=None)):
+                return X
+    return check_X(X, dtype, n_in, name=name)
+
+
 def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional[Dict[str, Any]]:
     if early_stopping is None:
         return None
@@ -135,7 +151,7 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     if batch_size is not None:
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
     l2 = float(check_number(l2, "l2", low=0.0))
-    X = check_X(X, dtype, n_in)
+    X = _checked_X(X, dtype, n_in)
     n = X.shape[0]
     y = _check_targets(loss, y, n, n_out, dtype)
     w = check_sample_weight(sample_weight, n, dtype)
@@ -143,7 +159,7 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
-        X_val = check_X(validation_data[0], dtype, n_in, name="validation_data X")
+        X_val = _checked_X(validation_data[0], dtype, n_in, name="validation_data X")
         y_val = _check_targets(loss, validation_data[1], X_val.shape[0], n_out, dtype, name="validation_data y")
     es = _check_early_stopping(early_stopping, validation_data is not None)
     callbacks = list(callbacks or [])

@@ -230,3 +230,31 @@ def test_fast_softmax_loss_handles_any_layout(layout):
            "strided": np.repeat(base, 2, axis=1)[:, ::2]}[layout]
     value, grad = losses.softmax_cross_entropy(out, y)
     assert value == ref[0] and np.array_equal(grad, ref[1])
+
+
+def test_validation_makes_no_dataset_sized_temporary():
+    """train checks X once without an (n, d) scratch array (check_X's isfinite mask is n*d bytes)."""
+    X, y = _data(n=20_000, d=400)
+    spec = [F.dense(16), F.relu(), F.dense(10)]
+    params = F.init_params(spec, X.shape[1], seed=0)
+    tracemalloc.start()
+    try:
+        train(spec, params, X, y, loss=CE, optimizer=O.adam(1e-3), epochs=1, batch_size=256, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.15 * X.nbytes, f"train allocated up to {peak / 1e6:.1f} MB for a {X.nbytes / 1e6:.0f} MB X"
+
+
+def test_bad_X_still_reported_by_check_X():
+    X, y = _data(n=200, d=10)
+    spec = [F.dense(4), F.relu(), F.dense(10)]
+    params = F.init_params(spec, 10, seed=0)
+    bad = X.copy()
+    bad[7, 3] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at row 7, column 3\)"):
+        train(spec, params, bad, y, loss=CE, optimizer=O.sgd(0.1), epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"validation_data X contains NaN or inf"):
+        train(spec, params, X, y, loss=CE, optimizer=O.sgd(0.1), epochs=1, progress=False, validation_data=(bad, y))
+    huge = X * np.float32(1e36)  # finite, but its sum overflows: the full check runs and accepts it
+    train(spec, params, huge, y, loss=CE, optimizer=O.sgd(0.0), epochs=1, progress=False)
