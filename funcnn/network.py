@@ -10,6 +10,7 @@ its data once and calls the private ones in the hot loop.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,6 +23,22 @@ from .layers import (BACKWARD_INPLACE, BACKWARD_INTO, FORWARD_INPLACE, FRESH_OUT
 Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
 Cache = Dict[str, Any]
+
+
+def _checked_X(X: Any, dtype: np.dtype, n_in: int, name: str = "X") -> np.ndarray:
+    """``check_X(X, dtype, n_in, name)``, without its (n, d) boolean temporary for the usual case.
+
+    An array that already has the right dtype and shape is finite exactly when its sum is
+    (a NaN or an inf anywhere makes the sum NaN or inf), and the sum needs no n x d scratch.
+    Anything else, including a sum that overflows, goes through ``check_X``, which gives
+    the same array back and the same errors.
+    """
+    if (type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.shape[0] > 0
+            and X.shape[1] == n_in):
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.add.reduce(X, axis=None)):
+                return X
+    return check_X(X, dtype, n_in, name=name)
 
 
 def param_keys(spec: Spec) -> List[str]:
@@ -218,7 +235,7 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     check_spec(spec)
     n_in, _, dtype = check_params(spec, params)
     training = _check_training(training)
-    X = check_X(X, dtype, n_in)
+    X = _checked_X(X, dtype, n_in)
     rng = as_rng(seed) if training else None
     return _forward(spec, params, X, training, rng)
 
@@ -266,7 +283,7 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     n_in, _, dtype = check_params(spec, params)
     l2 = check_number(l2, "l2", low=0.0)
     training = _check_training(training)
-    X = check_X(X, dtype, n_in)
+    X = _checked_X(X, dtype, n_in)
     _check_length(y, X.shape[0])
     rng = as_rng(seed) if training else None
     return _value_and_grad(spec, params, X, y, loss_fn, l2, sample_weight, training, rng)
@@ -285,7 +302,7 @@ def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
     n_in, n_out, dtype = check_params(spec, params)
     if loss == "binary_cross_entropy" and n_out != 1:
         raise ValueError(f"binary_cross_entropy needs a network with 1 output (a logit), this one has {n_out}")
-    X = check_X(X, dtype, n_in)
+    X = _checked_X(X, dtype, n_in)
     return _forward(spec, params, X, False, None)[0]
 
 

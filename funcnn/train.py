@@ -19,8 +19,8 @@ from . import losses as _losses
 from . import optimizers as _optimizers
 from ._checks import SeedLike, as_rng, check_number, check_sample_weight, check_X
 from .layers import check_spec
-from .network import (Params, Spec, _backward_plan, _forward, _forward_plan, _l2_value, _layer_params, _run_backward,
-                      _run_forward, check_params)
+from .network import (Params, Spec, _backward_plan, _checked_X, _forward, _forward_plan, _l2_value, _layer_params,
+                      _run_backward, _run_forward, check_params)
 
 History = Dict[str, List[float]]
 Callback = Callable[[int, Params, History], Any]
@@ -44,22 +44,6 @@ def _check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name:
         return (arr.reshape(-1) if arr.ndim == 2 else arr).astype(np.intp)
     arr = np.asarray(y, dtype=dtype)
     return arr.reshape(n, n_out)
-
-
-def _checked_X(X: Any, dtype: np.dtype, n_in: int, name: str = "X") -> np.ndarray:
-    """``check_X(X, dtype, n_in, name)``, without its (n, d) boolean temporary for the usual case.
-
-    An array that already has the right dtype and shape is finite exactly when its sum is
-    (a NaN or an inf anywhere makes the sum NaN or inf), and the sum needs no n x d scratch.
-    Anything else, including a sum that overflows, goes through ``check_X``, which gives
-    the same array back and the same errors.
-    """
-    if (isinstance(X, np.ndarray) and X.dtype == dtype and X.ndim == 2 and X.shape[0] > 0
-            and X.shape[1] == n_in):
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(np.add.reduce(X, axis=None)):
-                return X
-    return check_X(X, dtype, n_in, name=name)
 
 
 def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional[Dict[str, Any]]:
