@@ -544,7 +544,7 @@ def main(argv=None):
     print()
     frac = per_round(gemm, f)
     lead = "**GEMM roofline.** " if md else "GEMM roofline: "
-    print(lead + f"the forward + backward matrix products of one epoch are {flops / 1e9:.1f} GFLOP. Run shape by "
+    print(lead + f"The forward + backward matrix products of one epoch are {flops / 1e9:.1f} GFLOP. Run shape by "
           f"shape in tight loops they take {t_gemm:.3f} s ({flops / t_gemm / 1e9:.0f} GFLOP/s: this machine's "
           f"measured float32 peak for these shapes); funcnn's training loop, at {t_f:.3f} s per epoch, does "
           f"{flops / t_f / 1e9:.0f} GFLOP/s: " + ("**" if md else "") + f"{100 * frac[0]:.0f} %"
@@ -565,7 +565,9 @@ def main(argv=None):
     accs = {n: 100 * res[n]["final"]["accuracy"] for n in fw}
     spread = max(accs.values()) - min(accs.values())
     checks.append(("test accuracies within 1 point of each other", spread, 1.0, "≤"))
-    print(("**Targets**\n" if md else "Targets:"))
+    print(("**Targets**" if md else "Targets:")
+          + (" (a --quick smoke run: a subset and 2 epochs, so these say little)" if args.quick else "")
+          + ("\n" if md else ""))
     for name, value, bound, op in checks:
         ok = value <= bound if op == "≤" else value >= bound
         print(f"{'- ' if md else '  '}{'met' if ok else 'NOT met'}: {name}: {value:.2f} (bound {bound})")
