@@ -20,8 +20,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .sweep import ACTIVATIONS  # the hidden activations a CLI user can name
+
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1, "rmsprop": 1e-3}
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 LOSS_CHOICES = ("auto", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error")
 
 
@@ -183,16 +184,6 @@ def _n_outputs(loss: str, y: np.ndarray) -> int:
     return 1 if y.ndim == 1 else y.shape[1]
 
 
-def _mlp(hidden: Sequence[int], activation: str, dropout: float, n_out: int) -> List[Dict[str, Any]]:
-    from .layers import dense, dropout as dropout_layer
-    spec: List[Dict[str, Any]] = []
-    for width in hidden:
-        spec += [dense(width), {"type": activation}]
-        if dropout > 0:
-            spec.append(dropout_layer(dropout))
-    return spec + [dense(n_out)]
-
-
 def _read_spec(path: str) -> List[Dict[str, Any]]:
     from .layers import check_spec
     try:
@@ -254,6 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import save
     from .datasets import apply_scaler, fit_scaler, load_train_test
     from .network import init_params
+    from .sweep import make_spec
     from .train import evaluate, train
 
     X_train, X_test, y_train, y_test = load_train_test(args.data, test_size=args.test_size, seed=args.seed)
@@ -267,7 +259,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         X_train, X_val, y_train, y_val = _split(X_train, y_train, args.validation_split, args.seed, classification)
         validation_data = (X_val, y_val)
     n_out = _n_outputs(loss, y_train)
-    spec = _read_spec(args.spec) if args.spec else _mlp(args.hidden or [128, 64], args.activation, args.dropout, n_out)
+    spec = (_read_spec(args.spec) if args.spec
+            else make_spec(args.hidden or [128, 64], args.activation, args.dropout, n_out))
     params = init_params(spec, X_train.shape[1], seed=args.seed, dtype=args.dtype)
     optimizer = _optimizer(args.optimizer, args.lr, args.momentum)
     early = None

@@ -93,14 +93,6 @@ def check_params(spec: Spec, params: Any) -> Tuple[int, int, np.dtype]:
     return n_inputs, n, np.dtype(dtype)
 
 
-def n_outputs(spec: Spec, n_inputs: int) -> int:
-    """Width of the network's output for inputs of width ``n_inputs``."""
-    n = n_inputs
-    for layer in spec:
-        n = int(layer.get("units", n)) if layer["type"] == "dense" else n
-    return n
-
-
 def _next_activation(spec: Spec, i: int) -> Optional[str]:
     """The type of the first non-dropout layer after ``i`` (what a dense layer feeds)."""
     for layer in spec[i + 1:]:
