@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .sweep import ACTIVATIONS  # the hidden activations a CLI user can name
+from .layers import ACTIVATIONS  # the hidden activations a CLI user can name
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1, "rmsprop": 1e-3}
 LOSS_CHOICES = ("auto", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error")
@@ -198,11 +198,9 @@ def _read_spec(path: str) -> List[Dict[str, Any]]:
 
 
 def _optimizer(name: str, lr: Optional[float], momentum: float) -> Dict[str, Any]:
-    from . import optimizers
+    from .optimizers import by_name
     lr = DEFAULT_LR[name] if lr is None else lr
-    if name == "sgd":
-        return optimizers.sgd(lr, momentum=momentum)
-    return getattr(optimizers, name)(lr)
+    return by_name(name, lr=lr, momentum=momentum) if name == "sgd" else by_name(name, lr=lr)
 
 
 def _split(X, y, fraction: float, seed: int, classification: bool):
@@ -245,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import save
     from .datasets import apply_scaler, fit_scaler, load_train_test
     from .network import init_params
-    from .sweep import make_spec
+    from .layers import mlp
     from .train import evaluate, train
 
     X_train, X_test, y_train, y_test = load_train_test(args.data, test_size=args.test_size, seed=args.seed)
@@ -260,7 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation_data = (X_val, y_val)
     n_out = _n_outputs(loss, y_train)
     spec = (_read_spec(args.spec) if args.spec
-            else make_spec(args.hidden or [128, 64], args.activation, args.dropout, n_out))
+            else mlp(args.hidden or [128, 64], args.activation, args.dropout, n_out))
     params = init_params(spec, X_train.shape[1], seed=args.seed, dtype=args.dtype)
     optimizer = _optimizer(args.optimizer, args.lr, args.momentum)
     early = None

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 
 import numpy as np
 
-from ._checks import as_rng, check_number, check_X
+from .validation import as_rng, check_number, check_X
 
 PathLike = Union[str, "os.PathLike[str]"]
 Arrays = Tuple[np.ndarray, np.ndarray]

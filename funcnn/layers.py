@@ -22,9 +22,11 @@ write into arrays they allocated themselves.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from .validation import check_number
 
 Layer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
@@ -366,3 +368,49 @@ def check_spec(spec: Any) -> None:
         LAYERS[kind]["check"](layer, f"{where} ({kind})")
     if not any(layer["type"] in PARAM_NAMES for layer in spec):
         raise ValueError("spec has no dense layer: a network needs at least one")
+
+
+# Layer types that :func:`mlp` (and the command line) accept as the hidden activation.
+ACTIVATIONS = tuple(sorted(set(LAYERS) - {"dense", "dropout", "softmax"}))
+
+
+def mlp(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[str, Any]] = "relu",
+              dropout: float = 0.0, n_outputs: int = 10) -> List[Dict[str, Any]]:
+    """An MLP spec: ``dense(h), activation[, dropout]`` per hidden width, then ``dense(n_outputs)``.
+
+    ``hidden`` is a width or a sequence of widths (``()`` gives a linear model);
+    ``activation`` a layer type name (one of :data:`ACTIVATIONS`) or an activation layer
+    dict such as ``{"type": "leaky_relu", "alpha": 0.1}``; a dropout layer with rate
+    ``dropout`` follows each hidden activation when ``dropout > 0``. The output layer has no
+    activation (the network outputs logits, as the losses expect).
+    """
+    if isinstance(hidden, (numbers.Integral, np.integer)) and not isinstance(hidden, (bool, np.bool_)):
+        widths = [hidden]
+    elif isinstance(hidden, (str, bytes, dict)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"hidden must be a width or a sequence of widths, got {hidden!r}")
+    else:
+        widths = list(hidden)
+    for i, w in enumerate(widths):
+        check_number(w, f"hidden[{i}]", low=1, integer=True)
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {list(ACTIVATIONS)}")
+        act = {"type": activation}
+    elif isinstance(activation, dict):
+        if activation.get("type") not in ACTIVATIONS:
+            raise ValueError(f"activation must be an activation layer, one of {list(ACTIVATIONS)}; "
+                             f"got {activation!r}")
+        act = dict(activation)
+    else:
+        raise TypeError(f"activation must be a layer type name or a layer dict, got {activation!r}")
+    rate = float(check_number(dropout, "dropout", low=0.0, high=1.0, high_open=True))
+    n_outputs = check_number(n_outputs, "n_outputs", low=1, integer=True)
+    spec: List[Dict[str, Any]] = []
+    for w in widths:
+        spec.append({"type": "dense", "units": int(w)})
+        spec.append(dict(act))
+        if rate > 0:
+            spec.append({"type": "dropout", "rate": rate})
+    spec.append({"type": "dense", "units": int(n_outputs)})
+    check_spec(spec)
+    return spec

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from ._checks import check_labels, check_sample_weight
+from .validation import check_labels, check_sample_weight
 from .layers import stable_sigmoid, stable_softmax
 
 LossResult = Tuple[float, np.ndarray]
@@ -150,8 +150,8 @@ LOSSES: Dict[str, Callable[..., LossResult]] = {
 }
 
 # name → the trusting version, for callers that validated their targets once
-# (see ``funcnn.train._check_targets`` for what they must be).
-_UNCHECKED: Dict[str, Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], LossResult]] = {
+# (see :func:`check_targets` for what they must be).
+CORES: Dict[str, Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], LossResult]] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy,
     "mean_squared_error": _mean_squared_error,
@@ -183,3 +183,25 @@ def is_classification(loss: str) -> bool:
     """True for the losses whose predictions are class labels."""
     get(loss)
     return loss in PROBA
+
+
+def check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+    """Targets checked once, by the loss itself on a zero output: intp labels (n,) or an (n, n_out) array.
+
+    Callers that validate their data once (``train``, ``evaluate``, ``sweep``) pass the result
+    to the loss cores in :data:`CORES` on every minibatch.
+    """
+    fn = get(loss)
+    if not hasattr(y, "__len__"):
+        raise TypeError(f"{name} must be array-like, got {type(y).__name__}")
+    if len(y) != n:
+        raise ValueError(f"{name} has {len(y)} rows but X has {n} samples")
+    try:
+        fn(np.zeros((n, n_out), dtype=dtype), y)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(str(exc).replace("y", name, 1) if name != "y" else str(exc)) from None
+    if is_classification(loss):
+        arr = np.asarray(y)
+        return (arr.reshape(-1) if arr.ndim == 2 else arr).astype(np.intp)
+    arr = np.asarray(y, dtype=dtype)
+    return arr.reshape(n, n_out)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import losses as _losses
-from ._checks import SeedLike, as_rng, check_dtype, check_number, check_X
+from .validation import SeedLike, as_rng, check_dtype, check_number, check_X
 from .layers import (BACKWARD_INPLACE, BACKWARD_INTO, FORWARD_INPLACE, FRESH_OUTPUT, LAYERS, PARAM_NAMES,
                      RELU_FAMILY, check_spec)
 

@@ -24,12 +24,13 @@ over every weight and extra elementwise passes are pure memory traffic.
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
-from ._checks import check_number
+from .validation import check_number
 from . import schedules
 from .schedules import LearningRate
 
@@ -37,7 +38,7 @@ Optimizer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
 State = Dict[str, Any]
 
-__all__ = ["sgd", "rmsprop", "adam", "validate", "init_state", "update", "OPTIMIZERS"]
+__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS"]
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -124,7 +125,7 @@ def _check_state(opt: Optimizer, params: Params, state: Any) -> int:
                 ([f"unexpected key(s) {extra}"] if extra else [])
         raise ValueError(f"state does not fit optimizer {opt['name']!r}: {' and '.join(parts)}; "
                          f"expected keys {sorted(expected)} (create it with init_state)")
-    step = schedules._check_step(state["step"], "state['step']")
+    step = schedules.check_step(state["step"], "state['step']")
     for slot in slots:
         _check_like(params, state[slot], f"state[{slot!r}]")
     return step
@@ -377,6 +378,32 @@ OPTIMIZERS: Dict[str, Dict[str, Any]] = {
         "inplace_scales": _adam_scales,  # step_inplace works on slot / scale
     },
 }
+
+
+CONSTRUCTORS: Dict[str, Callable[..., Optimizer]] = {"sgd": sgd, "rmsprop": rmsprop, "adam": adam}
+
+
+def by_name(optimizer: Any, **hyperparameters: Any) -> Optimizer:
+    """An optimizer from a name (``"adam"``) or a dict, with hyperparameters set or replaced.
+
+    ``by_name("sgd", lr=0.1, momentum=0.9)`` is ``sgd(0.1, momentum=0.9)``; a dict gets the
+    given entries replaced and is validated. A hyperparameter the optimizer does not have
+    is a ``ValueError`` naming it.
+    """
+    if isinstance(optimizer, dict):
+        return validate({**optimizer, **hyperparameters})
+    if not isinstance(optimizer, str) or optimizer not in CONSTRUCTORS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {sorted(CONSTRUCTORS)} "
+                         "(or pass an optimizer dict)")
+    allowed = set(OPTIMIZERS[optimizer]["defaults"]) | {"lr"}
+    wrong = sorted(set(hyperparameters) - allowed)
+    if wrong:
+        raise ValueError(f"{wrong} do(es) not apply to optimizer {optimizer!r}; its hyperparameters are "
+                         f"{sorted(allowed)}")
+    if "lr" not in hyperparameters and \
+            inspect.signature(CONSTRUCTORS[optimizer]).parameters["lr"].default is inspect.Parameter.empty:
+        raise ValueError(f"optimizer {optimizer!r} needs a learning rate: set 'lr'")
+    return CONSTRUCTORS[optimizer](**hyperparameters)
 
 
 # --------------------------------------------------------------------------- public

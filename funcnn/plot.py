@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._checks import check_number, check_X
+from .validation import check_number, check_X
 
 PathLike = Union[str, "os.PathLike[str]"]
 _MISSING = "funcnn.plot needs matplotlib: pip install 'funcnn[plot]'"

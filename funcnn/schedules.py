@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Union
 
 import numpy as np
 
-from ._checks import check_number
+from .validation import check_number
 
 Schedule = Dict[str, Any]
 LearningRate = Union[float, Schedule, Callable[[int], float]]
@@ -40,7 +40,7 @@ def _check_lr(lr: Any, name: str) -> float:
     return float(check_number(lr, name, low=0.0))
 
 
-def _check_step(step: Any, name: str = "step") -> int:
+def check_step(step: Any, name: str = "step") -> int:
     """A non-negative integer step; a 0-d integer array (as read back from a file) is accepted."""
     if isinstance(step, np.ndarray) and step.ndim == 0 and np.issubdtype(step.dtype, np.integer):
         step = step.item()
@@ -180,12 +180,12 @@ def validate(schedule: Any) -> Schedule:
 def value(schedule: Schedule, step: int) -> float:
     """The learning rate of ``schedule`` for the update that follows ``step`` earlier ones."""
     validate(schedule)
-    return float(SCHEDULES[schedule["name"]](schedule, _check_step(step)))
+    return float(SCHEDULES[schedule["name"]](schedule, check_step(step)))
 
 
 def resolve_lr(lr: LearningRate, step: int) -> float:
     """The learning rate at ``step`` of a number, a schedule dict or a callable ``step -> lr``."""
-    step = _check_step(step)
+    step = check_step(step)
     if isinstance(lr, dict):
         return value(lr, step)
     if callable(lr):

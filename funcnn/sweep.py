@@ -23,7 +23,7 @@ Trial keys (``base`` holds the defaults every trial shares; a trial's own keys w
 
 * network: ``hidden`` (a width or a tuple of widths), ``activation`` (a layer type name
   such as ``"relu"``, or an activation layer dict), ``dropout`` (a rate after every hidden
-  activation), ``n_outputs`` — built with :func:`make_spec` — or a complete ``spec`` instead.
+  activation), ``n_outputs`` — built with :func:`funcnn.layers.mlp` — or a complete ``spec`` instead.
   ``spec`` and those keys are alternatives: a trial that gives one replaces what ``base``
   gave of the other; giving both in one dict is an error.
 * optimizer: ``optimizer`` (``"sgd"``, ``"rmsprop"``, ``"adam"`` — the default — or an
@@ -84,25 +84,23 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import losses as _losses
+from .metrics import scores
 from . import optimizers as _optimizers
-from ._checks import check_dtype, check_number, check_sample_weight, check_X
-from .layers import LAYERS, check_spec
-from .network import _forward, init_params
-from .train import _check_targets, train
+from .validation import check_dtype, check_number, check_sample_weight, check_X
+from .layers import check_spec, mlp
+from .network import forward, init_params
+from .train import train
 
 Trial = Dict[str, Any]
 Result = Dict[str, Any]
 
-__all__ = ["grid", "random_samples", "make_spec", "sweep", "best", "TRIAL_KEYS"]
+__all__ = ["grid", "random_samples", "sweep", "best", "TRIAL_KEYS"]
 
 NETWORK_KEYS = ("hidden", "activation", "dropout", "n_outputs")
-OPTIMIZER_CONSTRUCTORS = {"sgd": _optimizers.sgd, "rmsprop": _optimizers.rmsprop, "adam": _optimizers.adam}
 OPTIMIZER_HYPERPARAMETERS = tuple(sorted({k for entry in _optimizers.OPTIMIZERS.values() for k in entry["defaults"]}))
 TRAIN_KEYS = ("epochs", "batch_size", "l2", "early_stopping", "seed")
 TRIAL_KEYS = frozenset(("spec",) + NETWORK_KEYS + ("optimizer", "lr") + OPTIMIZER_HYPERPARAMETERS + TRAIN_KEYS)
 
-# Layer types make_spec accepts as the hidden activation.
-ACTIVATIONS = tuple(sorted(set(LAYERS) - {"dense", "dropout", "softmax"}))
 
 # score name -> (which losses it applies to, metrics dict from evaluate() -> score, higher is better)
 SCORES: Dict[str, Tuple[str, Callable[[Dict[str, float]], float]]] = {
@@ -204,48 +202,6 @@ def random_samples(n: int, seed: int, /, **axes: Any) -> List[Trial]:
 
 # --------------------------------------------------------------------------- networks
 
-def make_spec(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[str, Any]] = "relu",
-              dropout: float = 0.0, n_outputs: int = 10) -> List[Dict[str, Any]]:
-    """An MLP spec: ``dense(h), activation[, dropout]`` per hidden width, then ``dense(n_outputs)``.
-
-    ``hidden`` is a width or a sequence of widths (``()`` gives a linear model);
-    ``activation`` a layer type name (one of :data:`ACTIVATIONS`) or an activation layer
-    dict such as ``{"type": "leaky_relu", "alpha": 0.1}``; a dropout layer with rate
-    ``dropout`` follows each hidden activation when ``dropout > 0``. The output layer has no
-    activation (the network outputs logits, as the losses expect).
-    """
-    if isinstance(hidden, (numbers.Integral, np.integer)) and not isinstance(hidden, (bool, np.bool_)):
-        widths = [hidden]
-    elif isinstance(hidden, (str, bytes, dict)) or not isinstance(hidden, Iterable):
-        raise TypeError(f"hidden must be a width or a sequence of widths, got {hidden!r}")
-    else:
-        widths = list(hidden)
-    for i, w in enumerate(widths):
-        check_number(w, f"hidden[{i}]", low=1, integer=True)
-    if isinstance(activation, str):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {list(ACTIVATIONS)}")
-        act = {"type": activation}
-    elif isinstance(activation, dict):
-        if activation.get("type") not in ACTIVATIONS:
-            raise ValueError(f"activation must be an activation layer, one of {list(ACTIVATIONS)}; "
-                             f"got {activation!r}")
-        act = dict(activation)
-    else:
-        raise TypeError(f"activation must be a layer type name or a layer dict, got {activation!r}")
-    rate = float(check_number(dropout, "dropout", low=0.0, high=1.0, high_open=True))
-    n_outputs = check_number(n_outputs, "n_outputs", low=1, integer=True)
-    spec: List[Dict[str, Any]] = []
-    for w in widths:
-        spec.append({"type": "dense", "units": int(w)})
-        spec.append(dict(act))
-        if rate > 0:
-            spec.append({"type": "dropout", "rate": rate})
-    spec.append({"type": "dense", "units": int(n_outputs)})
-    check_spec(spec)
-    return spec
-
-
 # --------------------------------------------------------------------------- trial settings
 
 def _check_keys(settings: Any, where: str) -> None:
@@ -280,24 +236,8 @@ def _derived_seed(seed: int, index: int) -> int:
 
 
 def _build_optimizer(settings: Trial) -> Dict[str, Any]:
-    opt = settings.get("optimizer", "adam")
-    extra = {k: settings[k] for k in OPTIMIZER_HYPERPARAMETERS if k in settings}
-    if "lr" in settings:
-        extra["lr"] = settings["lr"]
-    if isinstance(opt, dict):
-        return _optimizers.validate({**opt, **extra})
-    if not isinstance(opt, str) or opt not in OPTIMIZER_CONSTRUCTORS:
-        raise ValueError(f"unknown optimizer {opt!r}; known: {sorted(OPTIMIZER_CONSTRUCTORS)} "
-                         "(or pass an optimizer dict)")
-    allowed = set(_optimizers.OPTIMIZERS[opt]["defaults"]) | {"lr"}
-    wrong = sorted(set(extra) - allowed)
-    if wrong:
-        raise ValueError(f"{wrong} do(es) not apply to optimizer {opt!r}; its hyperparameters are "
-                         f"{sorted(allowed)}")
-    if "lr" not in extra and inspect.signature(OPTIMIZER_CONSTRUCTORS[opt]).parameters["lr"].default \
-            is inspect.Parameter.empty:
-        raise ValueError(f"optimizer {opt!r} needs a learning rate: set 'lr' in the trial or in base")
-    return OPTIMIZER_CONSTRUCTORS[opt](**extra)
+    extra = {k: settings[k] for k in OPTIMIZER_HYPERPARAMETERS + ("lr",) if k in settings}
+    return _optimizers.by_name(settings.get("optimizer", "adam"), **extra)
 
 
 def _build_spec(settings: Trial, n_outputs: int) -> List[Dict[str, Any]]:
@@ -306,26 +246,7 @@ def _build_spec(settings: Trial, n_outputs: int) -> List[Dict[str, Any]]:
         return settings["spec"]
     kwargs = {k: settings[k] for k in NETWORK_KEYS if k in settings}
     kwargs.setdefault("n_outputs", n_outputs)
-    return make_spec(**kwargs)
-
-
-def _metrics(loss: str, output: np.ndarray, y: np.ndarray) -> Dict[str, float]:
-    """What :func:`funcnn.train.evaluate` reports, from the network's output on checked targets.
-
-    Computed here with NumPy instead of calling ``evaluate``, which imports scikit-learn's
-    metrics: that import costs seconds in every fresh worker process, longer than many trials.
-    ``r2`` is scikit-learn's ``r2_score`` (uniform average over outputs; a constant target
-    scores 1.0 when predicted exactly, else 0.0).
-    """
-    value = float(_losses.get(loss)(output, y)[0])
-    if _losses.is_classification(loss):
-        return {"loss": value, "accuracy": float(np.mean(_losses.DECISION[loss](output) == y))}
-    y64 = y.astype(np.float64)
-    ss_res = ((y64 - output) ** 2).sum(axis=0, dtype=np.float64)
-    ss_tot = ((y64 - y64.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-    return {"loss": value, "mse": value, "r2": float(np.mean(r2))}
+    return mlp(**kwargs)
 
 
 @contextlib.contextmanager
@@ -364,8 +285,8 @@ def _run_trial(index: int, settings: Trial, seed: int, X: np.ndarray, y: Any, va
                                     sample_weight=sample_weight, early_stopping=settings.get("early_stopping"),
                                     progress=False)
             X_val, y_val = validation_data
-            output = _forward(spec, params, X_val, False, None)[0]
-            metrics = _metrics(loss, output, _check_targets(loss, y_val, X_val.shape[0], output.shape[1],
+            output = forward(spec, params, X_val)[0]
+            metrics = scores(loss, output, _losses.check_targets(loss, y_val, X_val.shape[0], output.shape[1],
                                                             output.dtype, name="validation_data y"))
             if callable(score):
                 value = float(score(y_val, _losses.DECISION[loss](output)))
@@ -437,7 +358,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
 
     ``trials`` — a list of setting dicts (see the module docstring for the keys), e.g. from
     :func:`grid` or :func:`random_samples`; ``base`` — settings shared by all trials (a
-    trial's own keys win). Network keys default to :func:`make_spec`'s defaults with
+    trial's own keys win). Network keys default to :func:`funcnn.layers.mlp`'s defaults with
     ``n_outputs`` from the loss and the labels (classes for ``softmax_cross_entropy``, 1 for
     ``binary_cross_entropy``, y's columns for ``mean_squared_error``); the optimizer to
     ``adam`` with its default ``lr``. ``epochs`` is the default for trials that set none (a
@@ -531,8 +452,8 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
     X_val = check_X(validation_data[0], dtype, X.shape[1], name="validation_data X")
     y_val = validation_data[1]
     n_outputs = _n_outputs(loss, y, y_val)
-    _check_targets(loss, y, X.shape[0], n_outputs, dtype)
-    _check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
+    _losses.check_targets(loss, y, X.shape[0], n_outputs, dtype)
+    _losses.check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
     sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype)
 
     settings = []

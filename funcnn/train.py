@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import losses as _losses
+from . import metrics
 from . import optimizers as _optimizers
-from ._checks import SeedLike, as_rng, check_number, check_sample_weight, check_X
+from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
 from .layers import check_spec
 from .network import (Params, Spec, _backward_plan, _checked_X, _forward, _forward_plan, _l2_value, _layer_params,
                       _run_backward, _run_forward, check_params)
@@ -26,24 +27,6 @@ History = Dict[str, List[float]]
 Callback = Callable[[int, Params, History], Any]
 
 MONITOR_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max"}
-
-
-def _check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
-    """Validate targets once (by the loss itself, on a zero output) and return them as an array."""
-    fn = _losses.get(loss)
-    if not hasattr(y, "__len__"):
-        raise TypeError(f"{name} must be array-like, got {type(y).__name__}")
-    if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} rows but X has {n} samples")
-    try:
-        fn(np.zeros((n, n_out), dtype=dtype), y)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(str(exc).replace("y", name, 1) if name != "y" else str(exc)) from None
-    if _losses.is_classification(loss):
-        arr = np.asarray(y)
-        return (arr.reshape(-1) if arr.ndim == 2 else arr).astype(np.intp)
-    arr = np.asarray(y, dtype=dtype)
-    return arr.reshape(n, n_out)
 
 
 def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional[Dict[str, Any]]:
@@ -137,14 +120,14 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     l2 = float(check_number(l2, "l2", low=0.0))
     X = _checked_X(X, dtype, n_in)
     n = X.shape[0]
-    y = _check_targets(loss, y, n, n_out, dtype)
+    y = _losses.check_targets(loss, y, n, n_out, dtype)
     w = check_sample_weight(sample_weight, n, dtype)
     classification = _losses.is_classification(loss)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = _checked_X(validation_data[0], dtype, n_in, name="validation_data X")
-        y_val = _check_targets(loss, validation_data[1], X_val.shape[0], n_out, dtype, name="validation_data y")
+        y_val = _losses.check_targets(loss, validation_data[1], X_val.shape[0], n_out, dtype, name="validation_data y")
     es = _check_early_stopping(early_stopping, validation_data is not None)
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
@@ -180,7 +163,7 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
             rng = _rng_from_state(resumed["rng_state"])
 
     bar = _progress(epochs, min(run["epoch"], epochs), progress)
-    fast_loss = _losses._UNCHECKED[loss]  # the targets were checked above, once
+    fast_loss = _losses.CORES[loss]  # the targets were checked above, once
     ws = None  # the hot loop's buffers, made when the first epoch starts
     try:
         while run["epoch"] < epochs and not run["stopped"]:
@@ -384,15 +367,11 @@ def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, class
 def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
              sample_weight: Any = None) -> Dict[str, float]:
     """Scores on (X, y): ``loss`` and ``accuracy`` for classification; ``loss``, ``mse``, ``r2`` for regression."""
-    from sklearn.metrics import accuracy_score, r2_score
-    loss_fn = _losses.get(loss)
+    _losses.get(loss)
     check_spec(spec)
     n_in, n_out, dtype = check_params(spec, params)
     X = check_X(X, dtype, n_in)
-    y = _check_targets(loss, y, X.shape[0], n_out, dtype)
+    y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     output = _forward(spec, params, X, False, None)[0]
-    value = loss_fn(output, y, w)[0]
-    if _losses.is_classification(loss):
-        return {"loss": value, "accuracy": float(accuracy_score(y, _losses.DECISION[loss](output), sample_weight=w))}
-    return {"loss": value, "mse": value, "r2": float(r2_score(y, output, sample_weight=w))}
+    return metrics.scores(loss, output, y, w)

@@ -92,7 +92,7 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
         table = getattr(layers, registry)
         for kind, fn in list(table.items()):
             monkeypatch.setitem(table, kind, _wrap_checking(seen, f"{kind}.{registry}", fn))
-    monkeypatch.setitem(losses._UNCHECKED, loss, _wrap_checking(seen, loss, losses._UNCHECKED[loss]))
+    monkeypatch.setitem(losses.CORES, loss, _wrap_checking(seen, loss, losses.CORES[loss]))
     steps = []
     real_step = O._update_inplace
 
@@ -113,7 +113,7 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
 
 
 def test_labels_are_validated_once_not_per_batch(monkeypatch):
-    from funcnn import _checks
+    from funcnn import validation as _checks
     calls = []
     real = _checks.check_labels
 

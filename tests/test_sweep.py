@@ -9,7 +9,8 @@ import pytest
 from conftest import assert_tree_equal, frozen
 from funcnn.network import init_params, predict
 from funcnn.optimizers import adam, sgd
-from funcnn.sweep import best, grid, make_spec, random_samples, sweep
+from funcnn.layers import mlp as make_spec
+from funcnn.sweep import best, grid, random_samples, sweep
 from funcnn.train import evaluate, train
 
 LOSS = "softmax_cross_entropy"
