@@ -36,7 +36,7 @@ from .network import check_params, init_params
 from .network import predict as _predict
 from .network import predict_proba as _predict_proba
 from .optimizers import by_name
-from .train import train
+from .train import new_run, train, train_epoch
 from .validation import check_dtype, check_sample_weight
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "expected_failed_checks"]
@@ -46,7 +46,11 @@ __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "expected_failed_checks"
 VALIDATION_FRACTION = 0.1
 PATIENCE = 10
 
-_SEED_BOUND = 2 ** 31 - 1  # seeds drawn for seed=None / a RandomState / a Generator
+#: ``seed=None``: the seed of ``funcnn.train``'s default. Deterministic on purpose: funcnn keeps
+#: no global random state, and scikit-learn's ``set_random_state`` (which its estimator checks
+#: use before comparing two fits) only knows a parameter named ``random_state``.
+DEFAULT_SEED = 0
+_SEED_BOUND = 2 ** 31 - 1  # seeds drawn from a RandomState / a Generator
 
 
 def expected_failed_checks(estimator: Any) -> Dict[str, str]:
@@ -97,8 +101,8 @@ class _NeuralNet(BaseEstimator):
 
     # --- what the subclasses define ---------------------------------------------------
     #
-    # _validate(X, y, reset) -> (X, y) and _targets(y, fit, classes) -> (y for funcnn, n_outputs);
-    # _LOSS: the loss name, or None when it depends on the classes (see _loss).
+    # _validate(X, y, reset) -> (X, y), _targets(y, fit, classes) -> (y for funcnn, n_outputs) and
+    # _loss() -> the loss name; _stratify and _check_weighted only where they apply.
 
     def _loss(self) -> str:
         raise NotImplementedError
@@ -119,7 +123,7 @@ class _NeuralNet(BaseEstimator):
                 raise ValueError(f"seed must be a non-negative int, got {seed}")
             return int(seed)
         if seed is None:
-            return int(np.random.randint(_SEED_BOUND))  # numpy's global RandomState, like random_state=None
+            return DEFAULT_SEED
         if isinstance(seed, np.random.RandomState):
             return int(seed.randint(_SEED_BOUND))
         if isinstance(seed, np.random.Generator):
@@ -183,7 +187,6 @@ class _NeuralNet(BaseEstimator):
         return self
 
     def _partial_fit(self, X, y, classes, sample_weight):
-        from .train import new_run, train_epoch
         first = not hasattr(self, "params_")
         X, y = self._validate(X, y, reset=first)
         y, n_outputs = self._targets(y, fit=first, classes=classes)
@@ -221,8 +224,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     ``early_stopping`` (True: hold out 10 % (stratified), patience 10 on the validation loss,
     restore the best params; an int patience or a dict as :func:`funcnn.train` takes),
     ``seed`` (an int gives the same bits as ``funcnn.init_params(seed=seed)`` +
-    ``funcnn.train(seed=seed)``; None draws one from NumPy's global random state, a
-    ``RandomState`` or ``Generator`` one from itself; ``seed_`` holds it), ``verbose``
+    ``funcnn.train(seed=seed)``; None is ``funcnn.train``'s default seed, 0, so fits are
+    reproducible; a ``RandomState`` or ``Generator`` gives a seed drawn from itself, e.g.
+    ``np.random.default_rng()`` a fresh one; ``seed_`` holds the int used), ``verbose``
     (``train``'s progress), ``spec`` (a whole network instead of ``hidden``/``activation``/
     ``dropout``; its last dense layer must have as many units as the problem needs) and
     ``dtype`` (of the params: float64, as scikit-learn computes, or float32).

@@ -12,10 +12,13 @@ from sklearn.datasets import load_breast_cancer, make_blobs, make_regression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import (check_fit_idempotent, check_regressor_data_not_an_array,
+                                            check_regressors_int, check_sample_weight_equivalence_on_dense_data,
+                                            check_supervised_y_2d, parametrize_with_checks)
 
 import funcnn as F
 from funcnn.estimators import NeuralNetClassifier, NeuralNetRegressor, expected_failed_checks
+from funcnn.train import new_run, train_epoch
 from conftest import assert_tree_equal
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -189,17 +192,33 @@ def test_clone_and_pickle_give_identical_predictions(blobs):
     np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
 
 
-def test_seed_none_draws_one_seed_per_fit(blobs):
+def test_seed(blobs):
     X, y = blobs
-    a = NeuralNetClassifier(**{**FAST, "seed": None}).fit(X, y)
-    b = NeuralNetClassifier(**{**FAST, "seed": a.seed_}).fit(X, y)
-    assert_tree_equal(a.params_, b.params_)  # the drawn seed reproduces the fit
-    np.random.seed(0)
-    c = NeuralNetClassifier(**{**FAST, "seed": None}).fit(X, y)
-    np.random.seed(0)
-    d = NeuralNetClassifier(**{**FAST, "seed": None}).fit(X, y)
-    assert c.seed_ == d.seed_  # NumPy's global state, as random_state=None in scikit-learn
-    assert_tree_equal(c.params_, d.params_)
+    none = NeuralNetClassifier(**{**FAST, "seed": None}).fit(X, y)
+    zero = NeuralNetClassifier(**{**FAST, "seed": 0}).fit(X, y)
+    assert none.seed_ == zero.seed_ == 0  # funcnn.train's default seed: reproducible
+    assert_tree_equal(none.params_, zero.params_)
+    drawn = NeuralNetClassifier(**{**FAST, "seed": np.random.default_rng(1)}).fit(X, y)
+    again = NeuralNetClassifier(**{**FAST, "seed": drawn.seed_}).fit(X, y)
+    assert_tree_equal(drawn.params_, again.params_)  # the drawn seed reproduces the fit
+    other = NeuralNetClassifier(**{**FAST, "seed": np.random.default_rng(2)}).fit(X, y)
+    assert other.seed_ != drawn.seed_
+    with pytest.raises(TypeError, match="seed"):
+        NeuralNetClassifier(**{**FAST, "seed": "0"}).fit(X, y)
+
+
+TWICE = [check_fit_idempotent, check_supervised_y_2d, check_sample_weight_equivalence_on_dense_data]
+
+
+@pytest.mark.parametrize("estimator, check",
+                         [(NeuralNetClassifier(), c) for c in TWICE]
+                         + [(NeuralNetRegressor(), c) for c in TWICE + [check_regressors_int,
+                                                                       check_regressor_data_not_an_array]],
+                         ids=lambda v: getattr(v, "__name__", type(v).__name__))
+def test_default_instances_pass_the_checks_that_fit_twice(estimator, check):
+    """seed=None (the default) gives reproducible fits, so the checks that compare two fits
+    pass on default-constructed estimators too (set_random_state only sets random_state)."""
+    check(type(estimator).__name__, estimator)
 
 
 def test_early_stopping(blobs):
@@ -244,6 +263,17 @@ def test_partial_fit_k_times_is_fit_with_k_epochs(blobs, regression, kind):
     assert_tree_equal(stepped.params_, fitted.params_)
     assert stepped.history_ == fitted.history_
     np.testing.assert_array_equal(stepped.predict(X), fitted.predict(X))
+
+
+def test_partial_fit_after_fit_starts_a_run_from_the_fitted_params(blobs):
+    X, y = blobs
+    clf = NeuralNetClassifier(**FAST).fit(X, y)
+    assert clf.run_ is None  # train() returns params and history, not its optimizer state
+    run = new_run(clf.spec_, clf.params_, F.adam(FAST["lr"]), seed=clf.seed_)
+    run = train_epoch(clf.spec_, run, X, y, loss=clf.loss_, optimizer=F.adam(FAST["lr"]), batch_size=32, l2=1e-4)
+    clf.partial_fit(X, y)
+    assert_tree_equal(clf.params_, run["params"])
+    assert clf.run_["epoch"] == 1
 
 
 def test_partial_fit_state_is_plain_data(blobs):
