@@ -12,6 +12,11 @@ Each entry of :data:`LAYERS` describes one type with plain functions and a few f
   d loss / d y, ``dx`` is d loss / d x (``None`` when ``need_dx`` is false) and ``grads``
   holds the gradients of the layer's trainable arrays;
 * ``trainable``: the names of the arrays gradients move (``("W", "b")`` for dense);
+* ``state``: the names of arrays the layer owns that no gradient moves (batch norm's
+  ``running_mean``/``running_var``; each starts with :data:`STATE_PREFIX`). They live in
+  params like the others (so checkpoints and ``predict`` have them), get no gradient, no
+  optimizer slot and no weight decay; ``new_state(layer, p, cache) -> {name: array}``
+  gives their values after a training-mode forward pass (see ``funcnn.network.new_state``);
 * ``cache``: which of its arrays the forward's cache holds on to: ``"x"`` (its input),
   ``"y"`` (its output) or ``None`` (neither). The network decides from this alone which
   arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
@@ -39,6 +44,14 @@ Params = Dict[str, np.ndarray]
 Shape = Tuple[int, ...]
 
 RELU_FAMILY = frozenset({"relu", "leaky_relu"})
+
+# Params keys of non-trainable arrays (a layer's ``state``) start with this.
+STATE_PREFIX = "running_"
+
+
+def is_trainable_key(key: str) -> bool:
+    """Whether the params entry ``key`` is moved by gradients (not a layer's running state)."""
+    return not key.startswith(STATE_PREFIX)
 
 
 def _fail(where: str, msg: str, exc: type = ValueError) -> None:
@@ -305,10 +318,12 @@ def _dropout_forward(layer, p, x, training, rng, out=None):
     return np.multiply(x, scale, out=out), scale
 
 
-def _entry(check, shape, init, forward, backward, *, trainable=(), cache=None, elementwise=False,
-           activation=False) -> Dict[str, Any]:
+def _entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
+           elementwise=False, activation=False) -> Dict[str, Any]:
+    assert all(name.startswith(STATE_PREFIX) for name in state)
     return {"check": check, "shape": shape, "init": init, "forward": forward, "backward": backward,
-            "trainable": tuple(trainable), "cache": cache, "elementwise": elementwise, "activation": activation}
+            "trainable": tuple(trainable), "state": tuple(state), "new_state": new_state, "cache": cache,
+            "elementwise": elementwise, "activation": activation}
 
 
 LAYERS: Dict[str, Dict[str, Any]] = {

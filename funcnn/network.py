@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import losses as _losses
-from .layers import LAYERS, RELU_FAMILY, Shape, check_spec
+from .layers import LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -34,9 +34,15 @@ INFERENCE_CHUNK = 8192
 # --- keys and shapes ------------------------------------------------------------------
 
 def layer_keys(spec: Spec) -> List[Tuple[int, str, str]]:
-    """``(layer index, array name, params key)`` for every array the spec defines, in order."""
+    """``(layer index, array name, params key)`` for every array the spec defines, in order
+    (per layer: its trainable arrays, then its state)."""
     return [(i, name, f"{name}_{i}") for i, layer in enumerate(spec)
-            for name in LAYERS[layer["type"]]["trainable"]]
+            for name in LAYERS[layer["type"]]["trainable"] + LAYERS[layer["type"]]["state"]]
+
+
+def trainable_keys(params: Params) -> List[str]:
+    """The keys of ``params`` that gradients move (all but the layers' running state)."""
+    return [k for k in params if is_trainable_key(k)]
 
 
 def param_keys(spec: Spec) -> List[str]:
@@ -45,10 +51,11 @@ def param_keys(spec: Spec) -> List[str]:
 
 
 def layer_params(spec: Spec, params: Params) -> LayerParams:
-    """Per-layer views of ``params``: ``[{"W": params["W_0"], "b": ...}, {}, ...]``."""
+    """Per-layer views of ``params`` (or of grads, which lack the running state): ``[{"W": ..., "b": ...}, {}, ...]``."""
     out: LayerParams = [{} for _ in spec]
     for i, name, key in layer_keys(spec):
-        out[i][name] = params[key]
+        if key in params:
+            out[i][name] = params[key]
     return out
 
 
@@ -183,6 +190,21 @@ def run_forward(spec: Spec, lparams: LayerParams, X: np.ndarray, training: bool,
     return x, caches
 
 
+def new_state(spec: Spec, lparams: LayerParams, caches: Sequence[Any]) -> Params:
+    """The layers' running state after a training-mode forward pass, keyed like params (``{}`` for most nets).
+
+    ``forward(..., training=True)`` returns it as ``cache["state"]``; ``train`` writes it into
+    its params after each step: ``params = {**update(...)[0], **cache["state"]}``.
+    """
+    out: Params = {}
+    for i, (layer, p, cache) in enumerate(zip(spec, lparams, caches)):
+        fn = LAYERS[layer["type"]]["new_state"]
+        if fn is not None and cache is not None:
+            for name, v in fn(layer, p, cache).items():
+                out[f"{name}_{i}"] = v
+    return out
+
+
 def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.ndarray, *,
                  g_is_scratch: bool, grads_out: Optional[LayerParams] = None) -> Params:
     """Back-propagate ``g`` = d loss / d output from the last layer down to the first with params.
@@ -235,8 +257,8 @@ def objective(spec: Spec, lparams: LayerParams, params: Params, X: np.ndarray, t
               grad_buffer: Optional[np.ndarray] = None) -> Tuple[float, Params, np.ndarray]:
     """One step's arithmetic, shared by :func:`value_and_grad` and ``funcnn.train``.
 
-    forward → loss core → backward → L2 term: ``(value, grads, output)``. Inputs are trusted
-    (checked by the caller); ``loss_core`` is an entry of :data:`funcnn.losses.CORES`.
+    forward → loss core → backward → L2 term: ``(value, grads, output, caches)``. Inputs are
+    trusted (checked by the caller); ``loss_core`` is an entry of :data:`funcnn.losses.CORES`.
     """
     output, caches = run_forward(spec, lparams, X, training, rng)
     value, g = loss_core(output, target, w, grad_buffer)
@@ -244,7 +266,7 @@ def objective(spec: Spec, lparams: LayerParams, params: Params, X: np.ndarray, t
     if l2:
         value += l2_penalty(params, l2)
         add_l2_grad(grads, params, l2, l2_scratch)
-    return value, grads, output
+    return value, grads, output, caches
 
 
 # --- public functions -------------------------------------------------------------------
@@ -292,9 +314,11 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     training = _check_training(training)
     X, _, _ = checked_input(spec, params, X, finite_params=False)
     rng = as_rng(seed) if training else None
-    output, caches = run_forward(spec, layer_params(spec, params), X, training, rng)
+    lparams = layer_params(spec, params)
+    output, caches = run_forward(spec, lparams, X, training, rng)
     check_output(spec, params, output)
-    return output, {"layers": caches, "output_shape": output.shape}
+    return output, {"layers": caches, "output_shape": output.shape,
+                    "state": new_state(spec, lparams, caches) if training else {}}
 
 
 def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Params:
@@ -310,7 +334,7 @@ def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Para
     if g.dtype != dtype:
         raise TypeError(f"grad_output has dtype {g.dtype}, expected {dtype} (the params' dtype)")
     grads = run_backward(spec, layer_params(spec, params), cache["layers"], g, g_is_scratch=False)
-    return {k: grads[k] for k in params}  # the params' key order
+    return {k: grads[k] for k in trainable_keys(params)}  # the params' key order
 
 
 def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2: float = 0.0,
@@ -325,9 +349,9 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None
-    value, grads, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.CORES[loss], l2, w,
+    value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.CORES[loss], l2, w,
                                 training, rng)
-    return value, {k: grads[k] for k in params}
+    return value, {k: grads[k] for k in trainable_keys(params)}
 
 
 def infer(spec: Spec, params: Params, X: np.ndarray, chunk: int = INFERENCE_CHUNK,

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
+from .layers import is_trainable_key
 from .validation import check_finite, check_number
 from . import schedules
 from .schedules import LearningRate
@@ -126,8 +127,9 @@ def check_state(opt: Optimizer, params: Params, state: Any) -> int:
         raise ValueError(f"state does not fit optimizer {opt['name']!r}: {' and '.join(parts)}; "
                          f"expected keys {sorted(expected)} (create it with init_state)")
     step = schedules.check_step(state["step"], "state['step']")
+    trainable = {k: p for k, p in params.items() if is_trainable_key(k)}
     for slot in slots:
-        _check_like(params, state[slot], f"state[{slot!r}]")
+        _check_like(trainable, state[slot], f"state[{slot!r}]")
     return step
 
 
@@ -334,7 +336,7 @@ def init_state(optimizer: Optimizer, params: Params) -> State:
     slots = OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
     state: State = {"step": 0}
     for slot in slots:
-        state[slot] = {key: np.zeros_like(p) for key, p in params.items()}
+        state[slot] = {key: np.zeros_like(p) for key, p in params.items() if is_trainable_key(key)}
     return state
 
 
@@ -372,13 +374,14 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
     validate(optimizer)
     _check_params(params)
     check_finite(params, "params")
-    _check_like(params, grads, "grads")
+    trainable = {k: p for k, p in params.items() if is_trainable_key(k)}
+    _check_like(trainable, grads, "grads")
     step = check_state(optimizer, params, state)
     names = slot_names(optimizer)
-    new_params: Params = {}
+    new_params: Params = dict(params)  # a layer's running state is carried over as it is
     new_slots: Dict[str, Params] = {slot: {} for slot in names}
     with np.errstate(over="ignore", invalid="ignore"):
-        for key, p in params.items():
+        for key, p in trainable.items():
             new_p, new_arrays = apply_rule(optimizer, step, p, grads[key], tuple(state[slot][key] for slot in names))
             new_params[key] = new_p
             for slot, arr in zip(names, new_arrays):

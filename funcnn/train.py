@@ -374,28 +374,37 @@ def _aligned_zeros(size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
-    """Flat buffers for params, grads, slots and scratch, filled from ``params`` and ``state``."""
+    """Flat buffers for params, grads, slots and scratch, filled from ``params`` and ``state``.
+
+    Only trainable arrays live in the flat buffers (the rule runs over all of them); a
+    layer's running state is kept in arrays of its own, which each step overwrites.
+    """
     dtype = data["dtype"]
     keys = list(params)
+    flat_keys = _network.trainable_keys(params)
     per_line = _ALIGN // dtype.itemsize
     offsets, size = [], 0
-    for k in keys:
+    for k in flat_keys:
         offsets.append(size)
         size += -(-params[k].size // per_line) * per_line  # padded to whole cache lines; pads stay 0
 
     def views(flat):
-        return {k: flat[o:o + params[k].size].reshape(params[k].shape) for k, o in zip(keys, offsets)}
+        return {k: flat[o:o + params[k].size].reshape(params[k].shape) for k, o in zip(flat_keys, offsets)}
 
     names = _optimizers.slot_names(optimizer)
-    ws: Dict[str, Any] = {"keys": keys, "step": state["step"], "slot_names": names}
+    ws: Dict[str, Any] = {"keys": keys, "flat_keys": flat_keys, "step": state["step"], "slot_names": names}
     ws["P"], ws["G"], ws["T"] = (_aligned_zeros(size, dtype) for _ in range(3))
     ws["slots"] = tuple(_aligned_zeros(size, dtype) for _ in names)
     ws["p"], ws["g"], ws["t"] = views(ws["P"]), views(ws["G"]), views(ws["T"])
     ws["s"] = tuple(views(flat) for flat in ws["slots"])
-    for k in keys:
+    for k in flat_keys:
         ws["p"][k][...] = params[k]
         for name, v in zip(names, ws["s"]):
             v[k][...] = state[name][k]
+    for k in keys:
+        if k not in ws["p"]:
+            ws["p"][k] = params[k].copy()
+    ws["p"] = {k: ws["p"][k] for k in keys}  # the params' order
     ws["lparams"] = _network.layer_params(spec, ws["p"])
     ws["lgrads"] = _network.layer_params(spec, ws["g"])
     batch = data["n"] if data["batch_size"] is None else min(data["batch_size"], data["n"])
@@ -414,7 +423,7 @@ def _export_params(ws) -> Params:
 
 def _export_state(ws) -> Dict[str, Any]:
     """The optimizer state, as :func:`funcnn.optimizers.update` would have returned it (fresh arrays)."""
-    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["keys"]}
+    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["flat_keys"]}
                                    for name, v in zip(ws["slot_names"], ws["s"])}}
 
 
@@ -457,15 +466,17 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
                     continue  # all-zero weights: skipped (module docstring, point 3)
                 xb = gather(X, idx, ws["xb"])
                 yb = gather(y, idx, ws["yb"])
-            value, _, output = _network.objective(spec, ws["lparams"], ws["p"], xb, yb, core, l2, wb, True, rng,
-                                                  grads_out=ws["lgrads"], l2_scratch=ws["t"],
-                                                  grad_buffer=ws["gb"][:xb.shape[0]])
+            value, _, output, caches = _network.objective(
+                spec, ws["lparams"], ws["p"], xb, yb, core, l2, wb, True, rng, grads_out=ws["lgrads"],
+                l2_scratch=ws["t"], grad_buffer=ws["gb"][:xb.shape[0]])
             if not math.isfinite(value):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (batch {b + 1} of {n_batches}): "
                                          f"the loss is {value}; try a smaller learning rate")
             if data["classification"]:
                 correct += _metrics.correct(loss, output, yb)
             _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
+            for k, v in _network.new_state(spec, ws["lparams"], caches).items():
+                ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]
             ws["step"] += 1
             total += value
             counted += 1
