@@ -37,13 +37,16 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from . import conv as _conv
 from .validation import check_number
 
 Layer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
 Shape = Tuple[int, ...]
 
-RELU_FAMILY = frozenset({"relu", "leaky_relu"})
+# Activations before which a weight layer gets He init by default (Glorot otherwise): ReLU and
+# its smooth or leaky variants, which pass positive inputs through.
+RELU_FAMILY = frozenset({"relu", "leaky_relu", "elu", "gelu", "softplus"})
 
 # Params keys of non-trainable arrays (a layer's ``state``) start with this.
 STATE_PREFIX = "running_"
@@ -106,6 +109,67 @@ def softmax() -> Layer:
 
 def dropout(rate: float) -> Layer:
     return {"type": "dropout", "rate": rate}
+
+
+def gelu(approximate: str = "none") -> Layer:
+    """GELU, ``x * Phi(x)``: exact (erf) by default, as torch; ``approximate="tanh"`` for the tanh form."""
+    return {"type": "gelu"} if approximate == "none" else {"type": "gelu", "approximate": approximate}
+
+
+def elu(alpha: float = 1.0) -> Layer:
+    return {"type": "elu"} if alpha == 1.0 else {"type": "elu", "alpha": alpha}
+
+
+def softplus() -> Layer:
+    return {"type": "softplus"}
+
+
+def reshape(shape: Sequence[int]) -> Layer:
+    """``{"type": "reshape", "shape": [28, 28, 1]}``: each sample to ``shape`` (C order; one entry may be -1)."""
+    return {"type": "reshape", "shape": [int(d) for d in shape]}
+
+
+def flatten() -> Layer:
+    """``{"type": "flatten"}``: each sample to a flat vector, in C order (NHWC → ``(n, h*w*c)``)."""
+    return {"type": "flatten"}
+
+
+def conv2d(filters: int, kernel: Union[int, Sequence[int]] = 3, stride: Union[int, Sequence[int]] = 1,
+           padding: Union[str, int] = "valid", init: Optional[str] = None, std: Optional[float] = None) -> Layer:
+    """``{"type": "conv2d", "filters": F, "kernel": k, "stride": 1, "padding": "valid"}`` (NHWC, W (kh, kw, c_in, F))."""
+    layer: Layer = {"type": "conv2d", "filters": filters, "kernel": _plain(kernel), "stride": _plain(stride),
+                    "padding": padding}
+    if init is not None:
+        layer["init"] = init
+    if std is not None:
+        layer["std"] = std
+    return layer
+
+
+def max_pool(size: Union[int, Sequence[int]] = 2, stride: Union[int, Sequence[int], None] = None) -> Layer:
+    """``{"type": "max_pool", "size": 2}`` (stride defaults to size; no padding; partial windows dropped)."""
+    layer: Layer = {"type": "max_pool", "size": _plain(size)}
+    if stride is not None:
+        layer["stride"] = _plain(stride)
+    return layer
+
+
+def avg_pool(size: Union[int, Sequence[int]] = 2, stride: Union[int, Sequence[int], None] = None) -> Layer:
+    """``{"type": "avg_pool", "size": 2}`` (stride defaults to size; no padding; partial windows dropped)."""
+    layer: Layer = {"type": "avg_pool", "size": _plain(size)}
+    if stride is not None:
+        layer["stride"] = _plain(stride)
+    return layer
+
+
+def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
+    """``{"type": "batch_norm", "momentum": 0.9, "eps": 1e-5}``: over the last axis, with running statistics."""
+    return {"type": "batch_norm", "momentum": momentum, "eps": eps}
+
+
+def _plain(v: Any) -> Any:
+    """An int, or a list of ints (JSON-friendly) for a pair given as a tuple."""
+    return list(v) if isinstance(v, tuple) else v
 
 
 # --- numerics shared with the losses --------------------------------------------------
@@ -318,6 +382,315 @@ def _dropout_forward(layer, p, x, training, rng, out=None):
     return np.multiply(x, scale, out=out), scale
 
 
+# --- more activations -----------------------------------------------------------------
+#
+# Each caches its derivative (a new array, so ``cache`` is None) and may therefore write its
+# output into its input, like leaky_relu; the backward pass is ``g * derivative``.
+
+GELU_FORMS = ("none", "tanh")
+
+
+def _gelu_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"approximate"}))
+    form = layer.get("approximate", "none")
+    if form not in GELU_FORMS:
+        _fail(where, f"'approximate' must be one of {list(GELU_FORMS)}, got {form!r}")
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+_INV_SQRT_2PI = float(1.0 / np.sqrt(2.0 * np.pi))
+
+
+def _gelu_forward(layer, p, x, training, rng, out=None):
+    if layer.get("approximate", "none") == "tanh":
+        # 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)  (torch's approximate="tanh")
+        x2 = np.multiply(x, x)
+        u = np.multiply(x2, 0.044715)
+        u += 1.0
+        u *= x
+        u *= _SQRT_2_OVER_PI
+        t = np.tanh(u, out=u)
+        # derivative: 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        x2 *= 3 * 0.044715
+        x2 += 1.0
+        x2 *= _SQRT_2_OVER_PI * 0.5
+        x2 *= x
+        sech2 = np.multiply(t, t)
+        np.subtract(1.0, sech2, out=sech2)
+        x2 *= sech2
+        np.add(t, 1.0, out=sech2)
+        sech2 *= 0.5            # 0.5 (1 + t): the "cdf"
+        x2 += sech2
+        y = np.multiply(x, sech2, out=out)
+        return y, x2
+    from scipy.special import erf  # scipy comes with scikit-learn
+    cdf = np.multiply(x, float(1.0 / np.sqrt(2.0)))
+    erf(cdf, out=cdf)
+    cdf += 1.0
+    cdf *= 0.5                  # Phi(x) = 0.5 (1 + erf(x / sqrt 2))
+    d = np.multiply(x, x)
+    d *= -0.5
+    np.exp(d, out=d)
+    d *= _INV_SQRT_2PI          # phi(x)
+    d *= x
+    d += cdf                    # d gelu / dx = Phi(x) + x phi(x)
+    y = np.multiply(x, cdf, out=out)
+    return y, d
+
+
+def _elu_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"alpha"}))
+    alpha = layer.get("alpha", 1.0)
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
+        _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
+
+
+def _elu_forward(layer, p, x, training, rng, out=None):
+    alpha = float(layer.get("alpha", 1.0))
+    neg = np.minimum(x, 0)
+    slope = np.exp(neg)
+    slope *= alpha
+    np.copyto(slope, 1, where=x > 0)  # d elu / dx: 1 for x > 0, alpha exp(x) otherwise (before out is written)
+    np.expm1(neg, out=neg)
+    neg *= alpha
+    y = np.maximum(x, 0, out=out)     # x for x > 0 (plus alpha expm1(0) = 0), alpha (e^x - 1) otherwise
+    y += neg
+    return y, slope
+
+
+def _softplus_forward(layer, p, x, training, rng, out=None):
+    # log(1 + e^x) = max(x, 0) + log1p(exp(-|x|)): exp never overflows. Its derivative is sigmoid(x).
+    slope = stable_sigmoid(x)
+    t = np.abs(x)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    np.log1p(t, out=t)
+    y = np.maximum(x, 0, out=out)
+    y += t
+    return y, slope
+
+
+# --- reshape, flatten -----------------------------------------------------------------
+
+def _reshape_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"shape"}))
+    shape = layer.get("shape")
+    if not isinstance(shape, (list, tuple)) or len(shape) == 0:
+        _fail(where, f"'shape' must be a non-empty list of positive ints (one may be -1), got {shape!r}",
+              TypeError if "shape" in layer and not isinstance(shape, (list, tuple)) else ValueError)
+    for d in shape:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral):
+            _fail(where, f"'shape' must hold ints, got {shape!r}", TypeError)
+        if d < 1 and d != -1:
+            _fail(where, f"'shape' entries must be positive (or one -1), got {shape!r}")
+    if sum(1 for d in shape if d == -1) > 1:
+        _fail(where, f"'shape' may have at most one -1, got {shape!r}")
+
+
+def _reshape_target(layer: Layer, in_shape: Shape, where: str) -> Shape:
+    size = int(np.prod(in_shape))
+    shape = [int(d) for d in layer["shape"]]
+    known = int(np.prod([d for d in shape if d != -1]))
+    if -1 in shape:
+        if size % known:
+            _fail(where, f"cannot reshape samples of shape {tuple(in_shape)} ({size} values) to {layer['shape']}")
+        shape[shape.index(-1)] = size // known
+    elif known != size:
+        _fail(where, f"cannot reshape samples of shape {tuple(in_shape)} ({size} values) to {tuple(shape)} "
+                     f"({known} values)")
+    return tuple(shape)
+
+
+def _reshape_shape(layer, in_shape, where):
+    return {}, _reshape_target(layer, in_shape, where)
+
+
+def _flatten_shape(layer, in_shape, where):
+    return {}, (int(np.prod(in_shape)),)
+
+
+def _reshape_to(x: np.ndarray, shape: Shape, out: Optional[np.ndarray]) -> np.ndarray:
+    y = x.reshape(shape)  # a view of x when x is contiguous
+    if out is None:
+        return y
+    out[...] = y
+    return out
+
+
+def _reshape_forward(layer, p, x, training, rng, out=None):
+    target = _reshape_target(layer, x.shape[1:], "reshape")
+    return _reshape_to(x, (x.shape[0],) + target, out), x.shape
+
+
+def _flatten_forward(layer, p, x, training, rng, out=None):
+    return _reshape_to(x, (x.shape[0], -1), out), x.shape
+
+
+def _unreshape_backward(layer, p, x_shape, g, need_dx, out=None):
+    return _reshape_to(g, x_shape, _out(out, "dx")), {}
+
+
+# --- conv2d ---------------------------------------------------------------------------
+
+def check_pair(layer: Layer, key: str, where: str, default: Any = None) -> Tuple[int, int]:
+    """A positive int or a list of two of them, as ``(a, b)`` (``default`` when the key is absent)."""
+    value = layer.get(key, default)
+    if value is None:
+        _fail(where, f"a {layer['type']} layer needs {key!r} (a positive int or [a, b])")
+    items = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(items) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) for v in items):
+        _fail(where, f"{key!r} must be a positive int or a list of two positive ints, got {value!r}",
+              TypeError if len(items) == 2 else ValueError)
+    if any(v < 1 for v in items):
+        _fail(where, f"{key!r} must be a positive int or a list of two positive ints, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _conv_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"filters", "kernel", "stride", "padding", "init", "std"}))
+    check_positive_int(layer, "filters", where)
+    check_pair(layer, "kernel", where)
+    check_pair(layer, "stride", where, 1)
+    padding = layer.get("padding", "valid")
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            _fail(where, f"'padding' must be 'valid', 'same' or a non-negative int, got {padding!r}")
+    elif isinstance(padding, (bool, np.bool_)) or not isinstance(padding, numbers.Integral):
+        _fail(where, f"'padding' must be 'valid', 'same' or a non-negative int, got {padding!r}", TypeError)
+    elif padding < 0:
+        _fail(where, f"'padding' must be 'valid', 'same' or a non-negative int, got {padding!r}")
+    check_init(layer, where)
+
+
+def _image_shape(layer: Layer, in_shape: Shape, where: str) -> Shape:
+    if len(in_shape) != 3:
+        _fail(where, f"a {layer['type']} layer takes images (n_samples, height, width, channels), but its input "
+                     f"has per-sample shape {tuple(in_shape)}; put a reshape layer before it, e.g. "
+                     '{"type": "reshape", "shape": [28, 28, 1]}')
+    return tuple(in_shape)
+
+
+def _conv_geometry(layer: Layer, in_shape: Shape):
+    kernel = check_pair(layer, "kernel", "conv2d")
+    stride = check_pair(layer, "stride", "conv2d", 1)
+    (ho, wo), pads = _conv.conv_geometry(in_shape[:2], kernel, stride, layer.get("padding", "valid"))
+    return kernel, stride, pads, (ho, wo)
+
+
+def _conv_shape(layer, in_shape, where):
+    h, w, c = _image_shape(layer, in_shape, where)
+    kernel, stride, pads, (ho, wo) = _conv_geometry(layer, in_shape)
+    if ho < 1 or wo < 1:
+        _fail(where, f"kernel {list(kernel)} does not fit inputs of {h}x{w} with padding {layer.get('padding', 'valid')!r}")
+    f = int(layer["filters"])
+    return {"W": (kernel[0], kernel[1], c, f), "b": (f,)}, (ho, wo, f)
+
+
+def _conv_init(layer, in_shape, rng, dtype, before_relu):
+    own, _ = _conv_shape(layer, in_shape, "conv2d")
+    kh, kw, c, f = own["W"]
+    return {"W": init_weight(layer, kh * kw * c, kh * kw * f, own["W"], rng, dtype, before_relu),
+            "b": np.zeros(own["b"], dtype=dtype)}
+
+
+def _conv_forward(layer, p, x, training, rng, out=None):
+    _, stride, pads, _ = _conv_geometry(layer, x.shape[1:])
+    y, cols = _conv.conv2d_forward(x, p["W"], p["b"], stride, pads, out=out)
+    return y, (cols, x.shape, stride, pads)  # the columns, a new array: neither x nor y
+
+
+def _conv_backward(layer, p, cache, g, need_dx, out=None):
+    cols, x_shape, stride, pads = cache
+    dx, dW, db = _conv.conv2d_backward(cols, x_shape, p["W"], g, stride, pads, need_dx, out)
+    return dx, {"W": dW, "b": db}
+
+
+# --- pooling --------------------------------------------------------------------------
+
+def _pool_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"size", "stride"}))
+    check_pair(layer, "size", where)
+    if "stride" in layer:
+        check_pair(layer, "stride", where)
+
+
+def _pool_params(layer: Layer) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    size = check_pair(layer, "size", layer["type"])
+    return size, check_pair(layer, "stride", layer["type"], list(size))
+
+
+def _pool_shape(layer, in_shape, where):
+    h, w, c = _image_shape(layer, in_shape, where)
+    size, stride = _pool_params(layer)
+    ho, wo = _conv.pool_geometry((h, w), size, stride)
+    if ho < 1 or wo < 1:
+        _fail(where, f"pooling window {list(size)} does not fit inputs of {h}x{w}")
+    return {}, (ho, wo, c)
+
+
+def _max_pool_forward(layer, p, x, training, rng, out=None):
+    size, stride = _pool_params(layer)
+    y, which = _conv.max_pool_forward(x, size, stride, out=out)
+    return y, (which, x.shape)
+
+
+def _max_pool_backward(layer, p, cache, g, need_dx, out=None):
+    which, x_shape = cache
+    size, stride = _pool_params(layer)
+    return _conv.max_pool_backward(which, g, x_shape, size, stride, out=_out(out, "dx")), {}
+
+
+def _avg_pool_forward(layer, p, x, training, rng, out=None):
+    size, stride = _pool_params(layer)
+    return _conv.avg_pool_forward(x, size, stride, out=out), x.shape
+
+
+def _avg_pool_backward(layer, p, x_shape, g, need_dx, out=None):
+    size, stride = _pool_params(layer)
+    return _conv.avg_pool_backward(g, x_shape, size, stride, out=_out(out, "dx")), {}
+
+
+# --- batch norm -----------------------------------------------------------------------
+
+def _bn_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"momentum", "eps"}))
+    momentum = layer.get("momentum", 0.9)
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+        _fail(where, f"'momentum' must be a number in [0, 1], got {momentum!r}")
+    eps = layer.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps <= 0:
+        _fail(where, f"'eps' must be a positive number, got {eps!r}")
+
+
+def _bn_shape(layer, in_shape, where):
+    c = (int(in_shape[-1]),)
+    return {"gamma": c, "beta": c, "running_mean": c, "running_var": c}, tuple(in_shape)
+
+
+def _bn_init(layer, in_shape, rng, dtype, before_relu):
+    c = int(in_shape[-1])
+    return {"gamma": np.ones(c, dtype=dtype), "beta": np.zeros(c, dtype=dtype),
+            "running_mean": np.zeros(c, dtype=dtype), "running_var": np.ones(c, dtype=dtype)}
+
+
+def _bn_forward(layer, p, x, training, rng, out=None):
+    return _conv.batch_norm_forward(x, p["gamma"], p["beta"], float(layer.get("eps", 1e-5)), training,
+                                    p["running_mean"], p["running_var"], out=out)
+
+
+def _bn_backward(layer, p, cache, g, need_dx, out=None):
+    dx, dgamma, dbeta = _conv.batch_norm_backward(cache, p["gamma"], g, out)
+    return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+def _bn_new_state(layer, p, cache):
+    if not cache["training"]:
+        return {}
+    momentum = float(layer.get("momentum", 0.9))
+    return {"running_mean": _conv.batch_norm_running(p["running_mean"], cache["mean"], momentum),
+            "running_var": _conv.batch_norm_running(p["running_var"], cache["var"], momentum)}
+
+
 def _entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
            elementwise=False, activation=False) -> Dict[str, Any]:
     assert all(name.startswith(STATE_PREFIX) for name in state)
@@ -343,7 +716,28 @@ LAYERS: Dict[str, Dict[str, Any]] = {
                       cache="y", elementwise=True),
     "dropout": _entry(_dropout_check, _same_shape, _no_params, _dropout_forward, _scale_backward,
                       elementwise=True),
+    "gelu": _entry(_gelu_check, _same_shape, _no_params, _gelu_forward, _scale_backward,
+                   elementwise=True, activation=True),
+    "elu": _entry(_elu_check, _same_shape, _no_params, _elu_forward, _scale_backward,
+                  elementwise=True, activation=True),
+    "softplus": _entry(_no_keys, _same_shape, _no_params, _softplus_forward, _scale_backward,
+                       elementwise=True, activation=True),
+    # reshape/flatten return a view of their input (the forward loop sees the shared memory)
+    "reshape": _entry(_reshape_check, _reshape_shape, _no_params, _reshape_forward, _unreshape_backward),
+    "flatten": _entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
+    "conv2d": _entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b")),
+    "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward),
+    "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward),
+    # caches xhat (a new array), so it may normalise in place
+    "batch_norm": _entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),
+                         state=("running_mean", "running_var"), new_state=_bn_new_state, elementwise=True),
 }
+
+# Layers that :func:`funcnn.network.init_params` looks through when it asks which activation a
+# dense or conv layer feeds (He init before a ReLU-family activation): dropout, batch norm,
+# pooling and reshapes do not change which nonlinearity comes next (max pooling commutes with
+# a ReLU; batch norm rescales, and the ReLU after it still halves the variance).
+INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "max_pool", "avg_pool", "flatten", "reshape"})
 
 
 def check_spec(spec: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import losses as _losses
-from .layers import LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key
+from .layers import INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -145,9 +145,10 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
 
 
 def _next_activation(spec: Spec, i: int) -> Optional[str]:
-    """The type of the first non-dropout layer after ``i`` (what a dense layer feeds)."""
+    """The type of the first layer after ``i`` that is not in :data:`funcnn.layers.INIT_TRANSPARENT`
+    (dropout, batch norm, pooling, reshapes): the activation a dense or conv layer feeds."""
     for layer in spec[i + 1:]:
-        if layer["type"] != "dropout":
+        if layer["type"] not in INIT_TRANSPARENT:
             return layer["type"]
     return None
 
@@ -175,7 +176,8 @@ def run_forward(spec: Spec, lparams: LayerParams, X: np.ndarray, training: bool,
     """``(output, per-layer caches)``; without ``keep_cache`` the caches are dropped as it goes.
 
     An elementwise layer writes its output into its input when that input is scratch: made
-    by the network (not ``X``) and held by no cache. That is the whole in-place rule.
+    by the network (not ``X``) and held by no cache. That is the whole in-place rule. A layer
+    whose output shares memory with its input (a reshape's view) passes the input's status on.
     """
     caches: List[Any] = []
     x, scratch = X, False
@@ -185,7 +187,7 @@ def run_forward(spec: Spec, lparams: LayerParams, X: np.ndarray, training: bool,
         y, cache = entry["forward"](layer, p, x, training, rng, out)
         if keep_cache:
             caches.append(cache)
-        scratch = (scratch or y is not x) and entry["cache"] != "y"
+        scratch = (scratch or not np.may_share_memory(y, x)) and entry["cache"] != "y"
         x = y
     return x, caches
 
@@ -226,7 +228,7 @@ def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.
         dx, own = entry["backward"](layer, lparams[i], caches[i], g, i > first, out or None)
         for name, v in own.items():
             grads[f"{name}_{i}"] = v
-        scratch = scratch or dx is not g
+        scratch = scratch or not np.may_share_memory(dx, g)  # a reshape's view of g is g
         g = dx
     return grads
 

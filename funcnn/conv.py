@@ -1,0 +1,323 @@
+"""Array numerics of the image layers: convolution, pooling, batch normalization.
+
+Pure functions on NumPy arrays that know nothing about layer specs (``funcnn.layers``
+wraps them). Layouts are fixed (NHWC):
+
+* images ``x``: ``(n, height, width, channels)``;
+* convolution kernels ``W``: ``(kh, kw, c_in, filters)``, biases ``b``: ``(filters,)``;
+* padding as ``((top, bottom), (left, right))``; strides as ``(sh, sw)``.
+
+The convolution is the cross-correlation of ``torch.nn.functional.conv2d`` and
+``jax.lax.conv_general_dilated``: ``y[n, r, c, f] = b[f] + sum_{i, j, k} xp[n, r*sh + i, c*sw + j, k]
+* W[i, j, k, f]`` with ``xp`` the zero-padded input. It is one GEMM (im2col): the input's
+``kh*kw`` shifted, strided views are copied side by side into a ``(n, ho, wo, kh, kw, c_in)``
+array (one contiguous copy per kernel offset), which is multiplied with ``W`` seen as a
+``(kh*kw*c_in, filters)`` matrix. The backward pass is two GEMMs (the kernel gradient
+``cols.T @ g`` and the column gradient ``g @ W.T``) and a ``col2im`` that adds each kernel
+offset's columns back onto a strided slice of the input gradient (no ``np.add.at``).
+
+Pooling loops over the ``ph*pw`` offsets of a window the same way (strided slices, partial
+windows dropped). Max pooling records which offset of each window held the first maximum
+(row-major within the window), and its gradient goes there only, as in PyTorch.
+
+Every function follows NumPy's ``out=`` idiom: the result is written into ``out`` when it
+is given (then nothing else of its size is allocated besides documented scratch), else
+allocated. Inputs are never modified.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+Pair = Tuple[int, int]
+Pads = Tuple[Pair, Pair]
+
+__all__ = ["same_padding", "conv_geometry", "pool_geometry", "pad", "im2col", "col2im",
+           "conv2d_forward", "conv2d_backward", "max_pool_forward", "max_pool_backward",
+           "avg_pool_forward", "avg_pool_backward", "batch_norm_forward", "batch_norm_backward",
+           "batch_norm_running"]
+
+
+# --------------------------------------------------------------------------- geometry
+
+def same_padding(n: int, k: int, s: int) -> Tuple[int, int, int]:
+    """JAX/TensorFlow SAME along one axis: ``(out, before, after)`` with ``out = ceil(n / s)``
+    and any odd extra row/column of padding after (bottom/right)."""
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return out, total // 2, total - total // 2
+
+
+def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[Pair, Pads]:
+    """``((ho, wo), ((top, bottom), (left, right)))`` for ``padding`` "valid", "same" or an int.
+
+    ``ho`` or ``wo`` may come out below 1 (the kernel does not fit); the caller reports that.
+    """
+    out, pads = [], []
+    for n, k, s in zip(hw, kernel, stride):
+        if padding == "same":
+            o, before, after = same_padding(n, k, s)
+        else:
+            p = 0 if padding == "valid" else int(padding)
+            before = after = p
+            o = (n + 2 * p - k) // s + 1 if n + 2 * p >= k else 0
+        out.append(o)
+        pads.append((before, after))
+    return (out[0], out[1]), (pads[0], pads[1])
+
+
+def pool_geometry(hw: Pair, size: Pair, stride: Pair) -> Pair:
+    """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits)."""
+    return tuple((n - k) // s + 1 if n >= k else 0 for n, k, s in zip(hw, size, stride))  # type: ignore
+
+
+def _window(offset: int, stride: int, count: int) -> slice:
+    """The positions ``offset, offset + stride, ...`` (``count`` of them) along one axis."""
+    return slice(offset, offset + stride * (count - 1) + 1, stride)
+
+
+# --------------------------------------------------------------------------- im2col
+
+def pad(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """``x`` zero-padded on height and width (``x`` itself when there is no padding)."""
+    (t, b), (l, r) = pads
+    if not (t or b or l or r):
+        return x
+    n, h, w, c = x.shape
+    xp = np.zeros((n, h + t + b, w + l + r, c), dtype=x.dtype)
+    xp[:, t:t + h, l:l + w, :] = x
+    return xp
+
+
+def im2col(x: np.ndarray, kernel: Pair, stride: Pair, pads: Pads, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The ``(n, ho, wo, kh, kw, c)`` columns of ``x``: ``cols[:, r, c, i, j] = xp[:, r*sh + i, c*sw + j]``.
+
+    One contiguous-by-channel copy per kernel offset; ``out`` (C-contiguous) receives them.
+    """
+    kh, kw = kernel
+    sh, sw = stride
+    n, h, w, c = x.shape
+    (ho, wo), _ = _out_hw(x.shape, kernel, stride, pads)
+    xp = pad(x, pads)
+    if out is None:
+        out = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    for i in range(kh):
+        rows = _window(i, sh, ho)
+        for j in range(kw):
+            out[:, :, :, i, j, :] = xp[:, rows, _window(j, sw, wo), :]
+    return out
+
+
+def _out_hw(x_shape, kernel, stride, pads) -> Tuple[Pair, Pair]:
+    (t, b), (l, r) = pads
+    hp, wp = x_shape[1] + t + b, x_shape[2] + l + r
+    return ((hp - kernel[0]) // stride[0] + 1, (wp - kernel[1]) // stride[1] + 1), (hp, wp)
+
+
+def col2im(dcols: np.ndarray, x_shape: Tuple[int, ...], stride: Pair, pads: Pads,
+           out: Optional[np.ndarray] = None) -> np.ndarray:
+    """The adjoint of :func:`im2col`: sums every column back where it was read from.
+
+    ``dcols`` is ``(n, ho, wo, kh, kw, c)``; the result has ``x_shape``. Each kernel offset's
+    columns are added onto one strided slice of the (padded) gradient; the padding is cut off.
+    """
+    n, ho, wo, kh, kw, c = dcols.shape
+    sh, sw = stride
+    (t, b), (l, r) = pads
+    h, w = x_shape[1], x_shape[2]
+    padded = bool(t or b or l or r)
+    if padded:
+        dxp = np.zeros((n, h + t + b, w + l + r, c), dtype=dcols.dtype)
+    else:
+        dxp = np.zeros(x_shape, dtype=dcols.dtype) if out is None else out
+        if out is not None:
+            dxp.fill(0)
+    for i in range(kh):
+        rows = _window(i, sh, ho)
+        for j in range(kw):
+            dxp[:, rows, _window(j, sw, wo), :] += dcols[:, :, :, i, j, :]
+    if not padded:
+        return dxp
+    inner = dxp[:, t:t + h, l:l + w, :]
+    if out is None:
+        return np.ascontiguousarray(inner)
+    out[...] = inner
+    return out
+
+
+# --------------------------------------------------------------------------- conv2d
+
+def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: Pair, pads: Pads,
+                   out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """``(y, cols)``: ``y`` ``(n, ho, wo, filters)`` and the im2col columns (the backward pass needs them)."""
+    kh, kw, c, f = W.shape
+    cols = im2col(x, (kh, kw), stride, pads)
+    n, ho, wo = cols.shape[:3]
+    if out is None:
+        out = np.empty((n, ho, wo, f), dtype=x.dtype)
+    np.matmul(cols.reshape(n * ho * wo, kh * kw * c), W.reshape(kh * kw * c, f), out=out.reshape(n * ho * wo, f))
+    out += b
+    return out, cols
+
+
+def conv2d_backward(cols: np.ndarray, x_shape: Tuple[int, ...], W: np.ndarray, g: np.ndarray, stride: Pair,
+                    pads: Pads, need_dx: bool, out: Optional[Dict[str, np.ndarray]] = None
+                    ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
+    """``(dx, dW, db)`` from the forward's columns and ``g`` = d loss / d y (``dx`` None without ``need_dx``).
+
+    ``out`` may hold ``"dx"``, ``"W"`` and ``"b"`` buffers (C-contiguous).
+    """
+    out = out or {}
+    kh, kw, c, f = W.shape
+    k = kh * kw * c
+    m = g.shape[0] * g.shape[1] * g.shape[2]
+    g2 = g.reshape(m, f)
+    c2 = cols.reshape(m, k)
+    dW = out.get("W")
+    dW = np.matmul(c2.T, g2, out=None if dW is None else dW.reshape(k, f)).reshape(kh, kw, c, f)
+    db = np.add.reduce(g2, axis=0, out=out.get("b"))
+    dx = None
+    if need_dx:
+        dcols = np.matmul(g2, W.reshape(k, f).T)  # (m, k): scratch of the columns' size
+        dx = col2im(dcols.reshape(cols.shape), x_shape, stride, pads, out=out.get("dx"))
+    return dx, dW, db
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _pool_setup(x_shape, size, stride):
+    ho, wo = pool_geometry((x_shape[1], x_shape[2]), size, stride)
+    return ho, wo, [(i, j, _window(i, stride[0], ho), _window(j, stride[1], wo))
+                    for i in range(size[0]) for j in range(size[1])]
+
+
+def max_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """``(y, which)``: window maxima and, per output, the row-major index in its window of the
+    first maximum (uint8 for windows up to 255 elements, else intp)."""
+    n, _, _, c = x.shape
+    ho, wo, offsets = _pool_setup(x.shape, size, stride)
+    if out is None:
+        out = np.empty((n, ho, wo, c), dtype=x.dtype)
+    which = np.zeros((n, ho, wo, c), dtype=np.uint8 if size[0] * size[1] <= 256 else np.intp)
+    _, _, rows, cols_ = offsets[0]
+    out[...] = x[:, rows, cols_, :]
+    better = np.empty(out.shape, dtype=bool)
+    for k, (_, _, rows, cols_) in enumerate(offsets[1:], start=1):
+        s = x[:, rows, cols_, :]
+        np.greater(s, out, out=better)  # strictly: ties keep the earlier offset
+        np.copyto(out, s, where=better)
+        np.copyto(which, k, where=better)
+    return out, which
+
+
+def max_pool_backward(which: np.ndarray, g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, stride: Pair,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
+    """d loss / d x: each output's gradient goes to the first maximum of its window."""
+    _, _, offsets = _pool_setup(x_shape, size, stride)
+    dx = np.zeros(x_shape, dtype=g.dtype) if out is None else out
+    if out is not None:
+        dx.fill(0)
+    hit = np.empty(g.shape, dtype=bool)
+    part = np.empty_like(g)
+    for k, (_, _, rows, cols_) in enumerate(offsets):
+        np.equal(which, k, out=hit)
+        np.multiply(g, hit, out=part)
+        dx[:, rows, cols_, :] += part
+    return dx
+
+
+def avg_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Window means (the sum of the ``ph*pw`` offsets' slices, divided by ``ph*pw``)."""
+    n, _, _, c = x.shape
+    ho, wo, offsets = _pool_setup(x.shape, size, stride)
+    if out is None:
+        out = np.empty((n, ho, wo, c), dtype=x.dtype)
+    _, _, rows, cols_ = offsets[0]
+    out[...] = x[:, rows, cols_, :]
+    for _, _, rows, cols_ in offsets[1:]:
+        out += x[:, rows, cols_, :]
+    out *= 1.0 / (size[0] * size[1])
+    return out
+
+
+def avg_pool_backward(g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, stride: Pair,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
+    """d loss / d x: each output's gradient spread evenly over its window."""
+    _, _, offsets = _pool_setup(x_shape, size, stride)
+    dx = np.zeros(x_shape, dtype=g.dtype) if out is None else out
+    if out is not None:
+        dx.fill(0)
+    part = np.multiply(g, 1.0 / (size[0] * size[1]))
+    for _, _, rows, cols_ in offsets:
+        dx[:, rows, cols_, :] += part
+    return dx
+
+
+# --------------------------------------------------------------------------- batch norm
+
+def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, training: bool,
+                       running_mean: np.ndarray, running_var: np.ndarray, out: Optional[np.ndarray] = None
+                       ) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """``(y, cache)``: ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` over the last axis.
+
+    Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
+    variance, as torch.nn.BatchNorm in training mode), summed in float64. Inference: the
+    running statistics. ``out`` may be ``x`` itself (it is read before it is written). The
+    cache holds ``xhat`` (a new array), ``inv_std``, the statistics used and the mode.
+    """
+    c = x.shape[-1]
+    m = x.size // c
+    x2 = x.reshape(m, c)
+    if training:
+        mean = (np.add.reduce(x2, axis=0, dtype=np.float64) / m).astype(x.dtype)
+    else:
+        mean = running_mean
+    xhat = np.subtract(x, mean)
+    y = np.empty_like(x) if out is None else out  # may be x: x is not read again
+    if training:
+        sq = np.multiply(xhat, xhat, out=y)  # scratch: y is written last
+        var = (np.add.reduce(sq.reshape(m, c), axis=0, dtype=np.float64) / m).astype(x.dtype)
+    else:
+        var = running_var
+    inv_std = np.add(var, eps)
+    np.sqrt(inv_std, out=inv_std)
+    np.divide(1.0, inv_std, out=inv_std)
+    xhat *= inv_std
+    np.multiply(xhat, gamma, out=y)
+    y += beta
+    return y, {"xhat": xhat, "inv_std": inv_std, "mean": mean, "var": var, "training": bool(training)}
+
+
+def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
+                        out: Optional[Dict[str, np.ndarray]] = None
+                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dx, dgamma, dbeta)``. ``out`` may hold ``"dx"`` (which may be ``g`` itself), ``"gamma"``, ``"beta"``.
+
+    Training mode (the batch statistics depend on x):
+    ``dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))``; inference: ``gamma * inv_std * g``.
+    """
+    out = out or {}
+    xhat, inv_std = cache["xhat"], cache["inv_std"]
+    c = g.shape[-1]
+    m = g.size // c
+    tmp = np.multiply(g, xhat)  # scratch
+    dgamma = np.add.reduce(tmp.reshape(m, c), axis=0, out=out.get("gamma"))
+    dbeta = np.add.reduce(g.reshape(m, c), axis=0, out=out.get("beta"))
+    scale = gamma * inv_std
+    if cache["training"]:
+        dx = np.subtract(g, dbeta / m, out=out.get("dx"))  # g is read elementwise before dx (maybe g) is written
+        np.multiply(xhat, dgamma / m, out=tmp)
+        dx -= tmp
+        dx *= scale
+    else:
+        dx = np.multiply(g, scale, out=out.get("dx"))
+    return dx, dgamma, dbeta
+
+
+def batch_norm_running(running: np.ndarray, batch: np.ndarray, momentum: float) -> np.ndarray:
+    """``momentum * running + (1 - momentum) * batch`` (a new array of ``running``'s dtype)."""
+    new = np.multiply(running, momentum)
+    new += np.multiply(batch, 1.0 - momentum)
+    return new.astype(running.dtype, copy=False)
