@@ -4,6 +4,11 @@
 dtype of ``output``. "Mean over samples" is ``sum(w * l) / sum(w)`` with sample
 weights ``w`` (all ones by default). Every loss is stable for any finite logits.
 
+Classification: ``softmax_cross_entropy`` (option ``label_smoothing``), ``binary_cross_entropy``.
+Regression (mean over samples *and* outputs): ``mean_squared_error``, ``mean_absolute_error``,
+``huber`` (option ``delta``, default 1.0). A loss with options is written
+``{"name": "huber", "delta": 0.5}`` wherever a loss name is accepted (see :data:`OPTIONS`).
+
 Registries, in the manner of scikit-learn's ``neural_network/_base.py``:
 
 * :data:`LOSSES` — name → loss function;
@@ -17,7 +22,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .validation import check_labels, check_sample_weight
+from .validation import check_labels, check_number, check_sample_weight
 from .layers import stable_sigmoid, stable_softmax
 
 LossResult = Tuple[float, np.ndarray]
@@ -32,14 +37,19 @@ def _check_output(output: Any, name: str) -> np.ndarray:
     return output
 
 
-def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1."""
+def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
+                          label_smoothing: float = 0.0) -> LossResult:
+    """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1.
+
+    ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
+    ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
+    """
     output = _check_output(output, "softmax_cross_entropy")
     n, k = output.shape
     check_outputs("softmax_cross_entropy", k)
     labels = check_labels(y, n, k)
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _softmax_cross_entropy(output, labels, w)
+    return _softmax_cross_entropy(output, labels, w, label_smoothing=_check_smoothing(label_smoothing))
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -52,23 +62,39 @@ def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) 
     return _binary_cross_entropy(output, labels, w)
 
 
-def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
-    output = _check_output(output, "mean_squared_error")
+def _regression_inputs(name: str, output: Any, y: Any, sample_weight: Any
+                       ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """The checked ``(output, target (n, k) of output's dtype, weights)`` of a regression loss."""
+    output = _check_output(output, name)
     n, k = output.shape
     target = np.asarray(y)
     if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
-        raise TypeError(f"mean_squared_error: y must hold numbers, got dtype {target.dtype}")
+        raise TypeError(f"{name}: y must hold numbers, got dtype {target.dtype}")
     if target.ndim == 1 and k == 1:
         target = target[:, None]
     if target.shape != (n, k):
-        raise ValueError(f"mean_squared_error: y must have shape {(n, k)} to match the output"
+        raise ValueError(f"{name}: y must have shape {(n, k)} to match the output"
                          + (" (or (n,) for one output)" if k == 1 else "") + f", got {np.shape(y)}")
     target = target.astype(output.dtype, copy=False)
     if not np.isfinite(target).all():
-        raise ValueError("mean_squared_error: y contains NaN or inf")
-    w = check_sample_weight(sample_weight, n, output.dtype)
-    return _mean_squared_error(output, target, w)
+        raise ValueError(f"{name}: y contains NaN or inf")
+    return output, target, check_sample_weight(sample_weight, n, output.dtype)
+
+
+def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
+    return _mean_squared_error(*_regression_inputs("mean_squared_error", output, y, sample_weight))
+
+
+def mean_absolute_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0)."""
+    return _mean_absolute_error(*_regression_inputs("mean_absolute_error", output, y, sample_weight))
+
+
+def huber(output: np.ndarray, y: Any, sample_weight: Any = None, *, delta: float = 1.0) -> LossResult:
+    """Mean over samples and outputs of the Huber loss of ``d = output - y`` (torch.nn.HuberLoss):
+    ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``."""
+    return _huber(*_regression_inputs("huber", output, y, sample_weight), delta=_check_delta(delta))
 
 
 # --- the cores ---------------------------------------------------------------------------
@@ -104,7 +130,7 @@ def _scale_rows(grad: np.ndarray, wn: Optional[np.ndarray], total: float, factor
 
 
 def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
-                           out: Optional[np.ndarray] = None) -> LossResult:
+                           out: Optional[np.ndarray] = None, label_smoothing: float = 0.0) -> LossResult:
     n, k = output.shape
     total, wn = _weights(w, n)
     flat = np.arange(0, n * k, k)  # index of (i, labels[i]) in the flattened (n, k) array
@@ -114,6 +140,11 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
     z = np.subtract(output, np.maximum.reduce(output, axis=1, keepdims=True), out=out)
     zf = z.reshape(-1)  # a view: z is C-contiguous
     picked = zf[flat]
+    eps = float(label_smoothing)
+    if eps:
+        # target (1 - eps) onehot + eps / k: -sum_j t_j log p_j = lse - (1 - eps) z_y - eps mean_j z_j
+        picked *= 1.0 - eps
+        picked += np.add.reduce(z, axis=1) * (eps / k)
     # -log softmax[y] = log(sum exp(z)) - z[y]; z <= 0 so exp never overflows, and the sum
     # is >= 1 so the log is finite. One exp serves both the value and the gradient.
     np.exp(z, out=z)
@@ -122,7 +153,11 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
     per_sample -= picked
     value = _reduce(per_sample, wn, total)
     z /= sum_exp[:, None]
-    zf[flat] -= 1
+    if eps:
+        z -= eps / k
+        zf[flat] -= 1.0 - eps
+    else:
+        zf[flat] -= 1
     _scale_rows(z, wn, total)
     return value, z
 
@@ -152,6 +187,46 @@ def _mean_squared_error(output: np.ndarray, target: np.ndarray, w: Optional[np.n
     return value, diff
 
 
+def _mean_absolute_error(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray],
+                         out: Optional[np.ndarray] = None) -> LossResult:
+    n, k = output.shape
+    total, wn = _weights(w, n)
+    diff = np.subtract(output, target, out=out)
+    per_sample = np.add.reduce(np.abs(diff), axis=1) / k
+    value = _reduce(per_sample, wn, total)
+    np.sign(diff, out=diff)
+    _scale_rows(diff, wn, total, 1.0 / k)
+    return value, diff
+
+
+def _huber(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray], out: Optional[np.ndarray] = None,
+           delta: float = 1.0) -> LossResult:
+    n, k = output.shape
+    total, wn = _weights(w, n)
+    delta = float(delta)
+    diff = np.subtract(output, target, out=out)
+    a = np.abs(diff)
+    q = np.minimum(a, delta)
+    # q (|d| - q / 2) with q = min(|d|, delta): d**2 / 2 inside, delta (|d| - delta / 2) outside
+    q *= -0.5
+    a += q
+    q *= -2.0
+    a *= q
+    per_sample = np.add.reduce(a, axis=1) / k
+    value = _reduce(per_sample, wn, total)
+    np.clip(diff, -delta, delta, out=diff)  # d inside, ±delta outside
+    _scale_rows(diff, wn, total, 1.0 / k)
+    return value, diff
+
+
+def _check_delta(value: Any, where: str = "huber: delta") -> float:
+    return float(check_number(value, where, low=0.0, low_open=True))
+
+
+def _check_smoothing(value: Any, where: str = "softmax_cross_entropy: label_smoothing") -> float:
+    return float(check_number(value, where, low=0.0, high=1.0))
+
+
 def _binary_proba(output: np.ndarray) -> np.ndarray:
     p1 = stable_sigmoid(output[:, 0])
     return np.stack([1 - p1, p1], axis=1)
@@ -161,6 +236,8 @@ LOSSES: Dict[str, Callable[..., LossResult]] = {
     "softmax_cross_entropy": softmax_cross_entropy,
     "binary_cross_entropy": binary_cross_entropy,
     "mean_squared_error": mean_squared_error,
+    "mean_absolute_error": mean_absolute_error,
+    "huber": huber,
 }
 
 # name → its core (see above), for callers that validated their targets once with check_targets.
@@ -168,6 +245,8 @@ CORES: Dict[str, Callable[..., LossResult]] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy,
     "mean_squared_error": _mean_squared_error,
+    "mean_absolute_error": _mean_absolute_error,
+    "huber": _huber,
 }
 
 PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -180,15 +259,19 @@ DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     # sigmoid(z) > 0.5 exactly when z > 0, as scikit-learn's MLPClassifier decides.
     "binary_cross_entropy": lambda out: (out[:, 0] > 0).astype(np.intp),
     "mean_squared_error": lambda out: out,
+    "mean_absolute_error": lambda out: out,
+    "huber": lambda out: out,
 }
 
 
 # name → {option: (default, check(value, where) -> value)}: the keyword options a loss takes.
 # ``loss=`` arguments take a name, or a dict ``{"name": ..., **options}`` (JSON, like a layer spec).
 OPTIONS: Dict[str, Dict[str, Tuple[Any, Callable[[Any, str], Any]]]] = {
-    "softmax_cross_entropy": {},
+    "softmax_cross_entropy": {"label_smoothing": (0.0, _check_smoothing)},
     "binary_cross_entropy": {},
     "mean_squared_error": {},
+    "mean_absolute_error": {},
+    "huber": {"delta": (1.0, _check_delta)},
 }
 
 

@@ -62,4 +62,6 @@ def scores(loss: str, output: np.ndarray, y: np.ndarray, sample_weight: Any = No
     value = float(_losses.core(loss)(output, y, sample_weight)[0])
     if _losses.is_classification(loss):
         return {"loss": value, "accuracy": accuracy(y, _losses.decision(loss)(output), sample_weight)}
-    return {"loss": value, "mse": value, "r2": r2(y, output, sample_weight)}
+    mse = value if _losses.resolve(loss)[0] == "mean_squared_error" else \
+        float(_losses.CORES["mean_squared_error"](output, y, sample_weight)[0])
+    return {"loss": value, "mse": mse, "r2": r2(y, output, sample_weight)}

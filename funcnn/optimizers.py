@@ -17,6 +17,9 @@ Nesterov), ``torch.optim.RMSprop`` (``alpha`` = ``decay``, not centered, no mome
 ``torch.optim.Adam``; ``weight_decay`` in ``adam`` is the decoupled one of
 ``torch.optim.AdamW``. ``lr`` may be a number, a schedule from ``funcnn.schedules`` or a
 callable of the step; it is evaluated at ``state["step"]`` before the step is counted.
+Every optimizer also takes ``clip_norm`` (gradient clipping by global norm, as
+``torch.nn.utils.clip_grad_norm_`` before the step; see :func:`clip_factor`), stored in its
+dict only when set.
 
 Each update allocates only the arrays it returns plus at most one scratch array per
 parameter, and works with ``out=`` on those, because the optimizer runs once per minibatch
@@ -25,8 +28,9 @@ over every weight and extra elementwise passes are pure memory traffic.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -39,7 +43,12 @@ Optimizer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
 State = Dict[str, Any]
 
-__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS", "apply_rule", "slot_names", "check_state"]
+__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS", "apply_rule", "slot_names", "check_state", "clip_factor", "OPTIONAL"]
+
+# Keys every optimizer may carry besides its own: ``clip_norm`` (gradient clipping by global
+# norm; absent or None = off). Constructors store it only when it is set, so the dicts of
+# runs without clipping are unchanged.
+OPTIONAL: Dict[str, Any] = {"clip_norm": None}
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -149,7 +158,7 @@ def validate(optimizer: Any) -> Optimizer:
         raise ValueError(f"unknown optimizer name {name!r}; expected one of {sorted(OPTIMIZERS)}")
     entry = OPTIMIZERS[name]
     expected = {"lr", *entry["defaults"]}
-    given = set(optimizer) - {"name"}
+    given = set(optimizer) - {"name"} - set(OPTIONAL)
     if given != expected:
         parts = []
         if expected - given:
@@ -161,43 +170,60 @@ def validate(optimizer: Any) -> Optimizer:
         raise ValueError(f"optimizer {name!r}: {' and '.join(parts)}; expected exactly "
                          f"{sorted(expected)} besides 'name'")
     _check_lr(optimizer["lr"], name)
+    _check_clip_norm(optimizer.get("clip_norm"), name)
     entry["check"](optimizer)
     return optimizer
 
 
-def sgd(lr: LearningRate, momentum: float = 0.0, nesterov: bool = False) -> Optimizer:
+def _check_clip_norm(value: Any, name: str) -> Any:
+    if value is not None:
+        check_number(value, f"{name}: clip_norm", low=0.0, low_open=True)
+    return value
+
+
+def _with_clip(opt: Optimizer, clip_norm: Any) -> Optimizer:
+    """``opt`` with ``clip_norm`` stored (when not None), validated."""
+    if clip_norm is not None:
+        opt["clip_norm"] = float(check_number(clip_norm, f"{opt['name']}: clip_norm", low=0.0, low_open=True))
+    return validate(opt)
+
+
+def sgd(lr: LearningRate, momentum: float = 0.0, nesterov: bool = False,
+        clip_norm: Optional[float] = None) -> Optimizer:
     """Stochastic gradient descent (torch.optim.SGD, dampening 0).
 
     b_t = momentum * b_{t-1} + g;  d = g + momentum * b_t if nesterov else b_t;  p -= lr * d
-    (without momentum: p -= lr * g).
+    (without momentum: p -= lr * g). ``clip_norm``: see :func:`clip_factor`.
     """
     opt = validate({"name": "sgd", "lr": _check_lr(lr, "sgd"),
                     "momentum": _unit(momentum, "sgd: momentum"), "nesterov": nesterov})
     opt["nesterov"] = bool(nesterov)  # a np.bool_ would not survive json.dumps
-    return opt
+    return _with_clip(opt, clip_norm)
 
 
-def rmsprop(lr: LearningRate, decay: float = 0.9, eps: float = 1e-8) -> Optimizer:
+def rmsprop(lr: LearningRate, decay: float = 0.9, eps: float = 1e-8, clip_norm: Optional[float] = None) -> Optimizer:
     """RMSprop (torch.optim.RMSprop with alpha=decay, not centered).
 
-    s_t = decay * s_{t-1} + (1 - decay) * g**2;  p -= lr * g / (sqrt(s_t) + eps)
+    s_t = decay * s_{t-1} + (1 - decay) * g**2;  p -= lr * g / (sqrt(s_t) + eps).
+    ``clip_norm``: see :func:`clip_factor`.
     """
-    return validate({"name": "rmsprop", "lr": _check_lr(lr, "rmsprop"),
-                     "decay": _unit(decay, "rmsprop: decay"),
-                     "eps": float(check_number(eps, "rmsprop: eps", low=0.0, low_open=True))})
+    return _with_clip({"name": "rmsprop", "lr": _check_lr(lr, "rmsprop"),
+                       "decay": _unit(decay, "rmsprop: decay"),
+                       "eps": float(check_number(eps, "rmsprop: eps", low=0.0, low_open=True))}, clip_norm)
 
 
 def adam(lr: LearningRate = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-         weight_decay: float = 0.0) -> Optimizer:
+         weight_decay: float = 0.0, clip_norm: Optional[float] = None) -> Optimizer:
     """Adam, with decoupled weight decay (torch.optim.AdamW; torch.optim.Adam when weight_decay=0).
 
     p *= 1 - lr*wd;  m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g**2;
-    p -= lr / (1-b1**t) * m_t / (sqrt(v_t) / sqrt(1-b2**t) + eps)
+    p -= lr / (1-b1**t) * m_t / (sqrt(v_t) / sqrt(1-b2**t) + eps).  ``clip_norm``: see :func:`clip_factor`.
     """
-    return validate({"name": "adam", "lr": _check_lr(lr, "adam"),
-                     "beta1": _unit(beta1, "adam: beta1"), "beta2": _unit(beta2, "adam: beta2"),
-                     "eps": float(check_number(eps, "adam: eps", low=0.0, low_open=True)),
-                     "weight_decay": float(check_number(weight_decay, "adam: weight_decay", low=0.0))})
+    return _with_clip({"name": "adam", "lr": _check_lr(lr, "adam"),
+                       "beta1": _unit(beta1, "adam: beta1"), "beta2": _unit(beta2, "adam: beta2"),
+                       "eps": float(check_number(eps, "adam: eps", low=0.0, low_open=True)),
+                       "weight_decay": float(check_number(weight_decay, "adam: weight_decay", low=0.0))},
+                      clip_norm)
 
 
 # --------------------------------------------------------------------------- update rules
@@ -316,7 +342,7 @@ def by_name(optimizer: Any, **hyperparameters: Any) -> Optimizer:
     if not isinstance(optimizer, str) or optimizer not in CONSTRUCTORS:
         raise ValueError(f"unknown optimizer {optimizer!r}; known: {sorted(CONSTRUCTORS)} "
                          "(or pass an optimizer dict)")
-    allowed = set(OPTIMIZERS[optimizer]["defaults"]) | {"lr"}
+    allowed = set(OPTIMIZERS[optimizer]["defaults"]) | {"lr"} | set(OPTIONAL)
     wrong = sorted(set(hyperparameters) - allowed)
     if wrong:
         raise ValueError(f"{wrong} do(es) not apply to optimizer {optimizer!r}; its hyperparameters are "
@@ -362,10 +388,30 @@ def apply_rule(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray, sl
     return OPTIMIZERS[optimizer["name"]]["rule"](optimizer, lr, step + 1, p, g, slots, out)
 
 
+def clip_factor(grads: Mapping[str, np.ndarray], clip_norm: Optional[float]) -> float:
+    """The factor gradient clipping by global norm multiplies every gradient by (1.0 when off).
+
+    ``norm = sqrt(sum of g**2 over every array of grads)``, summed in float64, array by array in
+    sorted key order (so any dict order, and ``funcnn.train``'s flat buffer, give the same bits);
+    the factor is ``min(1, clip_norm / (norm + 1e-6))``, as ``torch.nn.utils.clip_grad_norm_``.
+    :func:`update` and ``funcnn.train`` both scale with ``g * factor`` (skipped when it is 1.0).
+    A non-finite norm gives a non-finite factor (the step then diverges, and train reports it).
+    """
+    if clip_norm is None:
+        return 1.0
+    total = 0.0
+    for key in sorted(grads):
+        g = grads[key]
+        total += float(np.add.reduce(np.square(g, dtype=np.float64), axis=None))
+    norm = math.sqrt(total) if math.isfinite(total) else total
+    return min(1.0, float(clip_norm) / (norm + 1e-6))
+
+
 def update(optimizer: Optimizer, params: Params, grads: Params, state: State) -> Tuple[Params, State]:
     """One optimizer step: ``(new_params, new_state)``, with ``new_state["step"] = state["step"] + 1``.
 
-    The learning rate is ``lr`` evaluated at ``state["step"]``. No argument is modified.
+    The learning rate is ``lr`` evaluated at ``state["step"]``. With ``clip_norm`` in the
+    optimizer, every gradient is first multiplied by :func:`clip_factor`. No argument is modified.
     Params must be finite (NaN/inf are refused, key and position named). Non-finite
     gradients are not checked for (that would cost a pass over every array); they
     propagate into the parameters without warnings, and ``train`` reports the non-finite
@@ -381,8 +427,10 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
     new_params: Params = dict(params)  # a layer's running state is carried over as it is
     new_slots: Dict[str, Params] = {slot: {} for slot in names}
     with np.errstate(over="ignore", invalid="ignore"):
+        factor = clip_factor(grads, optimizer.get("clip_norm"))
         for key, p in trainable.items():
-            new_p, new_arrays = apply_rule(optimizer, step, p, grads[key], tuple(state[slot][key] for slot in names))
+            g = grads[key] if factor == 1.0 else np.multiply(grads[key], factor)
+            new_p, new_arrays = apply_rule(optimizer, step, p, g, tuple(state[slot][key] for slot in names))
             new_params[key] = new_p
             for slot, arr in zip(names, new_arrays):
                 new_slots[slot][key] = arr

@@ -474,6 +474,9 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
                                          f"the loss is {value}; try a smaller learning rate")
             if data["classification"]:
                 correct += _metrics.correct(loss, output, yb)
+            factor = _optimizers.clip_factor(ws["g"], optimizer.get("clip_norm"))
+            if factor != 1.0:
+                G *= factor  # update()'s g * factor, on the flat buffer (its padding stays 0)
             _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
             for k, v in _network.new_state(spec, ws["lparams"], caches).items():
                 ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]

@@ -475,10 +475,10 @@ def test_params_that_do_not_fit_the_spec(valid_npz):
 
 def test_invalid_spec_in_file(valid_npz):
     members = read_members(valid_npz)
-    header = {**header_of(valid_npz), "spec": [{"type": "conv2d"}]}
+    header = {**header_of(valid_npz), "spec": [{"type": "lstm"}]}
     rewrite_npz(valid_npz, {**members, "__funcnn__": np.array(json.dumps(header))})
     with pytest.raises(ValueError, match=r"valid\.npz: the checkpoint's spec is invalid: spec\[0\]: unknown "
-                                         r"layer type 'conv2d'"):
+                                         r"layer type 'lstm'"):
         load(valid_npz)
 
 

@@ -347,7 +347,7 @@ def test_registry_defaults_match_the_constructors():
     assert set(O.OPTIMIZERS) == set(constructors)
     for name, fn in constructors.items():
         sig = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k != "lr"}
-        assert O.OPTIMIZERS[name]["defaults"] == sig
+        assert {**O.OPTIMIZERS[name]["defaults"], **O.OPTIONAL} == sig  # clip_norm: every optimizer's option
 
 
 # --------------------------------------------------------------------------- bad input
