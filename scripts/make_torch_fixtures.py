@@ -33,8 +33,22 @@ Families (one ``family_*`` function each, registered in :data:`FAMILIES`):
   a constant rate and two schedules: params and slot states after every step;
 * ``schedule``: learning rates of torch.optim.lr_scheduler classes, step by step.
 
-To add a family (conv2d, pooling, batch norm, more activations or losses, gradient
-clipping, ...), write ``family_<name>(fx)`` calling ``fx.add(family, case, meta, arrays)``
+* ``conv2d``: ``[dense, reshape, conv2d, flatten]`` for every padding ("valid", "same" —
+  asymmetric where the total is odd —, 1, 2) and stride (1, 2, [1, 2]) with even and odd
+  kernels, plus a few more shapes: output and gradients (the dense layer's carry the conv's
+  input gradient);
+* ``pool``: ``[dense, reshape, max_pool|avg_pool, flatten]``, sizes 2, 3, [2, 3], strides
+  default, 1, [1, 2], partial windows dropped; and inputs with ties (max pool's gradient goes
+  to the first maximum);
+* ``batch_norm``: training and inference forward, gradients, and the running statistics after
+  a training step, on flat and on image inputs;
+* ``cnn``: value and gradients of a whole small CNN with L2, and its running statistics.
+
+The optimizer family also holds gradient clipping (``clip_norm``:
+``torch.nn.utils.clip_grad_norm_`` before each step), the activation family gelu (both
+forms), elu and softplus, and the loss family huber, mean_absolute_error and label smoothing.
+
+To add a family, write ``family_<name>(fx)`` calling ``fx.add(family, case, meta, arrays)``
 per case, register it in :data:`FAMILIES` and teach tests/test_torch_reference.py to check
 it (the test fails on a family it does not know). The output is byte-for-byte reproducible:
 fixed seeds, and zip members written with a fixed timestamp.
@@ -46,6 +60,7 @@ import io
 import json
 import os
 import sys
+import warnings
 import zipfile
 from typing import Any, Callable, Dict, List
 
@@ -125,6 +140,11 @@ def torch_activation(name: str, kwargs: Dict[str, Any]) -> Callable:
         "tanh": lambda z: torch.tanh(z),
         "identity": lambda z: z,
         "softmax": lambda z: torch.softmax(z, dim=1),
+        "gelu": lambda z: TF.gelu(z, approximate=kwargs.get("approximate", "none")),
+        "elu": lambda z: TF.elu(z, alpha=kwargs.get("alpha", 1.0)),
+        # threshold 40: the exact log(1 + e^z) for |z| <= 31, as funcnn's (torch's default
+        # threshold 20 returns z itself above 20, off by up to e^-20)
+        "softplus": lambda z: TF.softplus(z, beta=1.0, threshold=40.0),
     }[name]
 
 
@@ -136,6 +156,11 @@ ACTIVATIONS = {  # case: (funcnn layer constructor call, what torch runs)
     "tanh": (["tanh", {}], "torch.tanh"),
     "identity": (["identity", {}], "no-op"),
     "softmax": (["softmax", {}], "torch.softmax(dim=1)"),
+    "gelu": (["gelu", {}], "torch.nn.functional.gelu (exact, erf)"),
+    "gelu_tanh": (["gelu", {"approximate": "tanh"}], "torch.nn.functional.gelu(approximate='tanh')"),
+    "elu": (["elu", {}], "torch.nn.functional.elu(alpha=1.0)"),
+    "elu_alpha": (["elu", {"alpha": 0.4}], "torch.nn.functional.elu(alpha=0.4)"),
+    "softplus": (["softplus", {}], "torch.nn.functional.softplus(beta=1, threshold=40)"),
 }
 
 
@@ -229,14 +254,19 @@ def family_dropout(fx: Fixture) -> None:
 
 # --------------------------------------------------------------------------- losses
 
-def torch_loss(loss: str, out, y: np.ndarray, w):
+REGRESSION = ("mean_squared_error", "mean_absolute_error", "huber")
+
+
+def torch_loss(loss: str, out, y: np.ndarray, w, options: Dict[str, Any] = None):
     """The loss value as funcnn defines it: per-sample losses, then sum(w * l) / sum(w)."""
     torch = _torch()
     TF = torch.nn.functional
+    options = options or {}
     if loss == "softmax_cross_entropy":
+        smoothing = options.get("label_smoothing", 0.0)
         if w is None:
-            return TF.cross_entropy(out, torch.tensor(y, dtype=torch.int64))
-        per = TF.cross_entropy(out, torch.tensor(y, dtype=torch.int64), reduction="none")
+            return TF.cross_entropy(out, torch.tensor(y, dtype=torch.int64), label_smoothing=smoothing)
+        per = TF.cross_entropy(out, torch.tensor(y, dtype=torch.int64), reduction="none", label_smoothing=smoothing)
     elif loss == "binary_cross_entropy":
         target = t64(np.asarray(y, dtype=np.float64).reshape(-1))
         if w is None:
@@ -244,9 +274,11 @@ def torch_loss(loss: str, out, y: np.ndarray, w):
         per = TF.binary_cross_entropy_with_logits(out[:, 0], target, reduction="none")
     else:
         target = t64(np.asarray(y, dtype=np.float64).reshape(out.shape))
+        fn = {"mean_squared_error": TF.mse_loss, "mean_absolute_error": TF.l1_loss,
+              "huber": lambda a, b, **kw: TF.huber_loss(a, b, delta=options.get("delta", 1.0), **kw)}[loss]
         if w is None:
-            return TF.mse_loss(out, target)
-        per = TF.mse_loss(out, target, reduction="none").mean(dim=1)
+            return fn(out, target)
+        per = fn(out, target, reduction="none").mean(dim=1)
     return (w * per).sum() / w.sum()
 
 
@@ -254,11 +286,13 @@ TORCH_LOSS_EXPR = {
     "softmax_cross_entropy": "F.cross_entropy (weighted: reduction='none', then sum(w*l)/sum(w))",
     "binary_cross_entropy": "F.binary_cross_entropy_with_logits on output[:, 0] (weighted: same)",
     "mean_squared_error": "F.mse_loss (weighted: reduction='none', mean over outputs, sum(w*l)/sum(w))",
+    "mean_absolute_error": "F.l1_loss (weighted: reduction='none', mean over outputs, sum(w*l)/sum(w))",
+    "huber": "F.huber_loss(delta) (weighted: reduction='none', mean over outputs, sum(w*l)/sum(w))",
 }
 
 
 def loss_inputs(loss: str, scale: float, rng: np.random.Generator, n: int = 6):
-    k = {"softmax_cross_entropy": 4, "binary_cross_entropy": 1, "mean_squared_error": 3}[loss]
+    k = {"softmax_cross_entropy": 4, "binary_cross_entropy": 1}.get(loss, 3)
     output = rng.uniform(-1.0, 1.0, size=(n, k)) * scale
     if loss == "softmax_cross_entropy":
         y = rng.integers(0, k, size=n)
@@ -271,7 +305,7 @@ def loss_inputs(loss: str, scale: float, rng: np.random.Generator, n: int = 6):
         y = rng.normal(size=(n, k))
     w = rng.uniform(0.2, 2.0, size=n)
     w[2] = 0.0  # a zero weight is allowed
-    return output, y.astype(np.int64) if loss != "mean_squared_error" else y, w
+    return output, y.astype(np.int64) if loss not in REGRESSION else y, w
 
 
 def family_loss(fx: Fixture) -> None:
@@ -288,17 +322,38 @@ def family_loss(fx: Fixture) -> None:
     rng = np.random.default_rng(seed)
     output, y = rng.normal(size=(6, 1)) * 2, rng.normal(size=6)
     _add_loss_case(fx, "mean_squared_error_1d_target", "mean_squared_error", output, y, None, seed, 2.0)
+    # the newer losses and the loss options: residuals on both sides of huber's delta
+    for case, loss, options, scale in [("huber", "huber", {}, 1.5), ("huber_delta_0.5", "huber", {"delta": 0.5}, 1.5),
+                                       ("huber_delta_2", "huber", {"delta": 2.0}, 3.0),
+                                       ("mean_absolute_error", "mean_absolute_error", {}, 3.0),
+                                       ("softmax_cross_entropy_smoothing_0.1", "softmax_cross_entropy",
+                                        {"label_smoothing": 0.1}, 3.0),
+                                       ("softmax_cross_entropy_smoothing_0.3_large", "softmax_cross_entropy",
+                                        {"label_smoothing": 0.3}, 50.0)]:
+        for weighted in [False, True]:
+            seed += 1
+            output, y, w = loss_inputs(loss, scale, np.random.default_rng(seed))
+            if loss == "huber":
+                d = np.abs(output - y)
+                delta = options.get("delta", 1.0)
+                assert (d < delta).any() and (d > delta).any(), case
+            _add_loss_case(fx, case + ("_weighted" if weighted else ""), loss, output, y, w if weighted else None,
+                           seed, scale, options)
 
 
-def _add_loss_case(fx, case, loss, output, y, w, seed, scale):
+def _add_loss_case(fx, case, loss, output, y, w, seed, scale, options=None):
     out = t64(output, grad=True)
-    value = torch_loss(loss, out, y, None if w is None else t64(w))
+    value = torch_loss(loss, out, y, None if w is None else t64(w), options)
     value.backward()
     arrays = {"output": output, "y": y, "value": np64(value), "grad_output": np64(out.grad)}
     if w is not None:
         arrays["sample_weight"] = w
-    fx.add("loss", case, {"loss": loss, "weighted": w is not None, "seed": seed, "logit_scale": scale,
-                          "torch": TORCH_LOSS_EXPR[loss]}, arrays)
+    meta = {"loss": loss, "weighted": w is not None, "seed": seed, "logit_scale": scale,
+            "torch": TORCH_LOSS_EXPR[loss]}
+    if options:
+        meta["options"] = options
+        meta["torch"] += f" with {json.dumps(options, sort_keys=True)}"
+    fx.add("loss", case, meta, arrays)
 
 
 # --------------------------------------------------------------------------- value_and_grad
@@ -310,6 +365,8 @@ VAG_CASES = {  # case: (loss, hidden activations, n_outputs, l2, weighted)
     "binary_cross_entropy_weighted": ("binary_cross_entropy", ["leaky_relu", "sigmoid"], 1, 0.2, True),
     "mean_squared_error": ("mean_squared_error", ["tanh", "identity"], 2, 0.1, False),
     "mean_squared_error_weighted": ("mean_squared_error", ["relu", "tanh"], 2, 0.05, True),
+    "huber": ("huber", ["relu", "tanh"], 2, 0.1, False),
+    "mean_absolute_error_weighted": ("mean_absolute_error", ["tanh", "relu"], 2, 0.05, True),
 }
 
 
@@ -320,7 +377,7 @@ def family_value_and_grad(fx: Fixture) -> None:
         n, d, sizes = 8, 4, [4, 6, 5, k]
         params = dense_params(rng, sizes)
         X = rng.normal(size=(n, d))
-        if loss == "mean_squared_error":
+        if loss in REGRESSION:
             y = rng.normal(size=(n, k))
         else:
             y = rng.integers(0, max(k, 2), size=n).astype(np.int64)
@@ -427,6 +484,8 @@ def family_schedule(fx: Fixture) -> None:
 
 # --------------------------------------------------------------------------- optimizers
 
+CLIP = 12.0
+
 OPTIMIZERS = {  # case: (funcnn constructor call without lr, torch class, torch kwargs, funcnn slot -> torch slot)
     "sgd": (["sgd", {}], "SGD", {}, {}),
     "sgd_momentum": (["sgd", {"momentum": 0.9}], "SGD", {"momentum": 0.9}, {"momentum": "momentum_buffer"}),
@@ -437,6 +496,14 @@ OPTIMIZERS = {  # case: (funcnn constructor call without lr, torch class, torch 
     "adam": (["adam", {"beta1": 0.8, "beta2": 0.99, "eps": 1e-7}], "Adam", {"betas": [0.8, 0.99], "eps": 1e-7},
              {"m": "exp_avg", "v": "exp_avg_sq"}),
     "adamw": (["adam", {"weight_decay": 0.05}], "AdamW", {"weight_decay": 0.05}, {"m": "exp_avg", "v": "exp_avg_sq"}),
+    # gradient clipping by global norm: torch.nn.utils.clip_grad_norm_ before each step (constant lr only);
+    # the gradients' norms are 3.5 to 29, so 12 clips half of the 8 steps
+    "sgd_clip": (["sgd", {"clip_norm": CLIP}], "SGD", {}, {}),
+    "sgd_momentum_clip": (["sgd", {"momentum": 0.9, "clip_norm": CLIP}], "SGD", {"momentum": 0.9},
+                          {"momentum": "momentum_buffer"}),
+    "rmsprop_clip": (["rmsprop", {"clip_norm": CLIP}], "RMSprop", {"alpha": 0.9, "eps": 1e-8},
+                     {"square_avg": "square_avg"}),
+    "adam_clip": (["adam", {"clip_norm": CLIP}], "Adam", {}, {"m": "exp_avg", "v": "exp_avg_sq"}),
 }
 
 LEARNING_RATES = {  # name: a number or a schedule as a constructor call
@@ -466,7 +533,11 @@ def family_optimizer(fx: Fixture) -> None:
     fx.shared("optimizer", {**{f"params/{k}": v for k, v in params.items()},
                             **{f"grads/{k}": v for k, v in grads.items()}})
     for opt_name, (ours, cls, kwargs, slots) in OPTIMIZERS.items():
+        clip = ours[1].get("clip_norm")
         for lr_name, lr in LEARNING_RATES.items():
+            if clip is not None and lr_name != "const":
+                continue
+            clipped = []
             ts = {k: t64(v, grad=True) for k, v in params.items()}
             torch_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
             opt = getattr(torch.optim, cls)(list(ts.values()), lr=base_lr(lr), foreach=False, **torch_kwargs)
@@ -477,6 +548,9 @@ def family_optimizer(fx: Fixture) -> None:
                 lrs.append(opt.param_groups[0]["lr"])
                 for k, tensor in ts.items():
                     tensor.grad = t64(grads[k][t])
+                if clip is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(list(ts.values()), clip, foreach=False)
+                    clipped.append(float(norm) > clip)
                 opt.step()
                 if sched is not None:
                     sched.step()
@@ -484,14 +558,253 @@ def family_optimizer(fx: Fixture) -> None:
                     traj[k].append(np64(tensor))
                     for slot in slots.values():
                         states[f"{slot}/{k}"].append(np64(opt.state[tensor][slot]))
+            assert clip is None or (any(clipped) and not all(clipped)), clipped
             steps = {int(opt.state[t]["step"]) for t in ts.values() if "step" in opt.state[t]}
             assert steps <= {OPT_STEPS}, steps  # torch.optim.SGD keeps no step count
             fx.add("optimizer", f"{opt_name}-{lr_name}",
                    {"optimizer": ours, "lr": lr, "steps": OPT_STEPS, "slots": slots,
                     "torch": f"torch.optim.{cls}(lr={lr_name}, foreach=False, **{json.dumps(kwargs, sort_keys=True)})"
-                             + (" + torch.optim.lr_scheduler" if sched is not None else "")},
+                             + (" + torch.optim.lr_scheduler" if sched is not None else "")
+                             + (f" after torch.nn.utils.clip_grad_norm_(max_norm={clip})" if clip is not None else "")},
                    {"lr": np.array(lrs), **{f"params/{k}": np.stack(v) for k, v in traj.items()},
                     **{f"state/{k}": np.stack(v) for k, v in states.items()}})
+
+
+# --------------------------------------------------------------------------- images
+#
+# funcnn is NHWC with kernels (kh, kw, c_in, F); torch is NCHW with OIHW kernels: inputs are
+# permuted on the way in and outputs on the way out. Each layer under test sits behind
+# [dense(h*w*c), reshape([h, w, c])] on 2 features, so that the dense layer's gradients carry
+# the layer's input gradient, and before a flatten, so the output is (n, features).
+
+def same_pads(n: int, k: int, s: int):
+    """JAX/TensorFlow SAME along one axis: (before, after), the odd extra one after."""
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return total // 2, total - total // 2
+
+
+def pair(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def torch_conv2d(x, W, b, kernel, stride, padding):
+    """funcnn's conv2d: x NHWC, W (kh, kw, c_in, F), via torch's conv2d on NCHW/OIHW; SAME as an
+    explicit F.pad (left, right, top, bottom) then no padding."""
+    TF = _torch().nn.functional
+    kh, kw = pair(kernel)
+    sh, sw = pair(stride)
+    xc = x.permute(0, 3, 1, 2)
+    w = W.permute(3, 2, 0, 1)
+    if padding == "same":
+        top, bottom = same_pads(xc.shape[2], kh, sh)
+        left, right = same_pads(xc.shape[3], kw, sw)
+        y = TF.conv2d(TF.pad(xc, (left, right, top, bottom)), w, b, stride=(sh, sw))
+        if (sh, sw) == (1, 1):  # torch's own 'same' (stride 1 only) pads the same way
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "padding='same' with even kernel lengths ... may require a copy"
+                assert torch_allclose(y, TF.conv2d(xc, w, b, padding="same"))
+    else:
+        y = TF.conv2d(xc, w, b, stride=(sh, sw), padding=0 if padding == "valid" else int(padding))
+    return y.permute(0, 2, 3, 1)
+
+
+def torch_allclose(a, b) -> bool:
+    return bool(np.allclose(np64(a), np64(b), rtol=1e-12, atol=1e-12))
+
+
+def torch_pool(kind: str, x, size, stride):
+    TF = _torch().nn.functional
+    size = pair(size)
+    stride = size if stride is None else pair(stride)
+    fn = TF.max_pool2d if kind == "max_pool" else TF.avg_pool2d
+    return fn(x.permute(0, 3, 1, 2), size, stride).permute(0, 2, 3, 1)
+
+
+def torch_batch_norm(x, gamma, beta, running_mean, running_var, momentum, eps, training):
+    """funcnn's batch_norm over the last axis: torch's F.batch_norm on NCHW (or (n, C)), torch's
+    momentum being 1 - funcnn's. Returns (y, new running mean, new running var); torch's
+    running_var moves with the *unbiased* batch variance, funcnn's (as Flax's and Keras's) with
+    the biased one, so the new running variance is computed here from torch's batch variance."""
+    torch = _torch()
+    xc = x.permute(0, 3, 1, 2) if x.dim() == 4 else x
+    rm, rv = running_mean.clone(), running_var.clone()
+    y = torch.nn.functional.batch_norm(xc, rm, rv, gamma, beta, training=training, momentum=1.0 - momentum,
+                                       eps=eps)
+    if training:
+        dims = [d for d in range(xc.dim()) if d != 1]
+        rv = momentum * running_var + (1.0 - momentum) * xc.detach().var(dim=dims, unbiased=False)
+    return (y.permute(0, 2, 3, 1) if x.dim() == 4 else y), rm, rv
+
+
+def grads_of(ts: Dict[str, Any], prefix: str) -> Dict[str, np.ndarray]:
+    """Autograd's gradients as ``{prefix + key: array}``. A gradient that is zero up to rounding
+    (a bias right before a batch norm in training mode: the normalisation cancels it; torch
+    leaves noise of 1e-16 that differs from run to run) is stored as exact zeros."""
+    grads = {k: np64(t.grad) for k, t in ts.items() if t.requires_grad}
+    overall = max(float(np.abs(g).max()) for g in grads.values())
+    return {prefix + k: (np.zeros_like(g) if float(np.abs(g).max()) < 1e-12 * overall else g)
+            for k, g in grads.items()}
+
+
+def image_front(rng, shape, n=3, d=2):
+    """X (n, d) and the dense layer that maps it to images of ``shape``: W_0, b_0."""
+    size = int(np.prod(shape))
+    return rng.normal(size=(n, d)), {"W_0": rng.normal(size=(d, size)) * 0.8, "b_0": rng.normal(size=size) * 0.3}
+
+
+def run_front(X, ts, shape):
+    return linear(t64(X), ts["W_0"], ts["b_0"]).reshape((X.shape[0],) + tuple(shape))
+
+
+CONV_IMAGE = (4, 5, 2)
+CONV_CASES = [(k, s, p) for k in (2, 3) for s in (1, 2, [1, 2]) for p in ("valid", "same", 1, 2)] + \
+    [([2, 3], [2, 1], "same"), ([3, 2], [1, 2], 1), (1, 2, "valid"), (1, 1, "same"), (4, 3, "same")]
+
+
+def _tag(v) -> str:
+    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def family_conv2d(fx: Fixture) -> None:
+    rng = np.random.default_rng(600)
+    X, front = image_front(rng, CONV_IMAGE)
+    fx.shared("conv2d", {"X": X, **{f"params/{k}": v for k, v in front.items()}})
+    for j, (kernel, stride, padding) in enumerate(CONV_CASES):
+        seed = 601 + j
+        rng = np.random.default_rng(seed)
+        kh, kw = pair(kernel)
+        params = {**front, "W_2": rng.normal(size=(kh, kw, CONV_IMAGE[2], 2)) * 0.5, "b_2": rng.normal(size=2) * 0.3}
+        ts = {k: t64(v, grad=True) for k, v in params.items()}
+        y = torch_conv2d(run_front(X, ts, CONV_IMAGE), ts["W_2"], ts["b_2"], kernel, stride, padding)
+        out = y.reshape(X.shape[0], -1)
+        grad_output = rng.normal(size=tuple(out.shape))
+        out.backward(t64(grad_output))
+        case = f"k{_tag(kernel)}_s{_tag(stride)}_{padding if isinstance(padding, str) else f'pad{padding}'}"
+        fx.add("conv2d", case,
+               {"spec": [["dense", {"units": int(np.prod(CONV_IMAGE))}], ["reshape", {"shape": list(CONV_IMAGE)}],
+                         ["conv2d", {"filters": 2, "kernel": kernel, "stride": stride, "padding": padding}],
+                         ["flatten", {}]],
+                "seed": seed, "output_hw": list(y.shape[1:3]),
+                "torch": "F.linear -> NHWC->NCHW -> [F.pad for SAME] F.conv2d(OIHW) -> NCHW->NHWC -> flatten; autograd"},
+               {"grad_output": grad_output, "output": np64(out), "params/W_2": params["W_2"], "params/b_2": params["b_2"],
+                **{f"grads/{k}": np64(t.grad) for k, t in ts.items()}})
+
+
+POOL_IMAGE = (5, 7, 2)
+POOL_CASES = [(kind, size, stride) for kind in ("max_pool", "avg_pool") for size in (2, 3, [2, 3])
+              for stride in (None, 1, [1, 2])]
+
+
+def family_pool(fx: Fixture) -> None:
+    rng = np.random.default_rng(700)
+    X, front = image_front(rng, POOL_IMAGE)
+    # ties: W_0 = 0 and integer biases make many equal values in a window; the gradient goes
+    # to the first maximum in row-major window order (torch's CPU kernel: strictly greater)
+    tie_front = {"W_0": np.zeros_like(front["W_0"]), "b_0": rng.integers(0, 3, size=front["b_0"].shape).astype(np.float64)}
+    fx.shared("pool", {"X": X, **{f"params/{k}": v for k, v in front.items()}})
+    cases = [(kind, size, stride, False) for kind, size, stride in POOL_CASES] + \
+        [("max_pool", 2, None, True), ("max_pool", 3, 1, True), ("avg_pool", 2, 1, True)]
+    for j, (kind, size, stride, ties) in enumerate(cases):
+        seed = 701 + j
+        rng = np.random.default_rng(seed)
+        params = dict(tie_front if ties else front)
+        ts = {k: t64(v, grad=True) for k, v in params.items()}
+        y = torch_pool(kind, run_front(X, ts, POOL_IMAGE), size, stride)
+        out = y.reshape(X.shape[0], -1)
+        grad_output = rng.normal(size=tuple(out.shape))
+        out.backward(t64(grad_output))
+        layer = {"size": size} if stride is None else {"size": size, "stride": stride}
+        case = f"{kind}_{_tag(size)}" + ("" if stride is None else f"_s{_tag(stride)}") + ("_ties" if ties else "")
+        arrays = {"grad_output": grad_output, "output": np64(out), **{f"grads/{k}": np64(t.grad) for k, t in ts.items()}}
+        if ties:
+            arrays.update({f"params/{k}": v for k, v in params.items()})
+        fx.add("pool", case,
+               {"spec": [["dense", {"units": int(np.prod(POOL_IMAGE))}], ["reshape", {"shape": list(POOL_IMAGE)}],
+                         [kind, layer], ["flatten", {}]], "seed": seed, "ties": ties,
+                "torch": f"F.linear -> NCHW F.{'max_pool2d' if kind == 'max_pool' else 'avg_pool2d'}(kernel_size, stride) "
+                         "-> NHWC -> flatten; autograd"},
+               arrays)
+
+
+BN_CASES = {  # case: (per-sample shape of the batch-norm input, momentum, eps, n samples)
+    "dense": ((3,), 0.8, 1e-3, 6),
+    "dense_defaults": ((4,), 0.9, 1e-5, 5),
+    "image": ((3, 4, 2), 0.9, 1e-5, 3),
+}
+
+
+def family_batch_norm(fx: Fixture) -> None:
+    for j, (case, (shape, momentum, eps, n)) in enumerate(BN_CASES.items()):
+        seed = 800 + j
+        rng = np.random.default_rng(seed)
+        X, params = image_front(rng, shape, n=n, d=2)
+        c = shape[-1]
+        i = 2 if len(shape) > 1 else 1  # the batch norm's index in the spec
+        params.update({f"gamma_{i}": rng.uniform(0.5, 1.5, c), f"beta_{i}": rng.normal(size=c) * 0.3,
+                       f"running_mean_{i}": rng.normal(size=c) * 0.2, f"running_var_{i}": rng.uniform(0.5, 2.0, c)})
+        layer = ["batch_norm", {"momentum": momentum, "eps": eps}]
+        spec = ([["dense", {"units": int(np.prod(shape))}], ["reshape", {"shape": list(shape)}], layer, ["flatten", {}]]
+                if len(shape) > 1 else [["dense", {"units": c}], layer])
+        arrays = {"X": X, **{f"params/{k}": v for k, v in params.items()}}
+        for mode, training in (("train", True), ("eval", False)):
+            ts = {k: t64(v, grad=not k.startswith("running_")) for k, v in params.items()}
+            h = run_front(X, ts, shape) if len(shape) > 1 else linear(t64(X), ts["W_0"], ts["b_0"])
+            y, rm, rv = torch_batch_norm(h, ts[f"gamma_{i}"], ts[f"beta_{i}"], ts[f"running_mean_{i}"],
+                                         ts[f"running_var_{i}"], momentum, eps, training)
+            out = y.reshape(n, -1)
+            grad_output = rng.normal(size=tuple(out.shape))
+            out.backward(t64(grad_output))
+            arrays.update({f"{mode}/grad_output": grad_output, f"{mode}/output": np64(out),
+                           **grads_of(ts, f"{mode}/grads/")})
+            if training:
+                arrays.update({f"train/state/running_mean_{i}": np64(rm), f"train/state/running_var_{i}": np64(rv)})
+        fx.add("batch_norm", case,
+               {"spec": spec, "seed": seed,
+                "torch": f"F.batch_norm(training=True/False, momentum=1-{momentum}, eps={eps}) on NCHW; running_var "
+                         f"= {momentum} * running_var + (1 - {momentum}) * var(unbiased=False) (torch's own uses the "
+                         "unbiased variance); autograd"},
+               arrays)
+
+
+CNN_SPEC = [["reshape", {"shape": [6, 6, 1]}], ["conv2d", {"filters": 3, "kernel": 3, "padding": "same"}],
+            ["batch_norm", {}], ["relu", {}], ["max_pool", {"size": 2}],
+            ["conv2d", {"filters": 4, "kernel": 2, "stride": 1, "padding": "valid"}], ["gelu", {}],
+            ["avg_pool", {"size": 2}], ["flatten", {}], ["dense", {"units": 3}]]
+
+
+def family_cnn(fx: Fixture) -> None:
+    """value_and_grad of a whole small CNN (conv -> batch norm -> relu -> max pool -> conv -> gelu ->
+    avg pool -> dense) with L2 on every W_* (dense and conv kernels), and its new running stats."""
+    torch = _torch()
+    TF = torch.nn.functional
+    for j, (loss, l2) in enumerate([("softmax_cross_entropy", 0.01), ("mean_squared_error", 0.0)]):
+        seed = 900 + j
+        rng = np.random.default_rng(seed)
+        n = 5
+        X = rng.normal(size=(n, 36))
+        params = {"W_1": rng.normal(size=(3, 3, 1, 3)) * 0.5, "b_1": rng.normal(size=3) * 0.1,
+                  "gamma_2": rng.uniform(0.5, 1.5, 3), "beta_2": rng.normal(size=3) * 0.2,
+                  "running_mean_2": np.zeros(3), "running_var_2": np.ones(3),
+                  "W_5": rng.normal(size=(2, 2, 3, 4)) * 0.5, "b_5": rng.normal(size=4) * 0.1,
+                  "W_9": rng.normal(size=(4, 3)) * 0.5, "b_9": rng.normal(size=3) * 0.1}
+        y = rng.integers(0, 3, size=n).astype(np.int64) if loss == "softmax_cross_entropy" else rng.normal(size=(n, 3))
+        ts = {k: t64(v, grad=not k.startswith("running_")) for k, v in params.items()}
+        h = torch_conv2d(t64(X).reshape(n, 6, 6, 1), ts["W_1"], ts["b_1"], 3, 1, "same")
+        h, rm, rv = torch_batch_norm(h, ts["gamma_2"], ts["beta_2"], ts["running_mean_2"], ts["running_var_2"],
+                                     0.9, 1e-5, True)
+        h = torch_pool("max_pool", TF.relu(h), 2, None)
+        h = torch_pool("avg_pool", TF.gelu(torch_conv2d(h, ts["W_5"], ts["b_5"], 2, 1, "valid")), 2, None)
+        out = linear(h.reshape(n, -1), ts["W_9"], ts["b_9"])
+        value = torch_loss(loss, out, y, None)
+        value = value + l2 / 2 * sum((t * t).sum() for k, t in ts.items() if k.startswith("W_"))
+        value.backward()
+        fx.add("cnn", loss, {"spec": CNN_SPEC, "loss": loss, "l2": l2, "seed": seed,
+                             "torch": "the same network with F.conv2d/F.batch_norm/F.max_pool2d/F.avg_pool2d on NCHW; "
+                                      f"{TORCH_LOSS_EXPR[loss]} + l2/2 * sum(W**2) over W_*; autograd"},
+               {"X": X, "y": y, "value": np64(value), **{f"params/{k}": v for k, v in params.items()},
+                **grads_of(ts, "grads/"),
+                "state/running_mean_2": np64(rm), "state/running_var_2": np64(rv)})
 
 
 # --------------------------------------------------------------------------- driver
@@ -503,6 +816,10 @@ FAMILIES: Dict[str, Callable[[Fixture], None]] = {
     "value_and_grad": family_value_and_grad,
     "optimizer": family_optimizer,
     "schedule": family_schedule,
+    "conv2d": family_conv2d,
+    "pool": family_pool,
+    "batch_norm": family_batch_norm,
+    "cnn": family_cnn,
 }
 
 

@@ -67,6 +67,7 @@ def assert_close(got, expected, rtol, what):
 # file does not depend on how funcnn spells its dicts.
 
 def build_spec(calls):
+    """Layer dicts from constructor calls; the constructors' own defaults where a call omits a key."""
     return [getattr(L, name)(**kwargs) for name, kwargs in calls]
 
 
@@ -85,7 +86,8 @@ def build_optimizer(call, lr):
 
 # --------------------------------------------------------------------------- the file itself
 
-CHECKED_FAMILIES = {"activation", "dropout", "loss", "value_and_grad", "optimizer", "schedule"}
+CHECKED_FAMILIES = {"activation", "dropout", "loss", "value_and_grad", "optimizer", "schedule",
+                    "conv2d", "pool", "batch_norm", "cnn"}
 
 
 def test_fixture_families_are_all_checked():
@@ -108,8 +110,19 @@ def test_fixture_is_small():
 def test_fixture_covers_the_public_types():
     # every activation layer type, loss, optimizer and schedule funcnn documents
     activations = {case_meta("activation", c)["spec"][1][0] for c in cases("activation")}
-    assert activations == set(L.LAYERS) - {"dense", "dropout"}
+    assert activations == {kind for kind, entry in L.LAYERS.items() if entry["activation"]} | {"softmax"}
+    layer_types = {call[0] for family in FAMILIES.values() for meta in family["cases"].values()
+                   for call in meta.get("spec", [])}
+    assert layer_types == set(L.LAYERS)  # every layer type meets torch somewhere
+    conv = [case_meta("conv2d", c)["spec"][2][1] for c in cases("conv2d")]
+    combos = {(str(c["stride"]), str(c["padding"])) for c in conv}
+    assert combos >= {(str(s), str(p)) for s in (1, 2, [1, 2]) for p in ("valid", "same", 1, 2)}
+    assert {k for c in conv for k in (c["kernel"] if isinstance(c["kernel"], list) else [c["kernel"]])} >= {1, 2, 3}
     assert {case_meta("loss", c)["loss"] for c in cases("loss")} == set(LS.LOSSES)
+    options = {(case_meta("loss", c)["loss"], k) for c in cases("loss") for k in case_meta("loss", c).get("options", {})}
+    assert options == {(name, k) for name, opts in LS.OPTIONS.items() for k in opts}
+    assert {case_meta("optimizer", c)["optimizer"][0] for c in cases("optimizer")
+            if "clip_norm" in case_meta("optimizer", c)["optimizer"][1]} == {"sgd", "rmsprop", "adam"}
     assert {case_meta("value_and_grad", c)["loss"] for c in cases("value_and_grad")} == set(LS.LOSSES)
     assert {case_meta("optimizer", c)["optimizer"][0] for c in cases("optimizer")} == {"sgd", "rmsprop", "adam"}
     used = set()
@@ -197,13 +210,18 @@ def test_dropout(case):
 def test_loss(case):
     meta = case_meta("loss", case)
     fn = getattr(LS, meta["loss"])
+    options = meta.get("options", {})
     output, y = field("loss", case, "output"), field("loss", case, "y")
     w = field("loss", case, "sample_weight") if meta["weighted"] else None
     targets = [y]
     if meta["loss"] == "binary_cross_entropy":
         targets.append(y[:, None])  # labels as (n,) or (n, 1)
+    if options:  # the same through the {"name", **options} form every loss= argument takes
+        core_value, core_grad = LS.get({"name": meta["loss"], **options})(output, y, w)
+        assert_close(core_value, field("loss", case, "value"), FORWARD_RTOL, f"{case}: value via losses.get")
+        assert_close(core_grad, field("loss", case, "grad_output"), GRAD_RTOL, f"{case}: grad via losses.get")
     for target in targets:
-        value, grad = fn(output, target, sample_weight=w)
+        value, grad = fn(output, target, sample_weight=w, **options)
         assert_close(value, field("loss", case, "value"), FORWARD_RTOL, f"{case}: value")
         assert_close(grad, field("loss", case, "grad_output"), GRAD_RTOL, f"{case}: grad_output")
 
@@ -222,6 +240,86 @@ def test_value_and_grad(case):
     assert list(grads) == list(params) == list(expected)
     for k in grads:
         assert_close(grads[k], expected[k], GRAD_RTOL, f"{case}: grads[{k!r}]")
+
+
+# --------------------------------------------------------------------------- frozen: image layers
+
+def assert_grads_close(grads, expected, what):
+    """assert_close per key; a gradient that is zero up to rounding (a bias right before a batch
+    norm in training mode: the normalisation cancels it) is judged against the largest gradient."""
+    overall = max(float(np.abs(v).max()) for v in expected.values())
+    for k in expected:
+        if float(np.abs(expected[k]).max()) < 1e-12 * overall:
+            np.testing.assert_allclose(grads[k], expected[k], rtol=0, atol=GRAD_RTOL * overall, err_msg=f"{what}[{k!r}]")
+        else:
+            assert_close(grads[k], expected[k], GRAD_RTOL, f"{what}[{k!r}]")
+
+
+def _image_case(family, case):
+    """(spec, params, X) of a case whose layer sits behind the family's shared dense + reshape."""
+    spec = build_spec(case_meta(family, case)["spec"])
+    params = {**group(f"{family}/_shared/params"), **group(f"{family}/{case}/params")}
+    params = {k: params[k] for k in F.param_keys(spec)}  # the spec's key order
+    return spec, params, field(family, "_shared", "X")
+
+
+def _check_forward_backward(family, case, spec, params, X, prefix="", training=False):
+    out, cache = F.forward(spec, params, X, training=training, seed=0)
+    assert_close(out, field(family, case, f"{prefix}output"), FORWARD_RTOL, f"{case}: {prefix}output")
+    grads = F.backward(spec, params, cache, field(family, case, f"{prefix}grad_output"))
+    expected = group(f"{family}/{case}/{prefix}grads")
+    assert set(grads) == set(expected) == {k for k in params if not k.startswith("running_")}
+    assert_grads_close(grads, expected, f"{case}: {prefix}grads")
+    return cache
+
+
+@pytest.mark.parametrize("case", cases("conv2d"))
+def test_conv2d(case):
+    """[dense, reshape, conv2d, flatten]: output and gradients against torch's F.conv2d (NCHW/OIHW,
+    SAME as an explicit F.pad); grads W_0/b_0 hold the conv's input gradient."""
+    spec, params, X = _image_case("conv2d", case)
+    assert list(F.forward(spec, params, X)[0].shape) == [X.shape[0], int(np.prod(case_meta("conv2d", case)["output_hw"])) * 2]
+    _check_forward_backward("conv2d", case, spec, params, X)
+
+
+@pytest.mark.parametrize("case", cases("pool"))
+def test_pool(case):
+    """[dense, reshape, max_pool|avg_pool, flatten] against F.max_pool2d/F.avg_pool2d, ties included."""
+    spec, params, X = _image_case("pool", case)
+    _check_forward_backward("pool", case, spec, params, X)
+
+
+@pytest.mark.parametrize("case", cases("batch_norm"))
+def test_batch_norm(case):
+    """Training mode (batch statistics; new running statistics in cache["state"]) and inference
+    mode (running statistics): outputs and gradients against F.batch_norm."""
+    spec = build_spec(case_meta("batch_norm", case)["spec"])
+    params = group(f"batch_norm/{case}/params")
+    X = field("batch_norm", case, "X")
+    cache = _check_forward_backward("batch_norm", case, spec, params, X, "train/", training=True)
+    state = group(f"batch_norm/{case}/train/state")
+    assert set(cache["state"]) == set(state) == {k for k in params if k.startswith("running_")}
+    for k in state:
+        assert_close(cache["state"][k], state[k], FORWARD_RTOL, f"{case}: state[{k!r}]")
+    cache = _check_forward_backward("batch_norm", case, spec, params, X, "eval/", training=False)
+    assert cache["state"] == {}
+
+
+@pytest.mark.parametrize("case", cases("cnn"))
+def test_cnn(case):
+    """value_and_grad of a small CNN (conv, batch norm, relu, max pool, conv, gelu, avg pool, dense) with L2."""
+    meta = case_meta("cnn", case)
+    spec = build_spec(meta["spec"])
+    params = group(f"cnn/{case}/params")
+    X, y = field("cnn", case, "X"), field("cnn", case, "y")
+    value, grads = F.value_and_grad(spec, params, X, y, loss=meta["loss"], l2=meta["l2"], seed=0)
+    assert_close(value, field("cnn", case, "value"), FORWARD_RTOL, f"{case}: value")
+    expected = group(f"cnn/{case}/grads")
+    assert list(grads) == list(expected)
+    assert_grads_close(grads, expected, f"{case}: grads")
+    state = F.forward(spec, params, X, training=True, seed=0)[1]["state"]
+    for k, v in group(f"cnn/{case}/state").items():
+        assert_close(state[k], v, FORWARD_RTOL, f"{case}: state[{k!r}]")
 
 
 # --------------------------------------------------------------------------- frozen: optimizers
