@@ -93,19 +93,19 @@ def pad(x: np.ndarray, pads: Pads) -> np.ndarray:
 def im2col(x: np.ndarray, kernel: Pair, stride: Pair, pads: Pads, out: Optional[np.ndarray] = None) -> np.ndarray:
     """The ``(n, ho, wo, kh, kw, c)`` columns of ``x``: ``cols[:, r, c, i, j] = xp[:, r*sh + i, c*sw + j]``.
 
-    One contiguous-by-channel copy per kernel offset; ``out`` (C-contiguous) receives them.
+    One copy of a strided view (``sliding_window_view``) of the padded input; ``out``
+    (C-contiguous) receives it.
     """
     kh, kw = kernel
     sh, sw = stride
     n, h, w, c = x.shape
     (ho, wo), _ = _out_hw(x.shape, kernel, stride, pads)
     xp = pad(x, pads)
+    view = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (n, hp-kh+1, wp-kw+1, c, kh, kw)
+    view = view[:, ::sh, ::sw][:, :ho, :wo].transpose(0, 1, 2, 4, 5, 3)
     if out is None:
         out = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
-    for i in range(kh):
-        rows = _window(i, sh, ho)
-        for j in range(kw):
-            out[:, :, :, i, j, :] = xp[:, rows, _window(j, sw, wo), :]
+    np.copyto(out, view)
     return out
 
 
@@ -175,13 +175,49 @@ def conv2d_backward(cols: np.ndarray, x_shape: Tuple[int, ...], W: np.ndarray, g
     g2 = g.reshape(m, f)
     c2 = cols.reshape(m, k)
     dW = out.get("W")
-    dW = np.matmul(c2.T, g2, out=None if dW is None else dW.reshape(k, f)).reshape(kh, kw, c, f)
+    dW = np.empty((kh, kw, c, f), dtype=g.dtype) if dW is None else dW
+    np.matmul(g2.T, c2, out=dW.reshape(k, f).T)  # (g.T @ cols).T: OpenBLAS runs this shape faster than cols.T @ g
     db = np.add.reduce(g2, axis=0, out=out.get("b"))
     dx = None
     if need_dx:
-        dcols = np.matmul(g2, W.reshape(k, f).T)  # (m, k): scratch of the columns' size
-        dx = col2im(dcols.reshape(cols.shape), x_shape, stride, pads, out=out.get("dx"))
+        dx = conv2d_input_grad(g, W, x_shape, stride, pads, out=out.get("dx"))
     return dx, dW, db
+
+
+def conv2d_input_grad(g: np.ndarray, W: np.ndarray, x_shape: Tuple[int, ...], stride: Pair, pads: Pads,
+                      out: Optional[np.ndarray] = None) -> np.ndarray:
+    """d loss / d x of the convolution: per kernel offset ``(i, j)``, the GEMM ``g @ W[i, j].T``
+    ``(n*ho*wo, c_in)`` added onto the strided slice of the (padded) input it was read from.
+
+    The same sums as ``col2im(g @ W.T)`` without the columns-sized intermediate: one
+    ``(n*ho*wo, c_in)`` scratch array is reused for every offset.
+    """
+    n, ho, wo, f = g.shape
+    kh, kw, c, _ = W.shape
+    sh, sw = stride
+    (t, b), (l, r) = pads
+    h, w = x_shape[1], x_shape[2]
+    padded = bool(t or b or l or r)
+    if padded or out is None:
+        dxp = np.zeros((n, h + t + b, w + l + r, c), dtype=g.dtype)
+    else:
+        dxp = out
+        dxp.fill(0)
+    g2 = g.reshape(n * ho * wo, f)
+    part = np.empty((n * ho * wo, c), dtype=g.dtype)
+    part4 = part.reshape(n, ho, wo, c)
+    for i in range(kh):
+        rows = _window(i, sh, ho)
+        for j in range(kw):
+            np.matmul(g2, W[i, j].T, out=part)
+            dxp[:, rows, _window(j, sw, wo), :] += part4
+    if not padded:
+        return dxp
+    inner = dxp[:, t:t + h, l:l + w, :]
+    if out is None:
+        return np.ascontiguousarray(inner)
+    out[...] = inner
+    return out
 
 
 # --------------------------------------------------------------------------- pooling
@@ -195,20 +231,25 @@ def _pool_setup(x_shape, size, stride):
 def max_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """``(y, which)``: window maxima and, per output, the row-major index in its window of the
-    first maximum (uint8 for windows up to 255 elements, else intp)."""
+    first maximum (uint8 for windows up to 256 elements, else intp)."""
     n, _, _, c = x.shape
     ho, wo, offsets = _pool_setup(x.shape, size, stride)
     if out is None:
         out = np.empty((n, ho, wo, c), dtype=x.dtype)
-    which = np.zeros((n, ho, wo, c), dtype=np.uint8 if size[0] * size[1] <= 256 else np.intp)
+    itype = np.uint8 if size[0] * size[1] <= 256 else np.intp
+    which = np.zeros((n, ho, wo, c), dtype=itype)
     _, _, rows, cols_ = offsets[0]
     out[...] = x[:, rows, cols_, :]
     better = np.empty(out.shape, dtype=bool)
+    step = np.empty(out.shape, dtype=itype)
     for k, (_, _, rows, cols_) in enumerate(offsets[1:], start=1):
         s = x[:, rows, cols_, :]
         np.greater(s, out, out=better)  # strictly: ties keep the earlier offset
-        np.copyto(out, s, where=better)
-        np.copyto(which, k, where=better)
+        np.maximum(out, s, out=out)
+        # which = k where better, else unchanged: which += better * (k - which), in integers
+        np.subtract(k, which, out=step, dtype=itype, casting="unsafe")
+        step *= better
+        which += step
     return out, which
 
 
@@ -216,16 +257,32 @@ def max_pool_backward(which: np.ndarray, g: np.ndarray, x_shape: Tuple[int, ...]
                       out: Optional[np.ndarray] = None) -> np.ndarray:
     """d loss / d x: each output's gradient goes to the first maximum of its window."""
     _, _, offsets = _pool_setup(x_shape, size, stride)
-    dx = np.zeros(x_shape, dtype=g.dtype) if out is None else out
-    if out is not None:
-        dx.fill(0)
+    dx = _pool_grad_buffer(x_shape, g, size, stride, out)
     hit = np.empty(g.shape, dtype=bool)
-    part = np.empty_like(g)
+    part = None if _tiles(x_shape, g.shape, size, stride) else np.empty_like(g)
     for k, (_, _, rows, cols_) in enumerate(offsets):
         np.equal(which, k, out=hit)
-        np.multiply(g, hit, out=part)
-        dx[:, rows, cols_, :] += part
+        if part is None:  # windows do not overlap: each position is written once
+            np.multiply(g, hit, out=dx[:, rows, cols_, :])
+        else:
+            np.multiply(g, hit, out=part)
+            dx[:, rows, cols_, :] += part
     return dx
+
+
+def _tiles(x_shape, y_shape, size, stride) -> bool:
+    """Whether the windows tile the input exactly (no overlap, no gap, nothing dropped)."""
+    return tuple(size) == tuple(stride) and x_shape[1] == y_shape[1] * size[0] and x_shape[2] == y_shape[2] * size[1]
+
+
+def _pool_grad_buffer(x_shape, g, size, stride, out):
+    """The input-gradient array: zeroed unless every position is written exactly once."""
+    if _tiles(x_shape, g.shape, size, stride):
+        return np.empty(x_shape, dtype=g.dtype) if out is None else out
+    if out is None:
+        return np.zeros(x_shape, dtype=g.dtype)
+    out.fill(0)
+    return out
 
 
 def avg_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -246,12 +303,14 @@ def avg_pool_backward(g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, strid
                       out: Optional[np.ndarray] = None) -> np.ndarray:
     """d loss / d x: each output's gradient spread evenly over its window."""
     _, _, offsets = _pool_setup(x_shape, size, stride)
-    dx = np.zeros(x_shape, dtype=g.dtype) if out is None else out
-    if out is not None:
-        dx.fill(0)
+    dx = _pool_grad_buffer(x_shape, g, size, stride, out)
     part = np.multiply(g, 1.0 / (size[0] * size[1]))
+    tiles = _tiles(x_shape, g.shape, size, stride)
     for _, _, rows, cols_ in offsets:
-        dx[:, rows, cols_, :] += part
+        if tiles:
+            dx[:, rows, cols_, :] = part
+        else:
+            dx[:, rows, cols_, :] += part
     return dx
 
 
