@@ -71,7 +71,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .layers import check_spec
+from .layers import check_spec, is_trainable_key
 from .network import check_params
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -842,9 +842,10 @@ def _check_training_state(ts: Any, params: Dict[str, np.ndarray]) -> None:
     if not _is_int(opt.get("step")) or opt["step"] < 0:
         raise _Malformed(f"training_state['opt_state']['step'] is {_short(opt.get('step', _ABSENT))}, "
                          "expected an int >= 0")
+    trainable = {k: v for k, v in params.items() if is_trainable_key(k)}  # slots skip running state
     for slot, value in opt.items():
         if slot != "step":
-            _check_like_params(value, params, f"training_state['opt_state'][{slot!r}]")
+            _check_like_params(value, trainable, f"training_state['opt_state'][{slot!r}]")
     rng = ts["rng_state"]
     name = rng.get("bit_generator")
     bit_generator = getattr(np.random, name, None) if isinstance(name, str) else None

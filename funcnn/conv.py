@@ -12,9 +12,10 @@ The convolution is the cross-correlation of ``torch.nn.functional.conv2d`` and
 * W[i, j, k, f]`` with ``xp`` the zero-padded input. It is one GEMM (im2col): the input's
 ``kh*kw`` shifted, strided views are copied side by side into a ``(n, ho, wo, kh, kw, c_in)``
 array (one contiguous copy per kernel offset), which is multiplied with ``W`` seen as a
-``(kh*kw*c_in, filters)`` matrix. The backward pass is two GEMMs (the kernel gradient
-``cols.T @ g`` and the column gradient ``g @ W.T``) and a ``col2im`` that adds each kernel
-offset's columns back onto a strided slice of the input gradient (no ``np.add.at``).
+``(kh*kw*c_in, filters)`` matrix. The backward pass computes the kernel gradient as one GEMM
+``(g.T @ cols).T`` and the input gradient as one small GEMM per kernel offset, ``g @ W[i, j].T``,
+added onto the strided slice of the input that offset read (no ``np.add.at``, no
+columns-sized intermediate).
 
 Pooling loops over the ``ph*pw`` offsets of a window the same way (strided slices, partial
 windows dropped). Max pooling records which offset of each window held the first maximum
@@ -33,8 +34,8 @@ import numpy as np
 Pair = Tuple[int, int]
 Pads = Tuple[Pair, Pair]
 
-__all__ = ["same_padding", "conv_geometry", "pool_geometry", "pad", "im2col", "col2im",
-           "conv2d_forward", "conv2d_backward", "max_pool_forward", "max_pool_backward",
+__all__ = ["same_padding", "conv_geometry", "pool_geometry", "pad", "im2col",
+           "conv2d_forward", "conv2d_backward", "conv2d_input_grad", "max_pool_forward", "max_pool_backward",
            "avg_pool_forward", "avg_pool_backward", "batch_norm_forward", "batch_norm_backward",
            "batch_norm_running"]
 
@@ -113,37 +114,6 @@ def _out_hw(x_shape, kernel, stride, pads) -> Tuple[Pair, Pair]:
     (t, b), (l, r) = pads
     hp, wp = x_shape[1] + t + b, x_shape[2] + l + r
     return ((hp - kernel[0]) // stride[0] + 1, (wp - kernel[1]) // stride[1] + 1), (hp, wp)
-
-
-def col2im(dcols: np.ndarray, x_shape: Tuple[int, ...], stride: Pair, pads: Pads,
-           out: Optional[np.ndarray] = None) -> np.ndarray:
-    """The adjoint of :func:`im2col`: sums every column back where it was read from.
-
-    ``dcols`` is ``(n, ho, wo, kh, kw, c)``; the result has ``x_shape``. Each kernel offset's
-    columns are added onto one strided slice of the (padded) gradient; the padding is cut off.
-    """
-    n, ho, wo, kh, kw, c = dcols.shape
-    sh, sw = stride
-    (t, b), (l, r) = pads
-    h, w = x_shape[1], x_shape[2]
-    padded = bool(t or b or l or r)
-    if padded:
-        dxp = np.zeros((n, h + t + b, w + l + r, c), dtype=dcols.dtype)
-    else:
-        dxp = np.zeros(x_shape, dtype=dcols.dtype) if out is None else out
-        if out is not None:
-            dxp.fill(0)
-    for i in range(kh):
-        rows = _window(i, sh, ho)
-        for j in range(kw):
-            dxp[:, rows, _window(j, sw, wo), :] += dcols[:, :, :, i, j, :]
-    if not padded:
-        return dxp
-    inner = dxp[:, t:t + h, l:l + w, :]
-    if out is None:
-        return np.ascontiguousarray(inner)
-    out[...] = inner
-    return out
 
 
 # --------------------------------------------------------------------------- conv2d

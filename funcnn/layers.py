@@ -757,7 +757,7 @@ def check_spec(spec: Any) -> None:
             raise ValueError(f"{where}: unknown layer type {kind!r}; known types: {sorted(LAYERS)}")
         LAYERS[kind]["check"](layer, f"{where} ({kind})")
     if not any(LAYERS[layer["type"]]["trainable"] for layer in spec):
-        raise ValueError("spec has no dense layer (no layer with parameters): a network needs at least one")
+        raise ValueError("spec has no layer with parameters (dense, conv2d, batch_norm): a network needs at least one")
 
 
 # Layer types that :func:`mlp` (and the command line) accept as the hidden activation.
