@@ -47,7 +47,7 @@ CASES = [
     ("spec not a list", init({"type": "dense", "units": 3}), TypeError, r"spec must be a list"),
     ("spec of strings", init(["dense"]), TypeError, r"spec\[0\].*must be a dict"),
     ("empty spec", init([]), ValueError, r"spec is empty"),
-    ("no dense layer", init([F.relu()]), ValueError, r"no dense layer"),
+    ("no dense layer", init([F.relu()]), ValueError, r"no layer with parameters"),
     ("bad dtype", init(SPEC, dtype=np.int32), ValueError, r"dtype"),
     ("bad seed", init(SPEC, seed="x"), TypeError, r"seed"),
     ("wrong feature count", vg(X=np.zeros((3, 5))), ValueError, r"X has 5 features but the network expects 2"),
