@@ -39,7 +39,7 @@ def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None)
     check_outputs("softmax_cross_entropy", k)
     labels = check_labels(y, n, k)
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _softmax_cross_entropy(output, labels, w)
+    return CORES["softmax_cross_entropy"](output, labels, w)
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -49,7 +49,7 @@ def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) 
     check_outputs("binary_cross_entropy", k)
     labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _binary_cross_entropy(output, labels, w)
+    return CORES["binary_cross_entropy"](output, labels, w)
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -68,7 +68,7 @@ def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) ->
     if not np.isfinite(target).all():
         raise ValueError("mean_squared_error: y contains NaN or inf")
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _mean_squared_error(output, target, w)
+    return CORES["mean_squared_error"](output, target, w)
 
 
 # --- the cores ---------------------------------------------------------------------------
