@@ -18,6 +18,7 @@ import, so new layers, losses and optimizers are covered without editing this fi
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import subprocess
 import sys
@@ -27,6 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FACTOR = 1.01
+# Run first: the tests that compare arithmetic with references; then every other test file.
+FIRST = ["tests/test_torch_reference.py", "tests/test_reference_fixtures.py", "tests/test_gradients.py",
+         "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py"]
 
 # The pytest plugin each run loads: it wraps one registry entry, named by FUNCNN_MUTATION.
 PLUGIN = r'''
@@ -37,8 +41,15 @@ import numpy as np
 FACTOR = float(os.environ["FUNCNN_MUTATION_FACTOR"])
 
 
-def _scale(a):
-    return None if a is None else np.multiply(a, FACTOR, dtype=a.dtype)
+def _scale(a, source=None):
+    """a * FACTOR, in place (a is the function's own array or the caller's out buffer, which the
+    contract says it fills), except when a is its input passed through, which it may not write."""
+    if a is None:
+        return None
+    if a is source:
+        return np.multiply(a, FACTOR, dtype=a.dtype)
+    np.multiply(a, FACTOR, out=a)
+    return a
 
 
 def pytest_configure(config):
@@ -50,11 +61,12 @@ def pytest_configure(config):
         if part == "forward":
             def wrapped(layer, p, x, training, rng, out=None):
                 y, cache = real(layer, p, x, training, rng, out)
-                return _scale(y), cache
+                return _scale(y, x if out is not x else None), cache
         else:
             def wrapped(layer, p, cache, g, need_dx, out=None):
                 dx, grads = real(layer, p, cache, g, need_dx, out)
-                return _scale(dx), {k: _scale(v) for k, v in grads.items()}
+                owned_g = out is not None and out.get("dx") is g
+                return _scale(dx, None if owned_g else g), {k: _scale(v) for k, v in grads.items()}
         entry[part] = wrapped
     elif kind == "loss":
         real = losses.CORES[name]
@@ -105,8 +117,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print the mutations and exit")
     parser.add_argument("--only", default=None, help="run the mutations whose name contains this")
-    parser.add_argument("pytest_args", nargs="*", default=["tests"],
-                        help="what pytest runs for each mutation (default: the whole suite)")
+    rest = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "tests", "test_*.py")))
+    parser.add_argument("pytest_args", nargs="*", default=FIRST + [p for p in rest if p not in FIRST],
+                        help="what pytest runs for each mutation (default: the whole suite, the files that "
+                             "check arithmetic first, so a caught mutation stops early)")
     args = parser.parse_args(argv)
     todo = [m for m in mutations() if args.only is None or args.only in m]
     if args.list:
