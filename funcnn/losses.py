@@ -96,7 +96,8 @@ def _weights(w: Optional[np.ndarray], n: int) -> Tuple[float, Optional[np.ndarra
     total = float(np.add.reduce(w, dtype=np.float64))
     if not total > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
-    return total, w / total  # weights near 1e38 would overflow float32 products; w / total cannot
+    # w / total in float64 (total may exceed float32's range), rounded back to w's dtype.
+    return total, np.divide(w, total, dtype=np.float64).astype(w.dtype, copy=False)
 
 
 def _reduce(per_sample: np.ndarray, wn: Optional[np.ndarray], total: float) -> float:

@@ -322,7 +322,8 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     X, _, _ = checked_input(spec, params, X, finite_params=False)
     rng = as_rng(seed) if training else None
     lparams = layer_params(spec, params)
-    output, caches = run_forward(spec, lparams, X, training, rng)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output, caches = run_forward(spec, lparams, X, training, rng)
     check_output(spec, params, output)
     return output, {"layers": caches, "output_shape": output.shape,
                     "state": new_state(spec, lparams, caches) if training else {}}
@@ -394,7 +395,9 @@ def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
     _losses.get(loss)
     X, n_out, _ = checked_input(spec, params, X, finite_params=False, convert=False)
     _losses.check_outputs(loss, n_out)
-    return check_output(spec, params, infer(spec, params, X))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output = infer(spec, params, X)
+    return check_output(spec, params, output)
 
 
 def predict_proba(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:

@@ -504,5 +504,7 @@ def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
     _losses.check_outputs(loss, n_out)
     y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
-    output = _network.check_output(spec, params, _network.infer(spec, params, X))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output = _network.infer(spec, params, X)
+    output = _network.check_output(spec, params, output)
     return _metrics.scores(loss, output, y, w)
