@@ -9,7 +9,11 @@ A network is a list of layer specs and a flat dict of arrays::
 
 The contract is ``../shared/API.md``; the README documents it.
 """
-from . import datasets, gradcheck, layers, losses, optimizers, schedules
+# Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
+# matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
+# ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
+from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,
+               schedules, sweep, validation)
 from .checkpoint import load, save
 from .layers import dense, dropout, identity, leaky_relu, relu, sigmoid, softmax, tanh
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
@@ -27,4 +31,5 @@ __all__ = [
     "evaluate", "param_keys", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
+    "checkpoint", "metrics", "network", "plot", "sweep", "validation",
 ]
