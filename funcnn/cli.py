@@ -173,10 +173,20 @@ def _delimiter(text: str) -> Optional[str]:
     return text
 
 
+class _NoIndexColumn:
+    """``--index-column none`` (None itself means "not given")."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+NO_INDEX_COLUMN = _NoIndexColumn()
+
+
 def _index_column(text: str) -> Any:
-    if text.lower() in ("auto", "none"):
-        return None if text.lower() == "none" else "auto"
-    return _column(text)
+    if text.lower() == "none":
+        return NO_INDEX_COLUMN
+    return "auto" if text.lower() == "auto" else _column(text)
 
 
 # --- the parser -----------------------------------------------------------------------
@@ -345,13 +355,15 @@ def _csv_options(args: argparse.Namespace, source: str, saved: Optional[Dict[str
     is_csv = _source_kind(source) in ("csv", "txt", "tsv")
     if not is_csv:
         named = [f"--{k.replace('_', '-')}" for k, v in given.items()
-                 if v is not None and not (k in ("delimiter", "index_column") and v == "auto")]
+                 if v is not None and not (k in ("delimiter", "index_column") and isinstance(v, str) and v == "auto")]
         if named:
             raise CLIError(f"{', '.join(named)} only apply to CSV files, not {source!r}")
         return {}
     options = {"label_column": None, "delimiter": "auto", "index_column": "auto"}
     options.update({k: v for k, v in (saved or {}).items() if k in options})
     options.update({k: v for k, v in given.items() if v is not None})
+    if options["index_column"] is NO_INDEX_COLUMN:
+        options["index_column"] = None
     return options
 
 
