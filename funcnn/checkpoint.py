@@ -431,3 +431,55 @@ def load(path: PathLike) -> Dict[str, Any]:
     if reserved:
         raise ValueError(f"{path}: not a funcnn checkpoint: metadata uses reserved name(s) {reserved}")
     return {"spec": spec, "params": params, **metadata}
+
+
+# --- TEMPORARY minimal training-state I/O (replaced by the ckpt branch) -------------------
+
+def check_path(path):
+    path = _fspath(path)
+    _kind(path)
+    return path
+
+
+def check_metadata(metadata, reserved_extra=()):
+    bad = [k for k in metadata if k in RESERVED or k in reserved_extra]
+    if bad:
+        raise ValueError(f"metadata name(s) {bad} are reserved")
+    _plain_metadata(metadata, [])
+
+
+def data_digest(*arrays):
+    import hashlib
+    if all(a is None for a in arrays):
+        return None
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_training_state(path, spec, params, *, config, training_state, metadata):
+    save(path, spec, params, **metadata, loss=config["loss"],
+         training_state={"config": config, **training_state})
+
+
+def load_training_state(path, spec, config):
+    if not os.path.exists(path):
+        return None
+    saved = load(path)
+    ts = saved.get("training_state")
+    if not isinstance(ts, dict):
+        raise ValueError(f"{path}: holds a model without training state; refusing to overwrite it "
+                         "(choose another checkpoint path)")
+    if saved["spec"] != json.loads(json.dumps(spec)):
+        raise ValueError(f"{path}: holds a checkpoint of a different spec ({saved['spec']}); refusing to "
+                         "resume or overwrite it (delete it or choose another path)")
+    wanted = json.loads(json.dumps(config))
+    diffs = [k for k in wanted if ts["config"].get(k) != wanted[k]]
+    if diffs:
+        details = "; ".join(f"{k}: saved {ts['config'].get(k)!r}, now {wanted[k]!r}" for k in diffs)
+        raise ValueError(f"{path}: holds a checkpoint of a different run ({details}); refusing to resume "
+                         "or overwrite it (delete it or choose another path)")
+    return {"params": saved["params"], "training_state": ts}

@@ -58,7 +58,7 @@ def gradient_errors(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2
     check_number(eps, "eps", low=0.0, low_open=True)
     _, analytic = value_and_grad(spec, params, X, y, loss=loss, l2=l2, sample_weight=sample_weight,
                                  training=training, seed=seed)
-    selected = list(params) if keys is None else list(keys)
+    selected = list(analytic) if keys is None else list(keys)
     unknown = [k for k in selected if k not in params]
     if unknown:
         raise ValueError(f"keys {unknown} are not in params (have {list(params)})")

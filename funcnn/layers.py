@@ -1,23 +1,34 @@
 """Layer types: a registry of plain functions, one small group per type.
 
 A layer spec is a JSON-serialisable dict such as ``{"type": "dense", "units": 128}``.
-Each entry of :data:`LAYERS` describes one type with four plain functions:
+Each entry of :data:`LAYERS` describes one type with plain functions and a few facts:
 
-* ``check(layer, where) -> None`` validates the spec's keys and values;
-* ``init(layer, n_in, rng, dtype, before_relu) -> (params, n_out)`` makes the
-  layer's own arrays (``{"W": ..., "b": ...}`` for dense, ``{}`` otherwise);
-* ``forward(layer, p, x, training, rng) -> (y, cache)``;
-* ``backward(layer, p, cache, g, need_dx) -> (dx, grads)``, where ``g`` is
-  d loss / d y and ``dx`` is d loss / d x (``None`` when ``need_dx`` is false).
+* ``check(layer, where)`` validates the spec's keys and values;
+* ``shape(layer, in_shape, where) -> (param_shapes, out_shape)``: the shapes of the
+  layer's arrays and of its output, for one sample of shape ``in_shape`` (a tuple);
+* ``init(layer, in_shape, rng, dtype, before_relu) -> params`` makes the layer's arrays;
+* ``forward(layer, p, x, training, rng, out=None) -> (y, cache)``;
+* ``backward(layer, p, cache, g, need_dx, out=None) -> (dx, grads)``, where ``g`` is
+  d loss / d y, ``dx`` is d loss / d x (``None`` when ``need_dx`` is false) and ``grads``
+  holds the gradients of the layer's trainable arrays;
+* ``trainable``: the names of the arrays gradients move (``("W", "b")`` for dense);
+* ``state``: the names of arrays the layer owns that no gradient moves (batch norm's
+  ``running_mean``/``running_var``; each starts with :data:`STATE_PREFIX`). They live in
+  params like the others (so checkpoints and ``predict`` have them), get no gradient, no
+  optimizer slot and no weight decay; ``new_state(layer, p, cache) -> {name: array}``
+  gives their values after a training-mode forward pass (see ``funcnn.network.new_state``);
+* ``cache``: which of its arrays the forward's cache holds on to: ``"x"`` (its input),
+  ``"y"`` (its output) or ``None`` (neither). The network decides from this alone which
+  arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
+* ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``.
 
-Types that own parameters also have an entry in :data:`BACKWARD_INTO`:
-``backward_into(layer, p, cache, g, need_dx, out) -> dx`` writes the gradients into the
-arrays of the dict ``out`` (keyed like ``p``) instead of allocating them, with the same
-bits as ``backward``; ``funcnn.train`` uses it with buffers it owns.
-
-The network code loops over a spec and looks types up here; it never branches on
-type names. Forward/backward functions never modify their arguments; they may
-write into arrays they allocated themselves.
+**Buffers.** Every ``forward``/``backward`` computes its result once, in NumPy's ``out=``
+idiom: with ``out=None`` it allocates (the pure use), given buffers it writes into them
+and allocates nothing else of that size. ``out`` may be the input itself (``x`` for an
+elementwise forward, ``g`` for ``backward``'s ``"dx"``) when the caller owns that array;
+``backward``'s ``out`` is a dict that may hold ``"dx"`` and one buffer per trainable name.
+The results are the same bits either way (tests/test_buffers.py checks every entry).
+Functions never modify their arguments except those buffers.
 """
 from __future__ import annotations
 
@@ -30,8 +41,17 @@ from .validation import check_number
 
 Layer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
+Shape = Tuple[int, ...]
 
 RELU_FAMILY = frozenset({"relu", "leaky_relu"})
+
+# Params keys of non-trainable arrays (a layer's ``state``) start with this.
+STATE_PREFIX = "running_"
+
+
+def is_trainable_key(key: str) -> bool:
+    """Whether the params entry ``key`` is moved by gradients (not a layer's running state)."""
+    return not key.startswith(STATE_PREFIX)
 
 
 def _fail(where: str, msg: str, exc: type = ValueError) -> None:
@@ -42,6 +62,10 @@ def _check_keys(layer: Layer, where: str, allowed: frozenset) -> None:
     extra = sorted(set(layer) - allowed - {"type"})
     if extra:
         _fail(where, f"unknown key(s) {extra} for a {layer['type']!r} layer; allowed: {sorted(allowed)}")
+
+
+def _out(out: Optional[Dict[str, np.ndarray]], name: str) -> Optional[np.ndarray]:
+    return None if out is None else out.get(name)
 
 
 # --- constructors: plain dicts --------------------------------------------------------
@@ -86,45 +110,40 @@ def dropout(rate: float) -> Layer:
 
 # --- numerics shared with the losses --------------------------------------------------
 
-def stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|."""
+def stable_sigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow: exp only ever sees -|x|. ``out`` may be ``x``."""
     e = np.exp(-np.abs(x))
-    out = 1.0 / (1.0 + e)
+    neg = x < 0  # before out (possibly x) is written
+    out = np.add(e, 1.0, out=out)
+    np.divide(1.0, out, out=out)
     # For x < 0, sigmoid(x) = e / (1 + e) = e * out: exact where 1 - out would cancel.
-    np.multiply(out, e, out=out, where=x < 0)
+    np.multiply(out, e, out=out, where=neg)
     return out
 
 
-def stable_softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
-    z = x - x.max(axis=1, keepdims=True)
+def stable_softmax(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Row-wise softmax, shifted by the row maximum so exp never overflows. ``out`` may be ``x``."""
+    z = np.subtract(x, np.maximum.reduce(x, axis=1, keepdims=True), out=out)
     np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    z /= np.add.reduce(z, axis=1, keepdims=True)
     return z
 
 
 # --- dense ----------------------------------------------------------------------------
 
-INITS: Dict[str, Callable[[Layer, int, int, np.random.Generator], np.ndarray]] = {
+INITS: Dict[str, Callable[[Layer, int, int, Shape, np.random.Generator], np.ndarray]] = {
     # Glorot/Xavier uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)).
-    "glorot": lambda layer, n_in, n_out, rng: rng.uniform(
-        -np.sqrt(6.0 / (n_in + n_out)), np.sqrt(6.0 / (n_in + n_out)), size=(n_in, n_out)),
+    "glorot": lambda layer, fan_in, fan_out, shape, rng: rng.uniform(
+        -np.sqrt(6.0 / (fan_in + fan_out)), np.sqrt(6.0 / (fan_in + fan_out)), size=shape),
     # He/Kaiming normal: N(0, 2 / fan_in), the variance-preserving choice before a ReLU.
-    "he": lambda layer, n_in, n_out, rng: rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out)),
+    "he": lambda layer, fan_in, fan_out, shape, rng: rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape),
     # Plain normal with a chosen std (default 0.01).
-    "normal": lambda layer, n_in, n_out, rng: rng.normal(0.0, layer.get("std", 0.01), size=(n_in, n_out)),
+    "normal": lambda layer, fan_in, fan_out, shape, rng: rng.normal(0.0, layer.get("std", 0.01), size=shape),
 }
 
 
-def _dense_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"units", "init", "std"}))
-    if "units" not in layer:
-        _fail(where, "a dense layer needs 'units' (a positive int)")
-    units = layer["units"]
-    if isinstance(units, (bool, np.bool_)) or not isinstance(units, numbers.Integral):
-        _fail(where, f"'units' must be a positive int, got {units!r}", TypeError)
-    if units < 1:
-        _fail(where, f"'units' must be a positive int, got {units!r}")
+def check_init(layer: Layer, where: str) -> None:
+    """The ``init``/``std`` keys of a layer that owns a weight array."""
     init = layer.get("init")
     if init is not None and init not in INITS:
         _fail(where, f"unknown init {init!r}; known: {sorted(INITS)}")
@@ -136,32 +155,58 @@ def _dense_check(layer: Layer, where: str) -> None:
             _fail(where, f"'std' must be a positive number, got {std!r}")
 
 
-def _dense_init(layer: Layer, n_in: int, rng: np.random.Generator, dtype: np.dtype,
-                before_relu: bool) -> Tuple[Params, int]:
-    n_out = int(layer["units"])
+def init_weight(layer: Layer, fan_in: int, fan_out: int, shape: Shape, rng: np.random.Generator,
+                dtype: np.dtype, before_relu: bool) -> np.ndarray:
+    """A weight array by the layer's ``init`` (default He before ReLU-family, else Glorot).
+
+    Drawn in float64 and rounded, so float32 and float64 params from one seed agree.
+    """
     scheme = layer.get("init") or ("he" if before_relu else "glorot")
-    # Draw in float64 and round, so float32 and float64 params from one seed agree.
-    W = INITS[scheme](layer, n_in, n_out, rng).astype(dtype)
-    return {"W": W, "b": np.zeros(n_out, dtype=dtype)}, n_out
+    return INITS[scheme](layer, fan_in, fan_out, shape, rng).astype(dtype)
 
 
-def _dense_forward(layer, p, x, training, rng):
-    y = x @ p["W"]
+def check_positive_int(layer: Layer, key: str, where: str) -> int:
+    if key not in layer:
+        _fail(where, f"a {layer['type']} layer needs {key!r} (a positive int)")
+    value = layer[key]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        _fail(where, f"{key!r} must be a positive int, got {value!r}", TypeError)
+    if value < 1:
+        _fail(where, f"{key!r} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _dense_check(layer: Layer, where: str) -> None:
+    _check_keys(layer, where, frozenset({"units", "init", "std"}))
+    check_positive_int(layer, "units", where)
+    check_init(layer, where)
+
+
+def _dense_shape(layer: Layer, in_shape: Shape, where: str):
+    if len(in_shape) != 1:
+        _fail(where, f"a dense layer takes flat inputs (n_samples, n_features), but its input has "
+                     f"per-sample shape {tuple(in_shape)}; put a flatten layer before it")
+    units = int(layer["units"])
+    return {"W": (in_shape[0], units), "b": (units,)}, (units,)
+
+
+def _dense_init(layer, in_shape, rng, dtype, before_relu):
+    (W_shape, b_shape) = _dense_shape(layer, in_shape, "dense")[0].values()
+    return {"W": init_weight(layer, W_shape[0], W_shape[1], W_shape, rng, dtype, before_relu),
+            "b": np.zeros(b_shape, dtype=dtype)}
+
+
+def _dense_forward(layer, p, x, training, rng, out=None):
+    y = np.matmul(x, p["W"], out=out)
     y += p["b"]
     return y, x
 
 
-def _dense_backward(layer, p, x, g, need_dx):
-    grads = {"W": x.T @ g, "b": g.sum(axis=0)}
-    return (g @ p["W"].T if need_dx else None), grads
-
-
-def _dense_backward_into(layer, p, x, g, need_dx, out):
-    # The same products as _dense_backward, written into the caller's buffers ``out``
-    # (funcnn.train's preallocated gradient arrays): no allocation, the same bits.
-    np.matmul(x.T, g, out=out["W"])
-    np.add.reduce(g, axis=0, out=out["b"])  # what g.sum(axis=0) runs, without the wrappers
-    return g @ p["W"].T if need_dx else None
+def _dense_backward(layer, p, x, g, need_dx, out=None):
+    grads = {"W": np.matmul(x.T, g, out=_out(out, "W")),
+             "b": np.add.reduce(g, axis=0, out=_out(out, "b"))}  # g.sum(axis=0), minus the wrapper
+    dx = np.matmul(g, p["W"].T, out=_out(out, "dx")) if need_dx else None
+    return dx, grads
 
 
 # --- activations ----------------------------------------------------------------------
@@ -170,18 +215,22 @@ def _no_keys(layer: Layer, where: str) -> None:
     _check_keys(layer, where, frozenset())
 
 
-def _no_params(layer, n_in, rng, dtype, before_relu):
-    return {}, n_in
+def _same_shape(layer, in_shape, where):
+    return {}, tuple(in_shape)
 
 
-def _relu_forward(layer, p, x, training, rng):
-    y = np.maximum(x, 0)
+def _no_params(layer, in_shape, rng, dtype, before_relu):
+    return {}
+
+
+def _relu_forward(layer, p, x, training, rng, out=None):
+    y = np.maximum(x, 0, out=out)
     return y, y
 
 
-def _relu_backward(layer, p, y, g, need_dx):
+def _relu_backward(layer, p, y, g, need_dx, out=None):
     # d relu / dx = 1 where the output is positive (0 at x == 0, as in PyTorch).
-    return g * (y > 0), {}
+    return np.multiply(g, y > 0, out=_out(out, "dx")), {}
 
 
 def _leaky_check(layer: Layer, where: str) -> None:
@@ -191,49 +240,58 @@ def _leaky_check(layer: Layer, where: str) -> None:
         _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
 
 
-def _leaky_forward(layer, p, x, training, rng):
-    slope = np.where(x > 0, 1, layer.get("alpha", 0.01)).astype(x.dtype)
-    return x * slope, slope
+def _leaky_forward(layer, p, x, training, rng, out=None):
+    slope = np.where(x > 0, 1, layer.get("alpha", 0.01)).astype(x.dtype)  # before out (maybe x) is written
+    return np.multiply(x, slope, out=out), slope
 
 
-def _leaky_backward(layer, p, slope, g, need_dx):
-    return g * slope, {}
+def _scale_backward(layer, p, scale, g, need_dx, out=None):  # leaky_relu's slope, dropout's mask
+    if scale is None:
+        return g, {}
+    return np.multiply(g, scale, out=_out(out, "dx")), {}
 
 
-def _sigmoid_forward(layer, p, x, training, rng):
-    y = stable_sigmoid(x)
+def _sigmoid_forward(layer, p, x, training, rng, out=None):
+    y = stable_sigmoid(x, out=out)
     return y, y
 
 
-def _sigmoid_backward(layer, p, y, g, need_dx):
-    return g * y * (1 - y), {}
+def _sigmoid_backward(layer, p, y, g, need_dx, out=None):
+    dx = np.multiply(g, y, out=_out(out, "dx"))
+    dx *= 1 - y
+    return dx, {}
 
 
-def _tanh_forward(layer, p, x, training, rng):
-    y = np.tanh(x)
+def _tanh_forward(layer, p, x, training, rng, out=None):
+    y = np.tanh(x, out=out)
     return y, y
 
 
-def _tanh_backward(layer, p, y, g, need_dx):
-    return g * (1 - y * y), {}
+def _tanh_backward(layer, p, y, g, need_dx, out=None):
+    d = y * y
+    np.subtract(1, d, out=d)
+    return np.multiply(g, d, out=_out(out, "dx")), {}
 
 
-def _identity_forward(layer, p, x, training, rng):
+def _identity_forward(layer, p, x, training, rng, out=None):
     return x, None
 
 
-def _identity_backward(layer, p, cache, g, need_dx):
+def _identity_backward(layer, p, cache, g, need_dx, out=None):
     return g, {}
 
 
-def _softmax_forward(layer, p, x, training, rng):
-    y = stable_softmax(x)
+def _softmax_forward(layer, p, x, training, rng, out=None):
+    y = stable_softmax(x, out=out)
     return y, y
 
 
-def _softmax_backward(layer, p, y, g, need_dx):
+def _softmax_backward(layer, p, y, g, need_dx, out=None):
     # Jacobian-vector product of softmax: y * (g - <g, y>) row by row.
-    return y * (g - (g * y).sum(axis=1, keepdims=True)), {}
+    dot = np.add.reduce(g * y, axis=1, keepdims=True)
+    dx = np.subtract(g, dot, out=_out(out, "dx"))
+    dx *= y
+    return dx, {}
 
 
 # --- dropout --------------------------------------------------------------------------
@@ -249,105 +307,43 @@ def _dropout_check(layer: Layer, where: str) -> None:
         _fail(where, f"'rate' must be in [0, 1), got {rate!r}")
 
 
-def _dropout_forward(layer, p, x, training, rng):
+def _dropout_forward(layer, p, x, training, rng, out=None):
     rate = float(layer["rate"])
     if not training or rate == 0.0:
         return x, None
-    # Inverted dropout: keep with probability 1 - rate and scale by 1 / (1 - rate),
-    # so nothing changes at inference time.
+    # Inverted dropout: keep with probability 1 - rate and scale by 1 / (1 - rate), so
+    # nothing changes at inference time. The mask is drawn in x's shape and dtype from rng.
     mask = rng.random(x.shape, dtype=x.dtype) >= rate
     scale = (mask * (1.0 / (1.0 - rate))).astype(x.dtype, copy=False)
-    return x * scale, scale
+    return np.multiply(x, scale, out=out), scale
 
 
-def _dropout_backward(layer, p, scale, g, need_dx):
-    return (g if scale is None else g * scale), {}
+def _entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
+           elementwise=False, activation=False) -> Dict[str, Any]:
+    assert all(name.startswith(STATE_PREFIX) for name in state)
+    return {"check": check, "shape": shape, "init": init, "forward": forward, "backward": backward,
+            "trainable": tuple(trainable), "state": tuple(state), "new_state": new_state, "cache": cache,
+            "elementwise": elementwise, "activation": activation}
 
 
-LAYERS: Dict[str, Dict[str, Callable]] = {
-    "dense": {"check": _dense_check, "init": _dense_init,
-              "forward": _dense_forward, "backward": _dense_backward},
-    "relu": {"check": _no_keys, "init": _no_params,
-             "forward": _relu_forward, "backward": _relu_backward},
-    "leaky_relu": {"check": _leaky_check, "init": _no_params,
-                   "forward": _leaky_forward, "backward": _leaky_backward},
-    "sigmoid": {"check": _no_keys, "init": _no_params,
-                "forward": _sigmoid_forward, "backward": _sigmoid_backward},
-    "tanh": {"check": _no_keys, "init": _no_params,
-             "forward": _tanh_forward, "backward": _tanh_backward},
-    "identity": {"check": _no_keys, "init": _no_params,
-                 "forward": _identity_forward, "backward": _identity_backward},
-    "softmax": {"check": _no_keys, "init": _no_params,
-                "forward": _softmax_forward, "backward": _softmax_backward},
-    "dropout": {"check": _dropout_check, "init": _no_params,
-                "forward": _dropout_forward, "backward": _dropout_backward},
+LAYERS: Dict[str, Dict[str, Any]] = {
+    "dense": _entry(_dense_check, _dense_shape, _dense_init, _dense_forward, _dense_backward,
+                    trainable=("W", "b"), cache="x"),
+    "relu": _entry(_no_keys, _same_shape, _no_params, _relu_forward, _relu_backward,
+                   cache="y", elementwise=True, activation=True),
+    "leaky_relu": _entry(_leaky_check, _same_shape, _no_params, _leaky_forward, _scale_backward,
+                         elementwise=True, activation=True),
+    "sigmoid": _entry(_no_keys, _same_shape, _no_params, _sigmoid_forward, _sigmoid_backward,
+                      cache="y", elementwise=True, activation=True),
+    "tanh": _entry(_no_keys, _same_shape, _no_params, _tanh_forward, _tanh_backward,
+                   cache="y", elementwise=True, activation=True),
+    "identity": _entry(_no_keys, _same_shape, _no_params, _identity_forward, _identity_backward,
+                       elementwise=True, activation=True),
+    "softmax": _entry(_no_keys, _same_shape, _no_params, _softmax_forward, _softmax_backward,
+                      cache="y", elementwise=True),
+    "dropout": _entry(_dropout_check, _same_shape, _no_params, _dropout_forward, _scale_backward,
+                      elementwise=True),
 }
-
-# Layer types that own parameters, and the names of those parameters.
-PARAM_NAMES: Dict[str, Tuple[str, ...]] = {"dense": ("W", "b")}
-
-# Layer types that own parameters → their ``backward_into`` (see the module docstring).
-BACKWARD_INTO: Dict[str, Callable] = {"dense": _dense_backward_into}
-
-
-# --- in-place variants ----------------------------------------------------------------
-#
-# The same arithmetic as the plain functions (the same bits), overwriting an input that the
-# caller knows to be a scratch array: nobody else holds it and no cache refers to it.
-# ``forward_inplace(layer, p, x, training, rng)`` may overwrite ``x`` (the network uses it on
-# the fresh output of a dense layer); ``backward_inplace(layer, p, cache, g, need_dx)`` may
-# overwrite ``g`` (a gradient the network computed itself). Each saves an allocation and a
-# trip through memory per layer and minibatch.
-
-def _relu_forward_inplace(layer, p, x, training, rng):
-    np.maximum(x, 0, out=x)
-    return x, x
-
-
-def _relu_backward_inplace(layer, p, y, g, need_dx):
-    np.multiply(g, y > 0, out=g)
-    return g, {}
-
-
-def _leaky_forward_inplace(layer, p, x, training, rng):
-    slope = np.where(x > 0, 1, layer.get("alpha", 0.01)).astype(x.dtype)
-    x *= slope
-    return x, slope
-
-
-def _scale_backward_inplace(layer, p, scale, g, need_dx):  # leaky_relu's slope, dropout's mask
-    if scale is not None:
-        g *= scale
-    return g, {}
-
-
-def _tanh_forward_inplace(layer, p, x, training, rng):
-    np.tanh(x, out=x)
-    return x, x
-
-
-def _tanh_backward_inplace(layer, p, y, g, need_dx):
-    d = y * y
-    np.subtract(1, d, out=d)
-    g *= d
-    return g, {}
-
-
-def _sigmoid_backward_inplace(layer, p, y, g, need_dx):
-    g *= y
-    g *= 1 - y
-    return g, {}
-
-
-FORWARD_INPLACE: Dict[str, Callable] = {
-    "relu": _relu_forward_inplace, "leaky_relu": _leaky_forward_inplace, "tanh": _tanh_forward_inplace,
-}
-BACKWARD_INPLACE: Dict[str, Callable] = {
-    "relu": _relu_backward_inplace, "leaky_relu": _scale_backward_inplace, "tanh": _tanh_backward_inplace,
-    "sigmoid": _sigmoid_backward_inplace, "dropout": _scale_backward_inplace,
-}
-# Layer types whose forward output is a new array that their cache does not hold.
-FRESH_OUTPUT = frozenset({"dense"})
 
 
 def check_spec(spec: Any) -> None:
@@ -355,7 +351,7 @@ def check_spec(spec: Any) -> None:
     if not isinstance(spec, (list, tuple)):
         raise TypeError(f"spec must be a list of layer dicts, got {type(spec).__name__}")
     if len(spec) == 0:
-        raise ValueError("spec is empty: a network needs at least one dense layer")
+        raise ValueError("spec is empty: a network needs at least one layer with parameters")
     for i, layer in enumerate(spec):
         where = f"spec[{i}]"
         if not isinstance(layer, dict):
@@ -366,16 +362,16 @@ def check_spec(spec: Any) -> None:
         if not isinstance(kind, str) or kind not in LAYERS:
             raise ValueError(f"{where}: unknown layer type {kind!r}; known types: {sorted(LAYERS)}")
         LAYERS[kind]["check"](layer, f"{where} ({kind})")
-    if not any(layer["type"] in PARAM_NAMES for layer in spec):
-        raise ValueError("spec has no dense layer: a network needs at least one")
+    if not any(LAYERS[layer["type"]]["trainable"] for layer in spec):
+        raise ValueError("spec has no dense layer (no layer with parameters): a network needs at least one")
 
 
 # Layer types that :func:`mlp` (and the command line) accept as the hidden activation.
-ACTIVATIONS = tuple(sorted(set(LAYERS) - {"dense", "dropout", "softmax"}))
+ACTIVATIONS = tuple(sorted(kind for kind, entry in LAYERS.items() if entry["activation"]))
 
 
 def mlp(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[str, Any]] = "relu",
-              dropout: float = 0.0, n_outputs: int = 10) -> List[Dict[str, Any]]:
+        dropout: float = 0.0, n_outputs: int = 10) -> List[Dict[str, Any]]:
     """An MLP spec: ``dense(h), activation[, dropout]`` per hidden width, then ``dense(n_outputs)``.
 
     ``hidden`` is a width or a sequence of widths (``()`` gives a linear model);

@@ -35,6 +35,7 @@ def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None)
     """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1."""
     output = _check_output(output, "softmax_cross_entropy")
     n, k = output.shape
+    check_outputs("softmax_cross_entropy", k)
     labels = check_labels(y, n, k)
     w = check_sample_weight(sample_weight, n, output.dtype)
     return _softmax_cross_entropy(output, labels, w)
@@ -44,9 +45,7 @@ def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) 
     """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
     output = _check_output(output, "binary_cross_entropy")
     n, k = output.shape
-    if k != 1:
-        raise ValueError(f"binary_cross_entropy: the network must have 1 output (a logit), got {k}; "
-                         "use softmax_cross_entropy for several classes")
+    check_outputs("binary_cross_entropy", k)
     labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
     w = check_sample_weight(sample_weight, n, output.dtype)
     return _binary_cross_entropy(output, labels, w)
@@ -71,35 +70,47 @@ def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) ->
     return _mean_squared_error(output, target, w)
 
 
-# --- the trusting versions ------------------------------------------------------------
+# --- the cores ---------------------------------------------------------------------------
 #
-# ``fn(output, target, w)`` with ``output`` a float (n, k) array, ``target`` already checked
-# (intp labels for the cross-entropies, an (n, k) array of output's dtype for the squared
-# error) and ``w`` None or checked weights of output's dtype. ``funcnn.train`` validates
-# its data once and calls these on every minibatch; the public functions above validate
-# and then call them, so both give the same numbers bit for bit.
+# ``core(output, target, w, out=None) -> (value, grad)`` with ``output`` a float (n, k) array,
+# ``target`` as :func:`check_targets` returns it (intp labels for the cross-entropies, an
+# (n, k) array of output's dtype for the squared error) and ``w`` None or checked weights of
+# output's dtype. ``out`` receives the gradient (an (n, k) buffer of output's dtype, never
+# ``output`` itself); None allocates it. The public functions above validate and call these;
+# ``funcnn.train`` validates its data once and calls them on every minibatch: one arithmetic.
 
-def _total(w: Optional[np.ndarray], n: int) -> float:
-    """The divisor of "mean over samples": n, or sum(w)."""
+def _weights(w: Optional[np.ndarray], n: int) -> Tuple[float, Optional[np.ndarray]]:
+    """``(total, w / total)``: the divisor of "mean over samples" (n, or sum(w) in float64)."""
     if w is None:
-        return float(n)
-    total = float(w.sum())
-    if not total > 0:  # possible for a minibatch of zero-weight samples
+        return float(n), None
+    total = float(np.add.reduce(w, dtype=np.float64))
+    if not total > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
-    return total
+    return total, w / total  # weights near 1e38 would overflow float32 products; w / total cannot
 
 
-def _reduce(per_sample: np.ndarray, w: Optional[np.ndarray], total: float) -> float:
-    return float(np.add.reduce(per_sample if w is None else per_sample * w, dtype=np.float64) / total)
+def _reduce(per_sample: np.ndarray, wn: Optional[np.ndarray], total: float) -> float:
+    if wn is None:
+        return float(np.add.reduce(per_sample, dtype=np.float64) / total)
+    return float(np.add.reduce(per_sample * wn, dtype=np.float64))
 
 
-def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
+def _scale_rows(grad: np.ndarray, wn: Optional[np.ndarray], total: float, factor: float = 1.0) -> None:
+    if wn is None:
+        grad *= factor / total
+    else:
+        grad *= (wn * factor)[:, None] if factor != 1.0 else wn[:, None]
+
+
+def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
+                           out: Optional[np.ndarray] = None) -> LossResult:
     n, k = output.shape
-    total = _total(w, n)
+    total, wn = _weights(w, n)
     flat = np.arange(0, n * k, k)  # index of (i, labels[i]) in the flattened (n, k) array
     flat += labels
-    # (np.maximum.reduce and np.add.reduce are what .max() and .sum() run, minus the wrappers.)
-    z = np.subtract(output, np.maximum.reduce(output, axis=1, keepdims=True), order="C")
+    if out is None:
+        out = np.empty((n, k), dtype=output.dtype)  # C order: flat indexing below relies on it
+    z = np.subtract(output, np.maximum.reduce(output, axis=1, keepdims=True), out=out)
     zf = z.reshape(-1)  # a view: z is C-contiguous
     picked = zf[flat]
     # -log softmax[y] = log(sum exp(z)) - z[y]; z <= 0 so exp never overflows, and the sum
@@ -108,33 +119,35 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
     sum_exp = np.add.reduce(z, axis=1)
     per_sample = np.log(sum_exp)
     per_sample -= picked
-    value = _reduce(per_sample, w, total)
+    value = _reduce(per_sample, wn, total)
     z /= sum_exp[:, None]
     zf[flat] -= 1
-    z *= (1.0 / total) if w is None else (w / total)[:, None]
+    _scale_rows(z, wn, total)
     return value, z
 
 
-def _binary_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
-    total = _total(w, output.shape[0])
+def _binary_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
+                          out: Optional[np.ndarray] = None) -> LossResult:
+    total, wn = _weights(w, output.shape[0])
     z = output[:, 0]
     t = labels.astype(output.dtype)
     # log(1 + exp(z)) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
     per_sample = np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z)))
-    value = _reduce(per_sample, w, total)
-    grad = stable_sigmoid(output)
+    value = _reduce(per_sample, wn, total)
+    grad = stable_sigmoid(output, out=out)
     grad[:, 0] -= t
-    grad *= (1.0 / total) if w is None else (w / total)[:, None]
+    _scale_rows(grad, wn, total)
     return value, grad
 
 
-def _mean_squared_error(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray]) -> LossResult:
+def _mean_squared_error(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray],
+                        out: Optional[np.ndarray] = None) -> LossResult:
     n, k = output.shape
-    total = _total(w, n)
-    diff = output - target
-    per_sample = (diff * diff).mean(axis=1)
-    value = _reduce(per_sample, w, total)
-    diff *= (2.0 / (k * total)) if w is None else (w * (2.0 / (k * total)))[:, None]
+    total, wn = _weights(w, n)
+    diff = np.subtract(output, target, out=out)
+    per_sample = np.add.reduce(diff * diff, axis=1) / k
+    value = _reduce(per_sample, wn, total)
+    _scale_rows(diff, wn, total, 2.0 / k)
     return value, diff
 
 
@@ -149,9 +162,8 @@ LOSSES: Dict[str, Callable[..., LossResult]] = {
     "mean_squared_error": mean_squared_error,
 }
 
-# name → the trusting version, for callers that validated their targets once
-# (see :func:`check_targets` for what they must be).
-CORES: Dict[str, Callable[[np.ndarray, np.ndarray, Optional[np.ndarray]], LossResult]] = {
+# name → its core (see above), for callers that validated their targets once with check_targets.
+CORES: Dict[str, Callable[..., LossResult]] = {
     "softmax_cross_entropy": _softmax_cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy,
     "mean_squared_error": _mean_squared_error,
@@ -177,6 +189,19 @@ def get(loss: Any) -> Callable[..., LossResult]:
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
     return LOSSES[loss]
+
+
+def check_outputs(loss: str, n_outputs: Optional[int]) -> None:
+    """ValueError unless a network with ``n_outputs`` outputs suits ``loss`` (None: not known yet)."""
+    if n_outputs is None:
+        return
+    if loss == "binary_cross_entropy" and n_outputs != 1:
+        raise ValueError(f"binary_cross_entropy needs a network with 1 output (a logit), this one has {n_outputs}; "
+                         "use softmax_cross_entropy for several classes")
+    if loss == "softmax_cross_entropy" and n_outputs < 2:
+        raise ValueError("softmax_cross_entropy needs a network with at least 2 outputs (one per class), this "
+                         "one has 1: its loss would be 0 whatever the data; use binary_cross_entropy for 2 "
+                         "classes with one output")
 
 
 def is_classification(loss: str) -> bool:

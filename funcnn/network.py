@@ -1,59 +1,110 @@
 """The network: a spec (list of layer dicts) plus a flat params dict, and pure functions on them.
 
-A dense layer at position ``i`` of the spec owns ``params["W_{i}"]`` (n_in, n_out) and
-``params["b_{i}"]`` (n_out,). Composition is a loop over the spec; what each layer does
-lives in :data:`funcnn.layers.LAYERS`.
+A layer at position ``i`` of the spec owns ``params[f"{name}_{i}"]`` for each of its array
+names (``W_0``, ``b_0`` for a dense layer at 0). Composition is a loop over the spec; what
+each layer does lives in :data:`funcnn.layers.LAYERS`.
 
-The public functions validate everything and then call the private ``_forward`` /
-``_backward`` / ``_value_and_grad``, which trust their inputs; ``funcnn.train`` checks
-its data once and calls the private ones in the hot loop.
+There is one forward loop (:func:`run_forward`) and one backward loop (:func:`run_backward`).
+The public functions validate their inputs and call them without buffers; ``funcnn.train``
+validates its data once and calls the very same loops with gradient buffers it owns. Which
+arrays a layer may overwrite is decided in those two loops and nowhere else: a layer may write
+its output into its input when that input is an array the network made itself and no cache
+holds on to; the backward pass overwrites only gradients that the network (or the loss) made.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import losses as _losses
-from .validation import SeedLike, as_rng, check_dtype, check_number, check_X
-from .layers import (BACKWARD_INPLACE, BACKWARD_INTO, FORWARD_INPLACE, FRESH_OUTPUT, LAYERS, PARAM_NAMES,
-                     RELU_FAMILY, check_spec)
+from .layers import LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key
+from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
 Cache = Dict[str, Any]
+LayerParams = List[Dict[str, np.ndarray]]
+
+# Rows per chunk for inference (predict, evaluate): bounds the memory of activations.
+INFERENCE_CHUNK = 8192
 
 
-def _checked_X(X: Any, dtype: np.dtype, n_in: int, name: str = "X") -> np.ndarray:
-    """``check_X(X, dtype, n_in, name)``, without its (n, d) boolean temporary for the usual case.
+# --- keys and shapes ------------------------------------------------------------------
 
-    An array that already has the right dtype and shape is finite exactly when its sum is
-    (a NaN or an inf anywhere makes the sum NaN or inf), and the sum needs no n x d scratch.
-    Anything else, including a sum that overflows, goes through ``check_X``, which gives
-    the same array back and the same errors.
-    """
-    if (type(X) is np.ndarray and X.dtype == dtype and X.ndim == 2 and X.shape[0] > 0
-            and X.shape[1] == n_in):
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(np.add.reduce(X, axis=None)):
-                return X
-    return check_X(X, dtype, n_in, name=name)
+def layer_keys(spec: Spec) -> List[Tuple[int, str, str]]:
+    """``(layer index, array name, params key)`` for every array the spec defines, in order
+    (per layer: its trainable arrays, then its state)."""
+    return [(i, name, f"{name}_{i}") for i, layer in enumerate(spec)
+            for name in LAYERS[layer["type"]]["trainable"] + LAYERS[layer["type"]]["state"]]
+
+
+def trainable_keys(params: Params) -> List[str]:
+    """The keys of ``params`` that gradients move (all but the layers' running state)."""
+    return [k for k in params if is_trainable_key(k)]
 
 
 def param_keys(spec: Spec) -> List[str]:
     """The keys a params dict for ``spec`` has, in layer order: ``["W_0", "b_0", ...]``."""
-    return [f"{name}_{i}" for i, layer in enumerate(spec) for name in PARAM_NAMES.get(layer["type"], ())]
+    return [key for _, _, key in layer_keys(spec)]
 
 
-def _layer_params(spec: Spec, params: Params) -> List[Dict[str, np.ndarray]]:
-    return [{name: params[f"{name}_{i}"] for name in PARAM_NAMES.get(layer["type"], ())}
-            for i, layer in enumerate(spec)]
+def layer_params(spec: Spec, params: Params) -> LayerParams:
+    """Per-layer views of ``params`` (or of grads, which lack the running state): ``[{"W": ..., "b": ...}, {}, ...]``."""
+    out: LayerParams = [{} for _ in spec]
+    for i, name, key in layer_keys(spec):
+        if key in params:
+            out[i][name] = params[key]
+    return out
 
 
-def check_params(spec: Spec, params: Any) -> Tuple[int, int, np.dtype]:
+def first_trainable(spec: Spec) -> int:
+    """Index of the first layer with parameters: no layer before it needs an input gradient."""
+    return min(i for i, layer in enumerate(spec) if LAYERS[layer["type"]]["trainable"])
+
+
+def as_shape(n_inputs: Any, name: str = "n_inputs") -> Shape:
+    """An int (flat features) or a tuple of positive ints (one sample's shape) as a tuple."""
+    dims = n_inputs if isinstance(n_inputs, (tuple, list)) else (n_inputs,)
+    if len(dims) == 0:
+        raise ValueError(f"{name} must be a positive int or a non-empty tuple of them, got {n_inputs!r}")
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)):
+            raise TypeError(f"{name} must be a positive int or a tuple of positive ints, got {n_inputs!r}")
+        if d < 1:
+            raise ValueError(f"{name} must be a positive int or a tuple of positive ints, got {n_inputs!r}")
+    return tuple(int(d) for d in dims)
+
+
+def shapes(spec: Spec, in_shape: Shape) -> List[Tuple[Dict[str, Shape], Shape]]:
+    """Per layer, ``(its arrays' shapes, its output's per-sample shape)`` for inputs of ``in_shape``."""
+    out = []
+    shape = tuple(in_shape)
+    for i, layer in enumerate(spec):
+        own, shape = LAYERS[layer["type"]]["shape"](layer, shape, f"spec[{i}] ({layer['type']})")
+        out.append((own, tuple(shape)))
+    return out
+
+
+def input_shape(spec: Spec, params: Params) -> Optional[Shape]:
+    """The per-sample input shape the params imply, when a dense layer comes first (else None)."""
+    first = first_trainable(spec)
+    if spec[first]["type"] == "dense" and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
+        W = params.get(f"W_{first}")
+        if isinstance(W, np.ndarray) and W.ndim == 2:
+            return (W.shape[0],)
+    return None
+
+
+def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool = True
+                 ) -> Tuple[Union[int, Shape, None], int, np.dtype]:
     """Check that ``params`` fits ``spec``; return ``(n_inputs, n_outputs, dtype)``.
 
+    Keys, array types, one shared float dtype, and every shape for inputs of ``n_inputs``
+    (an int or a per-sample shape; by default the one a leading dense layer implies);
+    with ``finite`` also that every array is finite (NaN/inf named by key and position).
+    ``n_inputs`` comes back as an int for flat inputs, a tuple for images, None when unknown.
     Assumes ``spec`` is valid (see :func:`funcnn.layers.check_spec`).
     """
     if not isinstance(params, dict):
@@ -77,20 +128,20 @@ def check_params(spec: Spec, params: Any) -> Tuple[int, int, np.dtype]:
         elif v.dtype != dtype:
             raise TypeError(f"params[{k!r}] has dtype {v.dtype} but {expected[0]!r} has {dtype}: "
                             "all params must share one dtype")
-    first = expected[0]
-    if params[first].ndim != 2:
-        raise ValueError(f"params[{first!r}] must be 2-D (n_in, n_out), got shape {params[first].shape}")
-    n_inputs = n = params[first].shape[0]
-    for i, layer in enumerate(spec):
-        if layer["type"] != "dense":
-            continue
-        units = int(layer["units"])
-        for key, shape in ((f"W_{i}", (n, units)), (f"b_{i}", (units,))):
-            if params[key].shape != shape:
-                raise ValueError(f"params[{key!r}] has shape {params[key].shape}, expected {shape} "
-                                 f"for spec[{i}] (dense, {units} units, {n} inputs)")
-        n = units
-    return n_inputs, n, np.dtype(dtype)
+    in_shape = as_shape(n_inputs) if n_inputs is not None else input_shape(spec, params)
+    n_outputs = None
+    if in_shape is not None:
+        for i, (own, out_shape) in enumerate(shapes(spec, in_shape)):
+            for name, shape in own.items():
+                key = f"{name}_{i}"
+                if params[key].shape != tuple(shape):
+                    raise ValueError(f"params[{key!r}] has shape {params[key].shape}, expected {tuple(shape)} "
+                                     f"for spec[{i}] ({spec[i]['type']}) on inputs of shape {in_shape}")
+        n_outputs = out_shape[-1]
+    if finite:
+        check_finite(params, "params")
+    n_in = None if in_shape is None else (in_shape[0] if len(in_shape) == 1 else in_shape)
+    return n_in, n_outputs, np.dtype(dtype)
 
 
 def _next_activation(spec: Spec, i: int) -> Optional[str]:
@@ -101,116 +152,124 @@ def _next_activation(spec: Spec, i: int) -> Optional[str]:
     return None
 
 
-def init_params(spec: Spec, n_inputs: int, *, seed: SeedLike = None, dtype: Any = np.float32) -> Params:
-    """New params for ``spec`` on inputs of width ``n_inputs``: W by the layer's init, b = 0."""
+def init_params(spec: Spec, n_inputs: Any, *, seed: SeedLike = None, dtype: Any = np.float32) -> Params:
+    """New params for ``spec`` on inputs of ``n_inputs`` features (or per-sample shape), by each layer's init."""
     check_spec(spec)
-    n = check_number(n_inputs, "n_inputs", low=1, integer=True)
+    shape = as_shape(n_inputs)
     dt = check_dtype(dtype)
     rng = as_rng(seed)
+    shapes(spec, shape)  # every layer accepts its input: errors name the layer before anything is drawn
     params: Params = {}
     for i, layer in enumerate(spec):
-        before_relu = _next_activation(spec, i) in RELU_FAMILY
-        own, n = LAYERS[layer["type"]]["init"](layer, n, rng, dt, before_relu)
+        entry = LAYERS[layer["type"]]
+        own = entry["init"](layer, shape, rng, dt, _next_activation(spec, i) in RELU_FAMILY)
+        shape = tuple(entry["shape"](layer, shape, f"spec[{i}]")[1])
         params.update({f"{name}_{i}": v for name, v in own.items()})
     return params
 
 
-def _forward(spec: Spec, params: Params, X: np.ndarray, training: bool,
-             rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, Cache]:
-    x, caches = _forward_layers(spec, _layer_params(spec, params), X, training, rng)
-    return x, {"layers": caches, "output_shape": x.shape}
+# --- the two loops --------------------------------------------------------------------
 
+def run_forward(spec: Spec, lparams: LayerParams, X: np.ndarray, training: bool,
+                rng: Optional[np.random.Generator], keep_cache: bool = True) -> Tuple[np.ndarray, List[Any]]:
+    """``(output, per-layer caches)``; without ``keep_cache`` the caches are dropped as it goes.
 
-def _forward_layers(spec: Spec, layer_params: List[Dict[str, np.ndarray]], X: np.ndarray, training: bool,
-                    rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, List[Any]]:
-    """The loop of :func:`_forward` on per-layer params (see :func:`_layer_params`): (output, caches)."""
-    return _run_forward(_forward_plan(spec, layer_params), X, training, rng)
-
-
-def _forward_plan(spec: Spec, layer_params: List[Dict[str, np.ndarray]]) -> List[Tuple[Any, ...]]:
-    """The forward pass as a list of ``(function, layer, params)`` calls, resolved once.
-
-    An activation that follows a dense layer runs in place (``FORWARD_INPLACE``): its input
-    is the dense layer's fresh output, which nothing else holds.
+    An elementwise layer writes its output into its input when that input is scratch: made
+    by the network (not ``X``) and held by no cache. That is the whole in-place rule.
     """
-    plan = []
-    scratch = False  # is the input of this layer an array nobody else holds?
-    for layer, p in zip(spec, layer_params):
-        kind = layer["type"]
-        fn = FORWARD_INPLACE[kind] if scratch and kind in FORWARD_INPLACE else LAYERS[kind]["forward"]
-        plan.append((fn, layer, p))
-        scratch = kind in FRESH_OUTPUT
-    return plan
-
-
-def _run_forward(plan: List[Tuple[Any, ...]], X: np.ndarray, training: bool,
-                 rng: Optional[np.random.Generator]) -> Tuple[np.ndarray, List[Any]]:
-    caches = []
-    x = X
-    for fn, layer, p in plan:
-        x, c = fn(layer, p, x, training, rng)
-        caches.append(c)
+    caches: List[Any] = []
+    x, scratch = X, False
+    for layer, p in zip(spec, lparams):
+        entry = LAYERS[layer["type"]]
+        out = x if scratch and entry["elementwise"] and entry["cache"] != "x" else None
+        y, cache = entry["forward"](layer, p, x, training, rng, out)
+        if keep_cache:
+            caches.append(cache)
+        scratch = (scratch or y is not x) and entry["cache"] != "y"
+        x = y
     return x, caches
 
 
-def _first_with_params(spec: Spec) -> int:
-    return min(i for i, layer in enumerate(spec) if layer["type"] in PARAM_NAMES)
+def new_state(spec: Spec, lparams: LayerParams, caches: Sequence[Any]) -> Params:
+    """The layers' running state after a training-mode forward pass, keyed like params (``{}`` for most nets).
+
+    ``forward(..., training=True)`` returns it as ``cache["state"]``; ``train`` writes it into
+    its params after each step: ``params = {**update(...)[0], **cache["state"]}``.
+    """
+    out: Params = {}
+    for i, (layer, p, cache) in enumerate(zip(spec, lparams, caches)):
+        fn = LAYERS[layer["type"]]["new_state"]
+        if fn is not None and cache is not None:
+            for name, v in fn(layer, p, cache).items():
+                out[f"{name}_{i}"] = v
+    return out
 
 
-def _backward(spec: Spec, params: Params, cache: Cache, grad_output: np.ndarray,
-              scratch: bool = False) -> Params:
-    """Gradients keyed like ``params``. ``scratch``: ``grad_output`` is the caller's own
-    temporary (e.g. fresh from the loss) and may be overwritten."""
+def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.ndarray, *,
+                 g_is_scratch: bool, grads_out: Optional[LayerParams] = None) -> Params:
+    """Back-propagate ``g`` = d loss / d output from the last layer down to the first with params.
+
+    Returns the gradients keyed like params (``W_0``, ...). ``grads_out[i]`` (optional) holds
+    buffers for layer ``i``'s gradients, which are then written there. ``g_is_scratch``: the
+    caller's ``g`` may be overwritten (it came from the loss); later gradients the loop made
+    itself may always be.
+    """
+    first = first_trainable(spec)
     grads: Params = {}
-    layer_params = _layer_params(spec, params)
-    first_with_params = _first_with_params(spec)
-    g = grad_output
-    for i in range(len(spec) - 1, first_with_params - 1, -1):
-        layer = spec[i]
-        kind = layer["type"]
-        # No layer before the first dense one needs d loss / d input: skip that product.
-        fn = BACKWARD_INPLACE[kind] if scratch and kind in BACKWARD_INPLACE else LAYERS[kind]["backward"]
-        dx, own = fn(layer, layer_params[i], cache["layers"][i], g, i > first_with_params)
-        scratch = scratch or dx is not g  # a new array is this function's own
-        g = dx
-        grads.update({f"{name}_{i}": v for name, v in own.items()})
-    return {k: grads[k] for k in params}  # the params' key order
-
-
-def _backward_into(spec: Spec, layer_params: List[Dict[str, np.ndarray]], caches: List[Any],
-                   grad_output: np.ndarray, layer_grads: List[Dict[str, np.ndarray]]) -> None:
-    """:func:`_backward` writing into the caller's buffers: ``layer_grads[i]`` (keyed like
-    ``layer_params[i]``) receives the gradients of layer ``i``'s params, with the same bits.
-    ``grad_output`` is overwritten (train passes the loss's fresh gradient)."""
-    _run_backward(_backward_plan(spec, layer_params, layer_grads), caches, grad_output)
-
-
-def _backward_plan(spec: Spec, layer_params: List[Dict[str, np.ndarray]],
-                   layer_grads: List[Dict[str, np.ndarray]]) -> List[Tuple[Any, ...]]:
-    """The backward pass of :func:`_backward_into` as ``(function, layer, params, index, need_dx,
-    grads_out)`` calls, resolved once: from the last layer down to the first dense one, whose
-    input needs no gradient. The gradient flowing back is always the network's own array,
-    so the activations overwrite it (``BACKWARD_INPLACE``)."""
-    first = _first_with_params(spec)
-    plan = []
+    scratch = g_is_scratch
     for i in range(len(spec) - 1, first - 1, -1):
         layer = spec[i]
-        kind = layer["type"]
-        if layer_grads[i]:
-            plan.append((BACKWARD_INTO[kind], layer, layer_params[i], i, i > first, layer_grads[i]))
-        else:
-            fn = BACKWARD_INPLACE.get(kind) or LAYERS[kind]["backward"]
-            plan.append((fn, layer, layer_params[i], i, i > first, None))
-    return plan
+        entry = LAYERS[layer["type"]]
+        out = dict(grads_out[i]) if grads_out is not None else {}
+        if scratch and entry["elementwise"]:
+            out["dx"] = g
+        dx, own = entry["backward"](layer, lparams[i], caches[i], g, i > first, out or None)
+        for name, v in own.items():
+            grads[f"{name}_{i}"] = v
+        scratch = scratch or dx is not g
+        g = dx
+    return grads
 
 
-def _run_backward(plan: List[Tuple[Any, ...]], caches: List[Any], g: np.ndarray) -> None:
-    for fn, layer, p, i, need_dx, out in plan:
-        if out is None:
-            g = fn(layer, p, caches[i], g, need_dx)[0]
-        else:
-            g = fn(layer, p, caches[i], g, need_dx, out)
+def l2_keys(params: Params) -> List[str]:
+    """The arrays ``l2`` penalises: every weight array ``W_*`` (dense and conv kernels), never biases."""
+    return [k for k in params if k.startswith("W_")]
 
+
+def l2_penalty(params: Params, l2: float) -> float:
+    """``l2 / 2 * sum ||W||^2`` over :func:`l2_keys` (a Python float, accumulated in float64)."""
+    return 0.5 * l2 * sum(float(np.vdot(params[k], params[k])) for k in l2_keys(params))
+
+
+def add_l2_grad(grads: Params, params: Params, l2: float, scratch: Optional[Params] = None) -> None:
+    """``grads[k] += l2 * params[k]`` for the penalised keys, in place on ``grads`` (the caller's own).
+
+    ``scratch`` (keyed like params) receives ``l2 * params[k]`` instead of a temporary.
+    """
+    for k in l2_keys(params):
+        t = np.multiply(params[k], l2, out=None if scratch is None else scratch[k])
+        grads[k] += t
+
+
+def objective(spec: Spec, lparams: LayerParams, params: Params, X: np.ndarray, target: np.ndarray,
+              loss_core, l2: float, w: Optional[np.ndarray], training: bool, rng: Optional[np.random.Generator],
+              grads_out: Optional[LayerParams] = None, l2_scratch: Optional[Params] = None,
+              grad_buffer: Optional[np.ndarray] = None) -> Tuple[float, Params, np.ndarray]:
+    """One step's arithmetic, shared by :func:`value_and_grad` and ``funcnn.train``.
+
+    forward → loss core → backward → L2 term: ``(value, grads, output, caches)``. Inputs are
+    trusted (checked by the caller); ``loss_core`` is an entry of :data:`funcnn.losses.CORES`.
+    """
+    output, caches = run_forward(spec, lparams, X, training, rng)
+    value, g = loss_core(output, target, w, grad_buffer)
+    grads = run_backward(spec, lparams, caches, g, g_is_scratch=True, grads_out=grads_out)
+    if l2:
+        value += l2_penalty(params, l2)
+        add_l2_grad(grads, params, l2, l2_scratch)
+    return value, grads, output, caches
+
+
+# --- public functions -------------------------------------------------------------------
 
 def _check_training(training: Any) -> bool:
     if not isinstance(training, (bool, np.bool_)):
@@ -218,24 +277,54 @@ def _check_training(training: Any) -> bool:
     return bool(training)
 
 
+def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite_params: bool = True
+                  ) -> Tuple[np.ndarray, int, np.dtype]:
+    """Validate ``params`` against ``spec`` and ``X``; return ``(X as the params' dtype, n_outputs, dtype)``."""
+    check_spec(spec)
+    n_in, n_out, dtype = check_params(spec, params, finite=finite_params)
+    if n_in is None:  # the network starts with a layer whose input shape the params do not fix
+        arr = X if isinstance(X, np.ndarray) else np.asarray(X)
+        if arr.ndim < 2:
+            raise ValueError(f"{name} must have a sample axis and a per-sample shape, got shape {arr.shape}")
+        _, n_out, dtype = check_params(spec, params, arr.shape[1:], finite=False)
+        return check_X(arr, dtype, arr.shape[1:], name=name), n_out, dtype
+    return check_X(X, dtype, n_in, name=name), n_out, dtype
+
+
+def check_output(spec: Spec, params: Params, output: np.ndarray) -> np.ndarray:
+    """``output`` if finite; else name the non-finite param, or report an overflow on finite input."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(np.add.reduce(output, axis=None)):
+            return output
+    if np.isfinite(output).all():  # the sum overflowed, not the values
+        return output
+    check_finite(params, "params")
+    row = int(np.argwhere(~np.isfinite(output))[0][0])
+    raise FloatingPointError(
+        f"the network's output is not finite (first at row {row}) although its inputs and params are: "
+        f"an overflow in {output.dtype}; scale the inputs down, or use float64 params")
+
+
 def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
             seed: SeedLike = None) -> Tuple[np.ndarray, Cache]:
-    """Run the network: X (n, n_inputs) → (output (n, n_outputs), cache for :func:`backward`).
+    """Run the network: X (n, *input shape) → (output (n, n_outputs), cache for :func:`backward`).
 
-    ``training=True`` turns dropout on; its masks come from ``seed``.
+    ``training=True`` turns dropout on; its masks come from ``seed``, layer by layer.
     """
-    check_spec(spec)
-    n_in, _, dtype = check_params(spec, params)
     training = _check_training(training)
-    X = _checked_X(X, dtype, n_in)
+    X, _, _ = checked_input(spec, params, X, finite_params=False)
     rng = as_rng(seed) if training else None
-    return _forward(spec, params, X, training, rng)
+    lparams = layer_params(spec, params)
+    output, caches = run_forward(spec, lparams, X, training, rng)
+    check_output(spec, params, output)
+    return output, {"layers": caches, "output_shape": output.shape,
+                    "state": new_state(spec, lparams, caches) if training else {}}
 
 
 def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Params:
     """Back-propagate ``grad_output`` = d loss / d output (n, n_outputs) → grads, keyed like params."""
     check_spec(spec)
-    _, n_out, dtype = check_params(spec, params)
+    _, _, dtype = check_params(spec, params)
     if not isinstance(cache, dict) or "layers" not in cache or len(cache["layers"]) != len(spec):
         raise ValueError("cache must be the cache that forward() returned for this spec")
     g = np.asarray(grad_output)
@@ -244,58 +333,56 @@ def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Para
                          "(the forward output's shape)")
     if g.dtype != dtype:
         raise TypeError(f"grad_output has dtype {g.dtype}, expected {dtype} (the params' dtype)")
-    return _backward(spec, params, cache, g)
-
-
-def _l2_value(params: Params, l2: float) -> float:
-    return 0.5 * l2 * sum(float(np.vdot(v, v)) for k, v in params.items() if k.startswith("W_"))
-
-
-def _value_and_grad(spec: Spec, params: Params, X: np.ndarray, y: Any, loss_fn, l2: float,
-                    sample_weight: Any, training: bool,
-                    rng: Optional[np.random.Generator]) -> Tuple[float, Params]:
-    output, cache = _forward(spec, params, X, training, rng)
-    value, g = loss_fn(output, y, sample_weight)
-    grads = _backward(spec, params, cache, g, scratch=True)  # g is the loss's own new array
-    if l2:
-        value += _l2_value(params, l2)
-        for k in grads:
-            if k.startswith("W_"):
-                # grads[k] is this function's own array, so updating it in place is safe.
-                grads[k] += l2 * params[k]
-    return value, grads
+    grads = run_backward(spec, layer_params(spec, params), cache["layers"], g, g_is_scratch=False)
+    return {k: grads[k] for k in trainable_keys(params)}  # the params' key order
 
 
 def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2: float = 0.0,
                    sample_weight: Any = None, training: bool = True,
                    seed: SeedLike = None) -> Tuple[float, Params]:
     """Loss value ``loss(forward(X), y) + l2/2 * sum ||W||^2`` and its gradient w.r.t. every param."""
-    loss_fn = _losses.get(loss)
-    check_spec(spec)
-    n_in, _, dtype = check_params(spec, params)
-    l2 = check_number(l2, "l2", low=0.0)
+    from .validation import check_number, check_sample_weight
+    _losses.get(loss)
+    l2 = float(check_number(l2, "l2", low=0.0))
     training = _check_training(training)
-    X = _checked_X(X, dtype, n_in)
-    _check_length(y, X.shape[0])
+    X, n_out, dtype = checked_input(spec, params, X)
+    target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
+    w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None
-    return _value_and_grad(spec, params, X, y, loss_fn, l2, sample_weight, training, rng)
+    value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.CORES[loss], l2, w,
+                                training, rng)
+    return value, {k: grads[k] for k in trainable_keys(params)}
 
 
-def _check_length(y: Any, n: int, name: str = "y") -> None:
-    if not hasattr(y, "__len__"):
-        raise TypeError(f"{name} must be array-like, got {type(y).__name__}")
-    if len(y) != n:
-        raise ValueError(f"{name} has {len(y)} rows but X has {n} samples")
+def infer(spec: Spec, params: Params, X: np.ndarray, chunk: int = INFERENCE_CHUNK,
+          dtype: Optional[np.dtype] = None) -> np.ndarray:
+    """The inference-mode output on trusted ``X``, ``chunk`` rows at a time, keeping no caches.
+
+    Each chunk is converted to ``dtype`` (the params' by default) on its own, so an ``X`` of
+    another dtype, or memory-mapped, is never copied whole.
+    """
+    lparams = layer_params(spec, params)
+    dtype = next(iter(params.values())).dtype if dtype is None else dtype
+    n = X.shape[0]
+
+    def run(part):
+        return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
+                           keep_cache=False)[0]
+    if n <= chunk:
+        return run(X)
+    first = run(X[:chunk])
+    out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
+    out[:chunk] = first
+    for start in range(chunk, n, chunk):
+        out[start:start + chunk] = run(X[start:start + chunk])
+    return out
 
 
 def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
     _losses.get(loss)
-    check_spec(spec)
-    n_in, n_out, dtype = check_params(spec, params)
-    if loss == "binary_cross_entropy" and n_out != 1:
-        raise ValueError(f"binary_cross_entropy needs a network with 1 output (a logit), this one has {n_out}")
-    X = _checked_X(X, dtype, n_in)
-    return _forward(spec, params, X, False, None)[0]
+    X, n_out, _ = checked_input(spec, params, X, finite_params=False)
+    _losses.check_outputs(loss, n_out)
+    return check_output(spec, params, infer(spec, params, X))
 
 
 def predict_proba(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:

@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, Mapping, Tuple
 
 import numpy as np
 
-from .validation import check_number
+from .layers import is_trainable_key
+from .validation import check_finite, check_number
 from . import schedules
 from .schedules import LearningRate
 
@@ -38,7 +39,7 @@ Optimizer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
 State = Dict[str, Any]
 
-__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS"]
+__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS", "apply_rule", "slot_names", "check_state"]
 
 
 # --------------------------------------------------------------------------- validation helpers
@@ -112,8 +113,8 @@ def _check_like(params: Params, other: Any, what: str) -> None:
             raise ValueError(f"{what}[{key!r}] has dtype {a.dtype}, expected {p.dtype} (the dtype of params[{key!r}])")
 
 
-def _check_state(opt: Optimizer, params: Params, state: Any) -> int:
-    """Validate ``state`` against ``opt`` and ``params``; return the step as an int."""
+def check_state(opt: Optimizer, params: Params, state: Any) -> int:
+    """Validate ``state`` (from :func:`init_state` or :func:`update`) against ``opt`` and ``params``; return the step."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict (from init_state), got {type(state).__name__}")
     slots = OPTIMIZERS[opt["name"]]["slots"](opt)
@@ -126,8 +127,9 @@ def _check_state(opt: Optimizer, params: Params, state: Any) -> int:
         raise ValueError(f"state does not fit optimizer {opt['name']!r}: {' and '.join(parts)}; "
                          f"expected keys {sorted(expected)} (create it with init_state)")
     step = schedules.check_step(state["step"], "state['step']")
+    trainable = {k: p for k, p in params.items() if is_trainable_key(k)}
     for slot in slots:
-        _check_like(params, state[slot], f"state[{slot!r}]")
+        _check_like(trainable, state[slot], f"state[{slot!r}]")
     return step
 
 
@@ -200,155 +202,80 @@ def adam(lr: LearningRate = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps:
 
 # --------------------------------------------------------------------------- update rules
 #
-# Each rule maps (hyperparameters, lr, t, p, g, slot arrays) to (new p, new slot arrays)
-# for one parameter array. Scalars are Python floats on purpose: NumPy keeps the array
-# dtype for them, so float32 parameters are updated in float32.
+# One rule per optimizer, for one array (JAX's example_libraries/optimizers.py style):
+# ``rule(opt, lr, t, p, g, slots, out) -> (new_p, new_slots)`` for the step ``t`` (1-based),
+# written in NumPy's out= idiom. ``out = (p_out, slots_out, scratch)``: ``p_out`` and each of
+# ``slots_out`` may be the very arrays ``p`` and ``slots`` (an in-place step: ``funcnn.train``
+# runs the rule once per minibatch on every parameter concatenated into one flat buffer);
+# ``scratch`` is a separate array of p's shape. :func:`update` passes fresh arrays. Scalars
+# are Python floats on purpose: NumPy keeps the array dtype for them, so float32 stays float32.
+# Elementwise IEEE arithmetic rounds each element alike whatever the array, so one flat call
+# gives the bits of one call per array.
 
-def _sgd_step(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-              slots: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+def _sgd_rule(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+              slots: Tuple[np.ndarray, ...], out) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    p_out, slots_out, tmp = out
     if not slots:
-        out = np.multiply(g, -lr, out=np.empty_like(p))
-        return np.add(out, p, out=out), ()
-    (buf,) = slots
+        np.multiply(g, -lr, out=tmp)
+        return np.add(p, tmp, out=p_out), ()
+    (buf,), (new_buf,) = slots, slots_out
     mu = float(opt["momentum"])
     # A zero buffer makes the first step mu*0 + g == g exactly, torch's clone(grad).
-    new_buf = np.multiply(buf, mu, out=np.empty_like(p))
+    np.multiply(buf, mu, out=new_buf)
     new_buf += g
     if opt["nesterov"]:
-        out = np.multiply(new_buf, mu, out=np.empty_like(p))
-        out += g
-        out *= -lr
+        np.multiply(new_buf, mu, out=tmp)
+        tmp += g
+        tmp *= -lr
     else:
-        out = np.multiply(new_buf, -lr, out=np.empty_like(p))
-    out += p
-    return out, (new_buf,)
+        np.multiply(new_buf, -lr, out=tmp)
+    return np.add(p, tmp, out=p_out), (new_buf,)
 
 
-def _rmsprop_step(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-                  slots: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+def _rmsprop_rule(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+                  slots: Tuple[np.ndarray, ...], out) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    p_out, (new_sq,), tmp = out
     (sq,) = slots
     decay = float(opt["decay"])
-    new_sq = np.multiply(sq, decay, out=np.empty_like(p))
-    out = np.multiply(g, 1.0 - decay, out=np.empty_like(p))   # scratch, becomes the new p
-    out *= g
-    new_sq += out
-    np.sqrt(new_sq, out=out)
-    out += float(opt["eps"])
-    np.divide(g, out, out=out)
-    out *= -lr
-    out += p
-    return out, (new_sq,)
+    np.multiply(sq, decay, out=new_sq)
+    np.multiply(g, 1.0 - decay, out=tmp)
+    tmp *= g
+    new_sq += tmp
+    np.sqrt(new_sq, out=tmp)
+    tmp += float(opt["eps"])
+    np.divide(g, tmp, out=tmp)
+    tmp *= -lr
+    return np.add(p, tmp, out=p_out), (new_sq,)
 
 
-def _adam_step(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-               slots: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+def _adam_rule(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
+               slots: Tuple[np.ndarray, ...], out) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    p_out, (new_m, new_v), tmp = out
     m, v = slots
     b1, b2, eps = float(opt["beta1"]), float(opt["beta2"]), float(opt["eps"])
     wd = float(opt["weight_decay"])
-    # m + (1-b1)(g - m) is torch's exp_avg.lerp_(grad, 1-b1), and needs no temporary.
-    new_m = np.subtract(g, m, out=np.empty_like(p))
-    new_m *= 1.0 - b1
-    new_m += m
-    new_v = np.multiply(v, b2, out=np.empty_like(p))
-    out = np.multiply(g, 1.0 - b2, out=np.empty_like(p))       # scratch, becomes the new p
-    out *= g
-    new_v += out
+    # m + (1-b1)(g - m) is torch's exp_avg.lerp_(grad, 1-b1).
+    np.subtract(g, m, out=tmp)
+    tmp *= 1.0 - b1
+    np.add(m, tmp, out=new_m)
+    np.multiply(g, 1.0 - b2, out=tmp)
+    tmp *= g
+    np.multiply(v, b2, out=new_v)
+    new_v += tmp
     c1 = 1.0 - b1 ** t
     c2_sqrt = (1.0 - b2 ** t) ** 0.5
     # torch: m / (sqrt(v)/c2_sqrt + eps) * lr/c1, which equals
     # m / (sqrt(v) + eps*c2_sqrt) * (lr*c2_sqrt/c1): the same number, one pass fewer.
-    np.sqrt(new_v, out=out)
-    out += eps * c2_sqrt
-    np.divide(new_m, out, out=out)
-    out *= -(lr * c2_sqrt / c1)
+    np.sqrt(new_v, out=tmp)
+    tmp += eps * c2_sqrt
+    np.divide(new_m, tmp, out=tmp)
+    tmp *= -(lr * c2_sqrt / c1)
     if wd:
         # AdamW decays the old parameters before adding the Adam step.
-        new_p = np.multiply(p, 1.0 - lr * wd, out=np.empty_like(p))
-        new_p += out
-        return new_p, (new_m, new_v)
-    out += p
-    return out, (new_m, new_v)
-
-
-# --------------------------------------------------------------------------- in place, for train
-#
-# ``funcnn.train`` keeps params, grads and slots of all layers in single flat buffers that
-# it owns and runs one of these per minibatch: a handful of passes over one big array
-# instead of a handful per parameter array, and no allocation. ``p`` and the slot arrays
-# are updated in place; ``g`` (train's own gradient buffer, not needed afterwards) and
-# ``tmp`` are scratch.
-#
-# sgd and rmsprop do the operations of ``update``, in the same order: the same bits.
-# adam keeps its slots scaled while it trains, m / (1 - beta1) and v / (1 - beta2), so
-# that both moving averages are a multiply and an add (m <- beta1 m + g, v <- beta2 v + g**2)
-# and the scales fold into the step's constants: 10 passes over 4 arrays instead of 12
-# over 5. It is the same update up to rounding (tests/test_performance_guard.py), and
-# deterministic. ``_slots_to_inplace``/``_slots_from_inplace`` convert the slots, in place,
-# between the two forms; train converts at every epoch boundary, so the state it saves in
-# checkpoints is the plain one, and a resumed run repeats the uninterrupted one bit for bit.
-
-def _sgd_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-                      slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
-    if not slots:
-        g *= -lr
-        p += g
-        return
-    (buf,) = slots
-    mu = float(opt["momentum"])
-    buf *= mu
-    buf += g
-    if opt["nesterov"]:
-        np.multiply(buf, mu, out=tmp)
-        tmp += g
-        tmp *= -lr
-        p += tmp
-    else:
-        np.multiply(buf, -lr, out=g)
-        p += g
-
-
-def _rmsprop_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-                          slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
-    (sq,) = slots
-    decay = float(opt["decay"])
-    sq *= decay
-    np.multiply(g, 1.0 - decay, out=tmp)
-    tmp *= g
-    sq += tmp
-    np.sqrt(sq, out=tmp)
-    tmp += float(opt["eps"])
-    np.divide(g, tmp, out=tmp)
-    tmp *= -lr
-    p += tmp
-
-
-def _adam_scales(opt: Optimizer) -> Tuple[float, float]:
-    return 1.0 - float(opt["beta1"]), 1.0 - float(opt["beta2"])
-
-
-def _adam_step_inplace(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
-                       slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
-    m, v = slots  # scaled: m / (1 - b1) and v / (1 - b2)
-    b1, b2, eps = float(opt["beta1"]), float(opt["beta2"]), float(opt["eps"])
-    wd = float(opt["weight_decay"])
-    m *= b1
-    m += g
-    np.multiply(g, g, out=g)
-    v *= b2
-    v += g
-    # The step of update(), lr/c1 * m_true / (sqrt(v_true)/sqrt(c2) + eps), with
-    # m_true = (1-b1) m and v_true = (1-b2) v, is
-    # lr*sqrt(c2)*(1-b1)/(c1*sqrt(1-b2)) * m / (sqrt(v) + eps*sqrt(c2)/sqrt(1-b2)).
-    c1 = 1.0 - b1 ** t
-    c2_sqrt = (1.0 - b2 ** t) ** 0.5
-    k = (1.0 - b2) ** 0.5
-    np.sqrt(v, out=g)
-    g += eps * c2_sqrt / k
-    np.divide(m, g, out=g)
-    g *= -(lr * c2_sqrt * (1.0 - b1) / (c1 * k))
-    if wd:
-        p *= 1.0 - lr * wd  # AdamW decays the old parameters before adding the Adam step
-    p += g
+        np.multiply(p, 1.0 - lr * wd, out=p_out)
+        p_out += tmp
+        return p_out, (new_m, new_v)
+    return np.add(p, tmp, out=p_out), (new_m, new_v)
 
 
 OPTIMIZERS: Dict[str, Dict[str, Any]] = {
@@ -357,25 +284,19 @@ OPTIMIZERS: Dict[str, Dict[str, Any]] = {
         "check": _check_sgd,
         # sgd keeps a velocity only when it uses one
         "slots": lambda opt: ("momentum",) if opt["momentum"] else (),
-        "step": _sgd_step,
-        "step_inplace": _sgd_step_inplace,
-        "inplace_scales": lambda opt: None,  # the slots are kept as they are
+        "rule": _sgd_rule,
     },
     "rmsprop": {
         "defaults": {"decay": 0.9, "eps": 1e-8},
         "check": _check_rmsprop,
         "slots": lambda opt: ("square_avg",),
-        "step": _rmsprop_step,
-        "step_inplace": _rmsprop_step_inplace,
-        "inplace_scales": lambda opt: None,
+        "rule": _rmsprop_rule,
     },
     "adam": {
         "defaults": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
         "check": _check_adam,
         "slots": lambda opt: ("m", "v"),
-        "step": _adam_step,
-        "step_inplace": _adam_step_inplace,
-        "inplace_scales": _adam_scales,  # step_inplace works on slot / scale
+        "rule": _adam_rule,
     },
 }
 
@@ -415,71 +336,54 @@ def init_state(optimizer: Optimizer, params: Params) -> State:
     slots = OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
     state: State = {"step": 0}
     for slot in slots:
-        state[slot] = {key: np.zeros_like(p) for key, p in params.items()}
+        state[slot] = {key: np.zeros_like(p) for key, p in params.items() if is_trainable_key(key)}
     return state
+
+
+def slot_names(optimizer: Optimizer) -> Tuple[str, ...]:
+    """The state's per-array slots, in the order the rule takes them (``("m", "v")`` for adam)."""
+    return tuple(OPTIMIZERS[optimizer["name"]]["slots"](optimizer))
+
+
+def apply_rule(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray, slots: Tuple[np.ndarray, ...],
+               out=None) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    """The optimizer's rule for the update after ``step`` earlier ones, on one array (or one flat buffer).
+
+    ``out = (p_out, slots_out, scratch)`` as the rules take it (in place when they are ``p`` and
+    ``slots``); None allocates new arrays. Trusting: the caller validated the optimizer and
+    the arrays. Run it under ``np.errstate(over="ignore", invalid="ignore")`` (update and train
+    do): non-finite values are the caller's to report.
+    """
+    lr = optimizer["lr"]
+    if type(lr) is not float:  # a schedule or a function of the step; a float was checked by validate()
+        lr = schedules.resolve_lr(lr, step)  # once per step: a callable may count its calls
+    if out is None:
+        out = (np.empty_like(p), tuple(np.empty_like(p) for _ in slots), np.empty_like(p))
+    return OPTIMIZERS[optimizer["name"]]["rule"](optimizer, lr, step + 1, p, g, slots, out)
 
 
 def update(optimizer: Optimizer, params: Params, grads: Params, state: State) -> Tuple[Params, State]:
     """One optimizer step: ``(new_params, new_state)``, with ``new_state["step"] = state["step"] + 1``.
 
     The learning rate is ``lr`` evaluated at ``state["step"]``. No argument is modified.
-    Non-finite gradients are not checked for (that would cost a pass over every array);
-    they propagate into the parameters without warnings, and ``train`` reports the
-    non-finite loss that produced them.
+    Params must be finite (NaN/inf are refused, key and position named). Non-finite
+    gradients are not checked for (that would cost a pass over every array); they
+    propagate into the parameters without warnings, and ``train`` reports the non-finite
+    loss that produced them.
     """
     validate(optimizer)
     _check_params(params)
-    _check_like(params, grads, "grads")
-    step = _check_state(optimizer, params, state)
-    lr = schedules.resolve_lr(optimizer["lr"], step)
-    entry = OPTIMIZERS[optimizer["name"]]
-    slots = entry["slots"](optimizer)
-    rule: Callable = entry["step"]
-    t = step + 1
-
-    new_params: Params = {}
-    new_slots: Dict[str, Params] = {slot: {} for slot in slots}
+    check_finite(params, "params")
+    trainable = {k: p for k, p in params.items() if is_trainable_key(k)}
+    _check_like(trainable, grads, "grads")
+    step = check_state(optimizer, params, state)
+    names = slot_names(optimizer)
+    new_params: Params = dict(params)  # a layer's running state is carried over as it is
+    new_slots: Dict[str, Params] = {slot: {} for slot in names}
     with np.errstate(over="ignore", invalid="ignore"):
-        for key, p in params.items():
-            new_p, new_arrays = rule(optimizer, lr, t, p, grads[key],
-                                     tuple(state[slot][key] for slot in slots))
+        for key, p in trainable.items():
+            new_p, new_arrays = apply_rule(optimizer, step, p, grads[key], tuple(state[slot][key] for slot in names))
             new_params[key] = new_p
-            for slot, arr in zip(slots, new_arrays):
+            for slot, arr in zip(names, new_arrays):
                 new_slots[slot][key] = arr
-    return new_params, {"step": t, **new_slots}
-
-
-def _update_inplace(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray,
-                    slots: Tuple[np.ndarray, ...], tmp: np.ndarray) -> None:
-    """One :func:`update` step done in place on arrays the caller owns, for ``funcnn.train``.
-
-    ``p``, ``g``, ``tmp`` and each of ``slots`` (in the order of the optimizer's slot names,
-    in the form :func:`_slots_to_inplace` makes) are arrays of one shape and dtype,
-    typically every parameter concatenated into one flat buffer. ``p`` and ``slots`` are
-    updated for the step after ``step``; ``g`` and ``tmp`` are overwritten. Nothing is
-    validated: the caller checked the optimizer and the arrays once. Like :func:`update`,
-    call it under ``np.errstate(over="ignore", invalid="ignore")`` (train's loop runs in one):
-    non-finite values are the caller's to report.
-    """
-    lr = optimizer["lr"]
-    if type(lr) is not float:  # a schedule or a function of the step; a float was checked by validate()
-        lr = schedules.resolve_lr(lr, step)  # once per step: a callable may count its calls
-    OPTIMIZERS[optimizer["name"]]["step_inplace"](optimizer, lr, step + 1, p, g, slots, tmp)
-
-
-def _slots_to_inplace(optimizer: Optimizer, slots: Tuple[np.ndarray, ...]) -> None:
-    """Turn slot arrays as ``update`` keeps them into the form ``_update_inplace`` uses (in place)."""
-    scales = OPTIMIZERS[optimizer["name"]]["inplace_scales"](optimizer)
-    if scales is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            for arr, scale in zip(slots, scales):
-                arr /= scale
-
-
-def _slots_from_inplace(optimizer: Optimizer, slots: Tuple[np.ndarray, ...]) -> None:
-    """The inverse of :func:`_slots_to_inplace` (up to rounding), in place."""
-    scales = OPTIMIZERS[optimizer["name"]]["inplace_scales"](optimizer)
-    if scales is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            for arr, scale in zip(slots, scales):
-                arr *= scale
+    return new_params, {"step": step + 1, **new_slots}

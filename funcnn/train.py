@@ -1,32 +1,146 @@
-"""The training loop: ``train`` composes forward, loss, backward and an optimizer update.
+"""Training: the composition of the public pure functions, epoch after epoch.
 
-``train`` is a pure function of its arguments: it never modifies ``params``, ``X`` or
-``y``; with an int ``seed`` the same call gives the same params and history bit for bit.
-The data are validated once, up front; the loop then calls the trusting private
-functions of :mod:`funcnn.network`.
+One training step is :func:`funcnn.network.objective` (forward → loss → backward → L2 term,
+exactly what :func:`funcnn.value_and_grad` computes) followed by the optimizer's rule
+(:func:`funcnn.optimizers.apply_rule`, exactly what :func:`funcnn.update` applies). ``train``
+runs those very functions; what it adds is buffers it owns: params, gradients and optimizer
+slots each live in one flat array (every parameter a view into it), the backward pass writes
+the gradients into those views, and the rule updates the flat arrays in place.
+
+The order in which ``train`` draws from its generator (``seed``), so that a hand-written
+loop of the public functions reproduces it bit for bit:
+
+1. every epoch with minibatches starts with ``perm = rng.permutation(n)``; batch ``b`` is
+   rows ``perm[b*B:(b+1)*B]`` (the last one partial); full batch (``batch_size=None`` or
+   ``>= n``) draws no permutation and uses the rows in order;
+2. each minibatch's forward pass draws its dropout masks from the same ``rng``, layer by
+   layer (``rng.random(shape, dtype)`` per dropout layer), i.e.
+   ``value_and_grad(spec, params, X[idx], y[idx], ..., seed=rng)``;
+3. a minibatch whose sample weights are all zero is skipped: nothing is drawn for it, no
+   update is made, and it does not count in the epoch's mean loss.
+
+``train`` is pure: it never modifies ``params``, ``X`` or ``y``; with an int ``seed`` the
+same call gives the same params and history bit for bit. A ``np.random.Generator`` seed is
+advanced, as everywhere in NumPy.
+
+A *run* (:func:`new_run`, :func:`train_epoch`) is the training state as plain data:
+params, optimizer state, the generator's state, the epoch count and the history. ``train``
+is ``new_run`` followed by ``epochs`` calls of ``train_epoch``, plus validation, early
+stopping, callbacks and checkpoints.
 """
 from __future__ import annotations
 
 import math
 import numbers
-import os
 import sys
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import checkpoint as _checkpoint
 from . import losses as _losses
-from . import metrics
+from . import metrics as _metrics
+from . import network as _network
 from . import optimizers as _optimizers
-from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
 from .layers import check_spec
-from .network import (Params, Spec, _backward_plan, _checked_X, _forward, _forward_plan, _l2_value, _layer_params,
-                      _run_backward, _run_forward, check_params)
+from .network import Params, Spec
+from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
 
 History = Dict[str, List[float]]
+Run = Dict[str, Any]
 Callback = Callable[[int, Params, History], Any]
 
 MONITOR_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max"}
+
+# A run whose last epoch's mean training loss exceeds this many times the loss of its very
+# first minibatch (the initial params' loss) has diverged: ``train`` warns.
+DIVERGENCE_FACTOR = 3.0
+
+
+class DivergenceWarning(UserWarning):
+    """The training loss ended far above where it started (see :data:`DIVERGENCE_FACTOR`)."""
+
+
+# --------------------------------------------------------------------------- the run
+
+def rng_from_state(state: Dict[str, Any]) -> np.random.Generator:
+    """A Generator continuing from ``bit_generator.state`` (what runs and checkpoints store)."""
+    if not isinstance(state, dict) or not isinstance(state.get("bit_generator"), str) \
+            or not hasattr(np.random, state["bit_generator"]):
+        raise ValueError(f"not a NumPy bit generator state: {state!r:.80}")
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def new_run(spec: Spec, params: Params, optimizer: Dict[str, Any], *, seed: SeedLike = 0) -> Run:
+    """The state before the first epoch: ``{"params", "opt_state", "rng_state", "epoch": 0, "history": {}}``.
+
+    A Generator ``seed`` is read, not advanced (its state is copied into the run).
+    """
+    check_spec(spec)
+    _network.check_params(spec, params)
+    optimizer = _optimizers.validate(optimizer)
+    rng = as_rng(seed)
+    return {"params": params, "opt_state": _optimizers.init_state(optimizer, params),
+            "rng_state": rng.bit_generator.state, "epoch": 0, "history": {}, "initial_loss": None}
+
+
+def train_epoch(spec: Spec, run: Run, X: Any, y: Any, *, loss: str, optimizer: Dict[str, Any],
+                batch_size: Optional[int] = None, l2: float = 0.0, sample_weight: Any = None) -> Run:
+    """One epoch from ``run``: a new run dict (``epoch`` + 1, new params, state, history entries).
+
+    ``train(..., epochs=k, seed=s)`` without validation, early stopping or callbacks equals
+    ``new_run(..., seed=s)`` followed by ``k`` calls of ``train_epoch``, bit for bit.
+    """
+    if not isinstance(run, dict) or not {"params", "opt_state", "rng_state", "epoch", "history"} <= set(run):
+        raise TypeError("run must be the dict new_run() or train_epoch() returned")
+    data = _check_data(spec, run["params"], X, y, loss, optimizer, batch_size, l2, sample_weight)
+    _optimizers.check_state(data["optimizer"], run["params"], run["opt_state"])
+    rng = rng_from_state(run["rng_state"])
+    ws = _workspace(spec, run["params"], run["opt_state"], data["optimizer"], data)
+    history = {k: list(v) for k, v in run["history"].items()}
+    initial = _epoch(spec, ws, data, rng, run["epoch"] + 1, history)
+    return {"params": _export_params(ws), "opt_state": _export_state(ws), "rng_state": rng.bit_generator.state,
+            "epoch": run["epoch"] + 1, "history": history,
+            "initial_loss": run.get("initial_loss") if run.get("initial_loss") is not None else initial}
+
+
+# --------------------------------------------------------------------------- checking the arguments
+
+def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight) -> Dict[str, Any]:
+    """Everything one epoch needs, validated once: data (not converted: minibatches are), targets, settings."""
+    _losses.get(loss)
+    check_spec(spec)
+    n_in, n_out, dtype = _network.check_params(spec, params)
+    optimizer = _optimizers.validate(optimizer)
+    if batch_size is not None:
+        batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    l2 = float(check_number(l2, "l2", low=0.0))
+    if n_in is None:
+        arr = X if isinstance(X, np.ndarray) else np.asarray(X)
+        n_in, n_out, dtype = _network.check_params(spec, params, arr.shape[1:] if arr.ndim > 1 else None,
+                                                   finite=False)
+    X = check_X(X, dtype, n_in, convert=False)
+    _losses.check_outputs(loss, n_out)
+    n = X.shape[0]
+    y = _losses.check_targets(loss, y, n, n_out, dtype)
+    w = check_sample_weight(sample_weight, n, dtype)
+    return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
+            "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
+            "classification": _losses.is_classification(loss)}
+
+
+def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    X_val = check_X(validation_data[0], data["dtype"], data["n_in"], name="validation_data X", convert=False)
+    y_val = _losses.check_targets(data["loss"], validation_data[1], X_val.shape[0], data["n_out"], data["dtype"],
+                                  name="validation_data y")
+    return X_val, y_val
 
 
 def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional[Dict[str, Any]]:
@@ -47,10 +161,11 @@ def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional
         raise ValueError(f"early_stopping['monitor'] must be one of {sorted(MONITOR_MODES)}, got {es['monitor']!r}")
     if es["monitor"].startswith("val_") and not has_validation:
         raise ValueError(f"early_stopping monitors {es['monitor']!r} but no validation_data was given")
-    check_number(es["patience"], "early_stopping['patience']", low=1, integer=True)
-    check_number(es["min_delta"], "early_stopping['min_delta']", low=0.0)
-    if not isinstance(es["restore_best"], bool):
+    es["patience"] = check_number(es["patience"], "early_stopping['patience']", low=1, integer=True)
+    es["min_delta"] = float(check_number(es["min_delta"], "early_stopping['min_delta']", low=0.0))
+    if not isinstance(es["restore_best"], (bool, np.bool_)):
         raise TypeError(f"early_stopping['restore_best'] must be True or False, got {es['restore_best']!r}")
+    es["restore_best"] = bool(es["restore_best"])
     return es
 
 
@@ -60,12 +175,6 @@ def _improved(es: Dict[str, Any], value: float, best: Optional[float]) -> bool:
     if MONITOR_MODES[es["monitor"]] == "min":
         return value < best - es["min_delta"]
     return value > best + es["min_delta"]
-
-
-def _rng_from_state(state: Dict[str, Any]) -> np.random.Generator:
-    bit_generator = getattr(np.random, state["bit_generator"])()
-    bit_generator.state = state
-    return np.random.Generator(bit_generator)
 
 
 def _log_line(epoch: int, epochs: int, history: History) -> str:
@@ -84,6 +193,8 @@ def _progress(epochs: int, start: int, enabled: bool):
     return tqdm(total=epochs, initial=start, unit="epoch", leave=False, file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- train
+
 def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: Dict[str, Any], epochs: int,
           batch_size: Optional[int] = None, l2: float = 0.0,
           validation_data: Optional[Tuple[Any, Any]] = None, seed: SeedLike = 0,
@@ -93,42 +204,31 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
           checkpoint_metadata: Optional[Dict[str, Any]] = None) -> Tuple[Params, History]:
     """Minimise ``loss + l2/2 sum ||W||^2`` over (X, y) with ``optimizer`` for ``epochs`` epochs.
 
-    Minibatches are drawn from a fresh permutation every epoch (from ``seed``); the last,
-    partial batch is used. ``batch_size=None`` is full-batch gradient descent (no shuffle).
-    ``early_stopping`` — an int patience or a dict with ``monitor`` ("val_loss" by default
-    when there is validation data, else "loss"), ``patience`` (10), ``min_delta`` (0) and
-    ``restore_best`` (True). ``callbacks`` are called as ``cb(epoch, params, history)``
-    after each epoch (epoch counts from 1); a callback returning ``True`` stops training.
-    ``checkpoint`` — a path where the whole training state is saved after every epoch;
-    if it already holds a checkpoint of this run, training resumes from it (the
-    ``params`` argument is then ignored; ``epochs`` is the total).
-    ``checkpoint_metadata`` — extra metadata stored in the checkpoint (e.g. a scaler),
-    so the checkpoint is a complete model file for ``load`` and ``funcnn predict``.
+    Minibatches come from a fresh permutation every epoch (see the module docstring for
+    the generator's order); the last, partial batch is used. ``batch_size=None`` is
+    full-batch gradient descent (no shuffle). ``early_stopping`` — an int patience or a dict
+    with ``monitor`` ("val_loss" by default when there is validation data, else "loss"),
+    ``patience`` (10), ``min_delta`` (0) and ``restore_best`` (True). ``callbacks`` are
+    called as ``cb(epoch, params, history)`` after each epoch (epoch counts from 1); a
+    callback returning ``True`` stops training. ``checkpoint`` — a path where the whole
+    training state is saved after every epoch; if it already holds a checkpoint of this
+    run, training resumes from it (the ``params`` argument is then ignored; ``epochs`` is
+    the total); a checkpoint of another run is refused, naming each difference.
+    ``checkpoint_metadata`` — extra metadata stored in the checkpoint (e.g. a scaler), so
+    the checkpoint is a complete model file for ``load`` and ``funcnn predict``.
 
     Returns ``(params, history)``; history holds per-epoch lists ``loss`` (mean over the
     epoch's minibatches of the objective, L2 included), ``accuracy`` (classification: the
     fraction of training samples the minibatch outputs classified correctly during the
     epoch) and, with validation data, ``val_loss`` and ``val_accuracy`` at the epoch's end.
+    A non-finite loss raises ``FloatingPointError``; a run whose last epoch's loss ends above
+    ``DIVERGENCE_FACTOR`` times its first minibatch's loss warns (:class:`DivergenceWarning`).
     """
-    loss_fn = _losses.get(loss)
-    check_spec(spec)
-    n_in, n_out, dtype = check_params(spec, params)
-    optimizer = _optimizers.validate(optimizer)
+    data = _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight)
+    optimizer = data["optimizer"]
     epochs = check_number(epochs, "epochs", low=0, integer=True)
-    if batch_size is not None:
-        batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-    l2 = float(check_number(l2, "l2", low=0.0))
-    X = _checked_X(X, dtype, n_in)
-    n = X.shape[0]
-    y = _losses.check_targets(loss, y, n, n_out, dtype)
-    w = check_sample_weight(sample_weight, n, dtype)
-    classification = _losses.is_classification(loss)
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, y_val)")
-        X_val = _checked_X(validation_data[0], dtype, n_in, name="validation_data X")
-        y_val = _losses.check_targets(loss, validation_data[1], X_val.shape[0], n_out, dtype, name="validation_data y")
-    es = _check_early_stopping(early_stopping, validation_data is not None)
+    val = _check_validation(validation_data, data)
+    es = _check_early_stopping(early_stopping, val is not None)
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
         if not callable(cb):
@@ -138,66 +238,48 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
 
     rng = as_rng(seed)
     history: History = {"loss": []}
-    if classification:
+    if data["classification"]:
         history["accuracy"] = []
-    if validation_data is not None:
+    if val is not None:
         history["val_loss"] = []
-        if classification:
+        if data["classification"]:
             history["val_accuracy"] = []
     state = _optimizers.init_state(optimizer, params)
-    run = {"epoch": 0, "best_value": None, "best_params": None, "wait": 0, "stopped": False}
-    config = {"loss": loss, "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
-              "n_samples": n, "n_features": n_in, "dtype": str(dtype)}
-    if checkpoint_metadata is not None and checkpoint is None:
-        raise ValueError("checkpoint_metadata needs checkpoint=PATH")
-    if checkpoint_metadata is not None and not isinstance(checkpoint_metadata, dict):
-        raise TypeError(f"checkpoint_metadata must be a dict, got {type(checkpoint_metadata).__name__}")
+    book = {"epoch": 0, "best_value": None, "best_params": None, "best_epoch": None, "wait": 0, "stopped": False,
+            "initial_loss": None}
     if checkpoint is not None:
-        if callable(optimizer["lr"]):
-            raise TypeError("checkpoint needs a learning rate that can be saved: a number or a "
-                            "funcnn.schedules dict, not a function")
-        resumed = _load_training_state(checkpoint, spec, config)
+        checkpoint, config = _checkpoint_config(checkpoint, checkpoint_metadata, spec, data, val, es, seed)
+        resumed = _checkpoint.load_training_state(checkpoint, spec, config)
         if resumed is not None:
-            params, state, history, run = (resumed["params"], resumed["opt_state"], resumed["history"],
-                                           resumed["run"])
-            rng = _rng_from_state(resumed["rng_state"])
+            params, state, history, book, rng = _unpack(checkpoint, resumed, history)
+    elif checkpoint_metadata is not None:
+        raise ValueError("checkpoint_metadata needs checkpoint=PATH")
 
-    bar = _progress(epochs, min(run["epoch"], epochs), progress)
-    fast_loss = _losses.CORES[loss]  # the targets were checked above, once
-    ws = None  # the hot loop's buffers, made when the first epoch starts
+    bar = _progress(epochs, min(book["epoch"], epochs), progress)
+    ws = None
     try:
-        while run["epoch"] < epochs and not run["stopped"]:
-            epoch = run["epoch"] + 1
-            if ws is None:
-                ws = _workspace(spec, params, state, optimizer, n_in, n_out, y, w, batch_size, n)
+        while book["epoch"] < epochs and not book["stopped"]:
+            epoch = book["epoch"] + 1
+            if ws is None:  # the buffers, made when the first epoch starts
+                ws = _workspace(spec, params, state, optimizer, data)
+            initial = _epoch(spec, ws, data, rng, epoch, history)
+            if book["initial_loss"] is None:
+                book["initial_loss"] = initial
             # ``params`` is a fresh dict of fresh arrays every epoch: what callbacks, early
             # stopping and the caller get is never touched again by this loop.
-            params, epoch_loss, correct = _run_epoch(spec, ws, optimizer, X, y, w, fast_loss, l2, batch_size,
-                                                     rng, classification, epoch)
-            history["loss"].append(epoch_loss)
-            if classification:
-                history["accuracy"].append(correct / n)
-            if validation_data is not None:
-                out_val = _forward(spec, params, X_val, False, None)[0]
-                history["val_loss"].append(fast_loss(out_val, y_val, None)[0]
-                                           + (_l2_value(params, l2) if l2 else 0.0))
-                if classification:
-                    pred = _losses.DECISION[loss](out_val)
-                    history["val_accuracy"].append(float(np.mean(pred == y_val)))
-            run["epoch"] = epoch
-            if es is not None:
-                value = history[es["monitor"]][-1]
-                if _improved(es, value, run["best_value"]):
-                    run.update(best_value=value, best_params=params, best_epoch=epoch, wait=0)
-                else:
-                    run["wait"] += 1
-                    run["stopped"] = run["wait"] >= es["patience"]
+            params = _export_params(ws)
+            if val is not None:
+                _validate_epoch(spec, params, val, data, history)
+            book["epoch"] = epoch
+            _early_stopping_step(es, book, history, params, epoch)
             for cb in callbacks:
                 if cb(epoch, params, history) is True:
-                    run["stopped"] = True
+                    book["stopped"] = True
             if checkpoint is not None:
-                _save_training_state(checkpoint, spec, params, config, _export_state(ws), rng, history, run,
-                                     checkpoint_metadata or {})
+                _checkpoint.save_training_state(
+                    checkpoint, spec, params, config=config, metadata=checkpoint_metadata or {},
+                    training_state={"opt_state": _export_state(ws), "rng_state": rng.bit_generator.state,
+                                    "history": history, "run": book})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
@@ -206,60 +288,83 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     finally:
         if bar is not None:
             bar.close()
-    if es is not None and es["restore_best"] and run["best_params"] is not None:
-        params = run["best_params"]
+    _warn_if_diverged(history, book)
+    if es is not None and es["restore_best"] and book["best_params"] is not None:
+        params = book["best_params"]
     return params, history
 
 
-def _save_training_state(path, spec, params, config, opt_state, rng, history, run, metadata) -> None:
-    from .checkpoint import save
-    save(path, spec, params, **metadata, loss=config["loss"],
-         training_state={"config": config, "opt_state": opt_state, "rng_state": rng.bit_generator.state,
-                         "history": history, "run": run})
+def _validate_epoch(spec, params, val, data, history) -> None:
+    """``val_loss`` (the objective, L2 included, in inference mode) and ``val_accuracy``."""
+    X_val, y_val = val
+    scores = _metrics.scores(data["loss"], _network.infer(spec, params, X_val, dtype=data["dtype"]), y_val)
+    history["val_loss"].append(scores["loss"] + (_network.l2_penalty(params, data["l2"]) if data["l2"] else 0.0))
+    if data["classification"]:
+        history["val_accuracy"].append(scores["accuracy"])
 
 
-def _load_training_state(path, spec, config) -> Optional[Dict[str, Any]]:
-    """The saved state of this run at ``path``, None if there is no file; refuse a different run."""
-    import json
-    from .checkpoint import load
-    if not os.path.exists(path):
-        return None
-    saved = load(path)
-    ts = saved.get("training_state")
-    if not isinstance(ts, dict):
-        raise ValueError(f"{path}: holds a model without training state; refusing to overwrite it "
-                         "(choose another checkpoint path)")
-    if saved["spec"] != json.loads(json.dumps(spec)):
-        raise ValueError(f"{path}: holds a checkpoint of a different spec ({saved['spec']}); refusing to "
-                         "resume or overwrite it (delete it or choose another path)")
-    wanted = json.loads(json.dumps(config))
-    diffs = [k for k in wanted if ts["config"].get(k) != wanted[k]]
-    if diffs:
-        details = "; ".join(f"{k}: saved {ts['config'].get(k)!r}, now {wanted[k]!r}" for k in diffs)
-        raise ValueError(f"{path}: holds a checkpoint of a different run ({details}); refusing to resume "
-                         "or overwrite it (delete it or choose another path)")
-    return {"params": saved["params"], "opt_state": ts["opt_state"], "rng_state": ts["rng_state"],
-            "history": ts["history"], "run": ts["run"]}
+def _early_stopping_step(es, book, history, params, epoch) -> None:
+    if es is None:
+        return
+    value = history[es["monitor"]][-1]
+    if _improved(es, value, book["best_value"]):
+        book.update(best_value=value, best_params=params, best_epoch=epoch, wait=0)
+    else:
+        book["wait"] += 1
+        book["stopped"] = book["wait"] >= es["patience"]
 
 
-# --------------------------------------------------------------------------- the hot loop
+def _warn_if_diverged(history: History, book: Dict[str, Any]) -> None:
+    start = book.get("initial_loss")
+    if history["loss"] and start is not None and start > 0 and history["loss"][-1] > DIVERGENCE_FACTOR * start:
+        warnings.warn(f"training diverged: the loss ended at {history['loss'][-1]:.4g}, more than "
+                      f"{DIVERGENCE_FACTOR:g} times where it started ({start:.4g}); try a smaller learning rate",
+                      DivergenceWarning, stacklevel=3)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _checkpoint_config(path, metadata, spec, data, val, es, seed) -> Tuple[str, Dict[str, Any]]:
+    """The checked path and what a resumed run must share with the saved one (refused otherwise)."""
+    path = _checkpoint.check_path(path)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"checkpoint_metadata must be a dict, got {type(metadata).__name__}")
+    _checkpoint.check_metadata(metadata or {}, reserved_extra=("loss", "training_state"))
+    if callable(data["optimizer"]["lr"]):
+        raise TypeError("checkpoint needs a learning rate that can be saved: a number or a "
+                        "funcnn.schedules dict, not a function")
+    config = {"loss": data["loss"], "optimizer": data["optimizer"], "batch_size": data["batch_size"],
+              "l2": data["l2"], "n_samples": data["n"], "n_features": data["n_in"], "dtype": str(data["dtype"]),
+              "seed": seed if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None,
+              "sample_weight": _checkpoint.data_digest(data["w"]), "early_stopping": es,
+              "validation_data": None if val is None else _checkpoint.data_digest(*val),
+              "data": _checkpoint.data_digest(data["X"], data["y"])}
+    return path, config
+
+
+def _unpack(path, resumed, history) -> Tuple[Params, Dict[str, Any], History, Dict[str, Any], np.random.Generator]:
+    ts = resumed["training_state"]
+    try:
+        rng = rng_from_state(ts["rng_state"])
+        saved_history, book = ts["history"], dict(ts["run"])
+        if set(saved_history) != set(history):
+            raise ValueError(f"its history has {sorted(saved_history)}, this run records {sorted(history)}")
+        book.setdefault("initial_loss", None)
+        return resumed["params"], ts["opt_state"], saved_history, book, rng
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed training state ({type(exc).__name__}: {exc}); "
+                         "delete it or choose another checkpoint path") from None
+
+
+# --------------------------------------------------------------------------- the epoch
 #
-# ``train`` validates everything once; the epoch loop then works on buffers it allocated
-# itself (a "workspace", a plain dict), so the only arrays allocated per minibatch are the
-# layers' activations and caches:
-#
-# * params, grads, the optimizer's slots and one scratch array are each a single flat,
-#   contiguous buffer; every parameter array is a view into it. Backward writes the
-#   gradients straight into the grads buffer, and the optimizer step is one in-place call
-#   on the flat arrays (``optimizers._update_inplace``: ``update``'s arithmetic; for adam
-#   up to rounding, with scaled slots between the epoch boundaries).
-# * each minibatch is gathered from the epoch's permutation into one reused batch buffer:
-#   the data set is never copied, and the batch is still in cache when the first layer
-#   multiplies it.
-# * at the end of each epoch the params are copied out into fresh arrays; those copies are
-#   what the rest of ``train`` (history, callbacks, early stopping, checkpoints) sees.
+# The workspace is a plain dict of buffers that ``train`` owns: params, gradients, the
+# optimizer's slots and one scratch array, each a single flat array padded so every
+# parameter starts on a cache line, with per-key views into it; plus one reused buffer for
+# the minibatch. Backward writes the gradients into the views (``grads_out``), the L2 term
+# goes through the scratch views, and the optimizer's rule updates the flat arrays in place.
 
-_ALIGN = 64  # bytes: every parameter starts on its own cache line
+_ALIGN = 64  # bytes
 
 
 def _aligned_zeros(size: int, dtype: np.dtype) -> np.ndarray:
@@ -268,38 +373,46 @@ def _aligned_zeros(size: int, dtype: np.dtype) -> np.ndarray:
     return raw[skip:skip + size]
 
 
-def _workspace(spec, params, state, optimizer, n_in, n_out, y, w, batch_size, n) -> Dict[str, Any]:
-    """Flat buffers for params, grads, slots and scratch, filled from ``params`` and ``state``."""
-    dtype = params[next(iter(params))].dtype
+def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
+    """Flat buffers for params, grads, slots and scratch, filled from ``params`` and ``state``.
+
+    Only trainable arrays live in the flat buffers (the rule runs over all of them); a
+    layer's running state is kept in arrays of its own, which each step overwrites.
+    """
+    dtype = data["dtype"]
     keys = list(params)
+    flat_keys = _network.trainable_keys(params)
     per_line = _ALIGN // dtype.itemsize
     offsets, size = [], 0
-    for k in keys:
+    for k in flat_keys:
         offsets.append(size)
         size += -(-params[k].size // per_line) * per_line  # padded to whole cache lines; pads stay 0
 
     def views(flat):
-        return {k: flat[o:o + params[k].size].reshape(params[k].shape) for k, o in zip(keys, offsets)}
+        return {k: flat[o:o + params[k].size].reshape(params[k].shape) for k, o in zip(flat_keys, offsets)}
 
-    slot_names = _optimizers.OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
-    step = _optimizers._check_state(optimizer, params, state)  # what update() checked on every call
-    ws: Dict[str, Any] = {"keys": keys, "step": step, "slot_names": slot_names}
+    names = _optimizers.slot_names(optimizer)
+    ws: Dict[str, Any] = {"keys": keys, "flat_keys": flat_keys, "step": state["step"], "slot_names": names}
     ws["P"], ws["G"], ws["T"] = (_aligned_zeros(size, dtype) for _ in range(3))
-    ws["slots"] = tuple(_aligned_zeros(size, dtype) for _ in slot_names)
+    ws["slots"] = tuple(_aligned_zeros(size, dtype) for _ in names)
     ws["p"], ws["g"], ws["t"] = views(ws["P"]), views(ws["G"]), views(ws["T"])
     ws["s"] = tuple(views(flat) for flat in ws["slots"])
-    for k in keys:
+    for k in flat_keys:
         ws["p"][k][...] = params[k]
-        for name, v in zip(slot_names, ws["s"]):
+        for name, v in zip(names, ws["s"]):
             v[k][...] = state[name][k]
-    layer_params = _layer_params(spec, ws["p"])
-    ws["forward"] = _forward_plan(spec, layer_params)
-    ws["backward"] = _backward_plan(spec, layer_params, _layer_params(spec, ws["g"]))
-    ws["l2_keys"] = [k for k in keys if k.startswith("W_")]
-    if batch_size is not None and batch_size < n:
-        ws["xb"] = np.empty((batch_size, n_in), dtype=dtype)
-        ws["yb"] = np.empty((batch_size,) + y.shape[1:], dtype=y.dtype)
-        ws["wb"] = None if w is None else np.empty(batch_size, dtype=w.dtype)
+    for k in keys:
+        if k not in ws["p"]:
+            ws["p"][k] = params[k].copy()
+    ws["p"] = {k: ws["p"][k] for k in keys}  # the params' order
+    ws["lparams"] = _network.layer_params(spec, ws["p"])
+    ws["lgrads"] = _network.layer_params(spec, ws["g"])
+    batch = data["n"] if data["batch_size"] is None else min(data["batch_size"], data["n"])
+    X, y = data["X"], data["y"]
+    ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=dtype)
+    ws["yb"] = np.empty((batch,) + y.shape[1:], dtype=y.dtype)
+    ws["wb"] = None if data["w"] is None else np.empty(batch, dtype=data["w"].dtype)
+    ws["gb"] = np.empty((batch, data["n_out"]), dtype=dtype)  # the loss gradient
     return ws
 
 
@@ -310,68 +423,86 @@ def _export_params(ws) -> Params:
 
 def _export_state(ws) -> Dict[str, Any]:
     """The optimizer state, as :func:`funcnn.optimizers.update` would have returned it (fresh arrays)."""
-    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["keys"]}
+    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["flat_keys"]}
                                    for name, v in zip(ws["slot_names"], ws["s"])}}
 
 
-def _run_epoch(spec, ws, optimizer, X, y, w, loss_fn, l2, batch_size, rng, classification, epoch):
-    """One pass over the data, updating ``ws``; returns (params copy, mean batch objective, n correct)."""
-    n = X.shape[0]
-    full = batch_size is None or batch_size >= n
-    if not full:
-        perm = rng.permutation(n)
-    n_batches = 1 if full else -(-n // batch_size)
-    forward, backward, p, g_views, t_views = ws["forward"], ws["backward"], ws["p"], ws["g"], ws["t"]
+def gather(X: np.ndarray, idx: Optional[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``X`` (all rows when None) in ``out``'s dtype, written into ``out[:m]``.
+
+    Only those rows are read (a memory-mapped ``X`` stays on disk) and only they are
+    converted, so a data set of another dtype is never copied whole.
+    """
+    m = X.shape[0] if idx is None else idx.shape[0]
+    dest = out[:m]
+    if idx is None:
+        dest[...] = X
+    elif X.dtype == out.dtype:
+        np.take(X, idx, axis=0, out=dest, mode="clip")  # "clip": idx is valid; "raise" would buffer
+    else:
+        dest[...] = np.take(X, idx, axis=0, mode="clip")
+    return dest
+
+
+def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
+    """One pass over the data, updating ``ws`` and appending to ``history``; returns the first batch's loss."""
+    X, y, w, n, bs = data["X"], data["y"], data["w"], data["n"], data["batch_size"]
+    full = bs is None or bs >= n
+    perm = None if full else rng.permutation(n)
+    n_batches = 1 if full else -(-n // bs)
+    core, loss, l2, optimizer = _losses.CORES[data["loss"]], data["loss"], data["l2"], data["optimizer"]
     P, G, T, slots = ws["P"], ws["G"], ws["T"], ws["slots"]
-    xbuf, ybuf, wbuf = ws.get("xb"), ws.get("yb"), ws.get("wb")
-    update, count_nonzero, take, isfinite = _optimizers._update_inplace, np.count_nonzero, np.take, math.isfinite
-    total, correct = 0.0, 0
-    _optimizers._slots_to_inplace(optimizer, slots)  # and back at the end: see optimizers._update_inplace
+    out = (P, slots, T)  # the rule updates params and slots in place
+    total, counted, correct, first = 0.0, 0, 0, None
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by value
         for b in range(n_batches):
-            if full:
-                xb, yb, wb = X, y, w
+            if full:  # the data as they are; forward never writes into its input
+                xb = X if X.dtype == data["dtype"] else gather(X, None, ws["xb"])
+                yb, wb = y, w
             else:
-                idx = perm[b * batch_size:(b + 1) * batch_size]
-                m = idx.shape[0]
-                # mode="clip": the indices are valid, and "raise" would gather via a temporary
-                xb = take(X, idx, axis=0, out=xbuf[:m], mode="clip")
-                yb = take(y, idx, axis=0, out=ybuf[:m], mode="clip")
-                wb = None if w is None else take(w, idx, out=wbuf[:m], mode="clip")
-            output, caches = _run_forward(forward, xb, True, rng)
-            value, grad_output = loss_fn(output, yb, wb)
-            _run_backward(backward, caches, grad_output)
-            if l2:
-                value += _l2_value(p, l2)
-                for k in ws["l2_keys"]:
-                    np.multiply(p[k], l2, out=t_views[k])
-                    g_views[k] += t_views[k]
-            if not isfinite(value):
+                idx = perm[b * bs:(b + 1) * bs]
+                wb = None if w is None else gather(w, idx, ws["wb"])
+                if wb is not None and not np.add.reduce(wb, dtype=np.float64) > 0:
+                    continue  # all-zero weights: skipped (module docstring, point 3)
+                xb = gather(X, idx, ws["xb"])
+                yb = gather(y, idx, ws["yb"])
+            value, _, output, caches = _network.objective(
+                spec, ws["lparams"], ws["p"], xb, yb, core, l2, wb, True, rng, grads_out=ws["lgrads"],
+                l2_scratch=ws["t"], grad_buffer=ws["gb"][:xb.shape[0]])
+            if not math.isfinite(value):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (batch {b + 1} of {n_batches}): "
                                          f"the loss is {value}; try a smaller learning rate")
-            if classification:
-                pred = output.argmax(axis=1) if output.shape[1] > 1 else (output[:, 0] > 0)
-                correct += int(count_nonzero(pred == yb))
-            update(optimizer, ws["step"], P, G, slots, T)
+            if data["classification"]:
+                correct += _metrics.correct(loss, output, yb)
+            _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
+            for k, v in _network.new_state(spec, ws["lparams"], caches).items():
+                ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]
             ws["step"] += 1
             total += value
-    _optimizers._slots_from_inplace(optimizer, slots)
-    params = _export_params(ws)
-    bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+            counted += 1
+            first = value if first is None else first
+    if counted == 0:
+        raise ValueError("every minibatch of this epoch has all-zero sample weights")
+    bad = [k for k in ws["keys"] if not np.isfinite(ws["p"][k]).all()]
     if bad:
         raise FloatingPointError(f"training diverged at epoch {epoch}: params {bad} are no longer finite; "
                                  "try a smaller learning rate")
-    return params, total / n_batches, correct
+    history.setdefault("loss", []).append(total / counted)
+    if data["classification"]:
+        history.setdefault("accuracy", []).append(correct / n)
+    return first
 
 
 def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
              sample_weight: Any = None) -> Dict[str, float]:
-    """Scores on (X, y): ``loss`` and ``accuracy`` for classification; ``loss``, ``mse``, ``r2`` for regression."""
+    """Scores on (X, y): ``loss`` and ``accuracy`` for classification; ``loss``, ``mse``, ``r2`` for regression.
+
+    ``loss`` is the data's loss (no L2 term); the network runs in inference mode, in chunks of rows.
+    """
     _losses.get(loss)
-    check_spec(spec)
-    n_in, n_out, dtype = check_params(spec, params)
-    X = check_X(X, dtype, n_in)
+    X, n_out, dtype = _network.checked_input(spec, params, X)
+    _losses.check_outputs(loss, n_out)
     y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
-    output = _forward(spec, params, X, False, None)[0]
-    return metrics.scores(loss, output, y, w)
+    output = _network.check_output(spec, params, _network.infer(spec, params, X))
+    return _metrics.scores(loss, output, y, w)

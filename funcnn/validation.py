@@ -6,8 +6,9 @@ what was received. Nothing here modifies its arguments.
 """
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -38,9 +39,20 @@ def check_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def check_X(X: Any, dtype: np.dtype, n_features: Optional[int] = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a 2-D finite array of ``dtype`` (a copy only when a conversion is needed)."""
-    if isinstance(X, np.ndarray) and X.dtype == dtype:
+def _shape_text(shape: Tuple[int, ...]) -> str:
+    return str(shape[0]) if len(shape) == 1 else str(tuple(shape))
+
+
+def check_X(X: Any, dtype: np.dtype, n_features: Any = None, name: str = "X", *,
+            convert: bool = True) -> np.ndarray:
+    """``X`` as a finite ``(n_samples, *sample_shape)`` array of ``dtype`` (a copy only when converting).
+
+    ``n_features``: an int (flat features; X must be 2-D), a tuple (one sample's shape) or
+    None (2-D, any width). With ``convert=False`` a numeric array (a memory map too) comes
+    back as it is, in its own dtype, checked without a copy of the whole: ``funcnn.train``
+    converts it minibatch by minibatch.
+    """
+    if isinstance(X, np.ndarray) and (X.dtype == dtype or not convert) and X.dtype.kind in "fiub":
         arr = X
     else:
         try:
@@ -51,17 +63,62 @@ def check_X(X: Any, dtype: np.dtype, n_features: Optional[int] = None, name: str
             raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
         if np.iscomplexobj(arr):
             raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-        arr = arr.astype(dtype, copy=False)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+        if convert:
+            arr = arr.astype(dtype, copy=False)
+    shape = None if n_features is None else (tuple(n_features) if isinstance(n_features, tuple)
+                                             else (int(n_features),))
+    ndim = 2 if shape is None else 1 + len(shape)
+    if arr.ndim != ndim:
+        want = "(n_samples, n_features)" if ndim == 2 else f"(n_samples, {', '.join(map(str, shape))})"
+        raise ValueError(f"{name} must be {ndim}-D {want}, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {arr.shape}, need at least one sample")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features but the network expects {n_features}")
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]})")
+    if shape is not None and arr.shape[1:] != shape:
+        what = "features" if len(shape) == 1 else "per-sample shape"
+        raise ValueError(f"{name} has {_shape_text(arr.shape[1:])} {what} but the network expects "
+                         f"{_shape_text(shape)}")
+    check_finite_array(arr, name)
     return arr
+
+
+# Rows per chunk when an array is checked piece by piece (bounded scratch, memory maps welcome).
+CHECK_CHUNK_BYTES = 1 << 24
+
+
+def check_finite_array(arr: np.ndarray, name: str) -> None:
+    """ValueError naming the first NaN/inf of ``arr`` (its row and column, or index); no n-sized temporary.
+
+    A finite sum proves every element finite (a NaN or an inf anywhere makes it NaN or inf),
+    so the usual case reads the array once, chunk by chunk, and allocates nothing large.
+    """
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return
+    flat_rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1) if arr.ndim else arr.reshape(1, 1)
+    step = max(1, CHECK_CHUNK_BYTES // max(1, flat_rows.shape[1] * arr.itemsize))
+    for start in range(0, flat_rows.shape[0], step):
+        part = flat_rows[start:start + step]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if math.isfinite(np.add.reduce(part, axis=None)):
+                continue
+        bad = np.argwhere(~np.isfinite(part))
+        if bad.size:
+            r, c = int(bad[0][0]) + start, int(bad[0][1])
+            if arr.ndim == 1:
+                where = f"index {r}"
+            elif arr.ndim == 2:
+                where = f"row {r}, column {c}"
+            else:
+                where = f"sample {r}, position {np.unravel_index(c, arr.shape[1:])}"
+            raise ValueError(f"{name} contains NaN or inf (first at {where})")
+
+
+def check_finite(arrays: Dict[str, np.ndarray], what: str = "params") -> None:
+    """ValueError naming the key and position of the first NaN/inf among ``arrays``' values."""
+    for key, arr in arrays.items():
+        try:
+            check_finite_array(arr, f"{what}[{key!r}]")
+        except ValueError as exc:
+            raise ValueError(f"{exc}: refusing non-finite {what}") from None
 
 
 def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
@@ -108,7 +165,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     if (w < 0).any():
         i = int(np.flatnonzero(w < 0)[0])
         raise ValueError(f"sample_weight must be non-negative, got {w[i]!r} at index {i}")
-    if w.sum() <= 0:
+    if w.sum(dtype=np.float64) <= 0:  # float64: float32 weights near 1e38 would overflow the sum
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
     return w
 

@@ -74,8 +74,8 @@ def test_gradcheck_detects_a_wrong_gradient(rng, monkeypatch):
     assert check_gradients(spec, params, X, y, loss="softmax_cross_entropy") < TOL
     good = layers.LAYERS["dense"]["backward"]
 
-    def wrong(layer, p, x, g, need_dx):  # seed 000's bug: a mean instead of a sum for b
-        dx, grads = good(layer, p, x, g, need_dx)
+    def wrong(layer, p, x, g, need_dx, out=None):  # seed 000's bug: a mean instead of a sum for b
+        dx, grads = good(layer, p, x, g, need_dx, out)
         return dx, {"W": grads["W"], "b": grads["b"] / x.shape[0]}
     monkeypatch.setitem(layers.LAYERS["dense"], "backward", wrong)
     assert check_gradients(spec, params, X, y, loss="softmax_cross_entropy") > 1e-2

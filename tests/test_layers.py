@@ -107,7 +107,8 @@ def test_dtype_is_kept_end_to_end(dtype):
 def test_registry_is_complete():
     assert set(LAYERS) >= {"dense", "relu", "leaky_relu", "sigmoid", "tanh", "identity", "softmax", "dropout"}
     for fns in LAYERS.values():
-        assert set(fns) == {"check", "init", "forward", "backward"}
+        assert set(fns) == {"check", "shape", "init", "forward", "backward", "trainable", "state", "new_state", "cache", "elementwise",
+                            "activation"}
 
 
 def test_predict_conventions():

@@ -211,6 +211,10 @@ TORCH = {  # name: (our optimizer from lr, torch optimizer from (torch, tensors,
 }
 
 
+# Live comparison (skipped without torch). Its frozen twin, which always runs, is
+# tests/test_torch_reference.py::test_optimizer[<name>-const] (lr 0.05) and
+# [<name>-warmup_exponential] (warmup(exponential(0.1, 0.8), 3)): the same six configurations
+# and schedule, 8 steps, params and slots after every step, from tests/data/torch_reference.npz.
 @pytest.mark.parametrize("scheduled", [False, True], ids=["const_lr", "scheduled_lr"])
 @pytest.mark.parametrize("name", sorted(TORCH))
 def test_matches_torch_optim(name, scheduled):

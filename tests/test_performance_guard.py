@@ -88,25 +88,21 @@ def test_float32_run_stays_float32(monkeypatch, spec, loss):
     for kind, entry in layers.LAYERS.items():
         for fn_name in ("forward", "backward"):
             monkeypatch.setitem(entry, fn_name, _wrap_checking(seen, f"{kind}.{fn_name}", entry[fn_name]))
-    for registry in ("BACKWARD_INTO", "FORWARD_INPLACE", "BACKWARD_INPLACE"):
-        table = getattr(layers, registry)
-        for kind, fn in list(table.items()):
-            monkeypatch.setitem(table, kind, _wrap_checking(seen, f"{kind}.{registry}", fn))
     monkeypatch.setitem(losses.CORES, loss, _wrap_checking(seen, loss, losses.CORES[loss]))
     steps = []
-    real_step = O._update_inplace
+    real_rule = O.OPTIMIZERS["adam"]["rule"]
 
-    def step(optimizer, step_no, p, g, slots, tmp):
-        steps.append([a.dtype for a in (p, g, tmp, *slots)])
-        return real_step(optimizer, step_no, p, g, slots, tmp)
-    monkeypatch.setattr(O, "_update_inplace", step)
+    def rule(opt, lr, t, p, g, slots, out):
+        steps.append([a.dtype for a in (p, g, *slots, out[0], *out[1], out[2])])
+        return real_rule(opt, lr, t, p, g, slots, out)
+    monkeypatch.setitem(O.OPTIMIZERS["adam"], "rule", rule)
 
     params = F.init_params(spec, 5, seed=0)
     out, history = train(spec, params, X, y, loss=loss, optimizer=O.adam(1e-2), epochs=2, batch_size=32,
                          l2=1e-3, sample_weight=w, validation_data=(X[:50], y[:50]), seed=0, progress=False)
     floats = {(name, dt) for name, dt in seen if dt.kind == "f"}
     assert floats and all(dt == np.float32 for _, dt in floats), sorted(str(f) for f in floats if f[1] != np.float32)
-    assert {name.split(".")[-1] for name, _ in floats} >= {"forward", "BACKWARD_INTO", "BACKWARD_INPLACE"}
+    assert {name.split(".")[-1] for name, _ in floats} >= {"forward", "backward"}
     assert len(steps) == 2 * 10 and all(dt == np.float32 for s in steps for dt in s)
     assert all(v.dtype == np.float32 for v in out.values())
     assert all(isinstance(v, float) for h in history.values() for v in h)
@@ -135,45 +131,30 @@ OPTS = [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nestero
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opt", OPTS, ids=lambda o: f"{o['name']}-{sorted(o.items())!s:.60}")
-def test_inplace_step_matches_update(opt, dtype):
-    """train's flat in-place step follows update() step after step: sgd and rmsprop bit for bit,
-    adam (which keeps scaled slots inside the loop) up to rounding."""
+def test_flat_inplace_step_is_update_bit_for_bit(opt, dtype):
+    """train's step (the rule on one flat buffer, in place) follows update() bit for bit."""
     rng = np.random.default_rng(0)
     shapes = {"W_0": (37, 23), "b_0": (23,), "W_2": (23, 5), "b_2": (5,)}
     params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
     flat = lambda d: np.concatenate([d[k].ravel() for k in shapes])  # noqa: E731
     P = flat(params)
-    slot_names = O.OPTIMIZERS[opt["name"]]["slots"](opt)
-    slots = tuple(np.zeros_like(P) for _ in slot_names)
+    names = O.slot_names(opt)
+    slots = tuple(np.zeros_like(P) for _ in names)
     tmp = np.empty_like(P)
     state = O.init_state(opt, params)
-    exact = opt["name"] != "adam"
-    tol = {"rtol": 1e-5 if dtype == np.float32 else 1e-12, "atol": 1e-6 if dtype == np.float32 else 1e-14}
-    O._slots_to_inplace(opt, slots)
     for step in range(8):
         grads = {k: (rng.standard_normal(s) * 10.0 ** rng.integers(-3, 2, s)).astype(dtype)
                  for k, s in shapes.items()}
         grads["b_0"][step % 5] = 0.0
         params, state = O.update(opt, params, grads, state)
-        O._update_inplace(opt, step, P, flat(grads), slots, tmp)
-        if step == 3:  # an epoch boundary: train converts the slots back and forth
-            O._slots_from_inplace(opt, slots)
-            O._slots_to_inplace(opt, slots)
-        out_slots = tuple(s.copy() for s in slots)
-        O._slots_from_inplace(opt, out_slots)
-        if exact:
-            assert flat(params).tobytes() == P.tobytes(), f"params differ at step {step}"
-        else:
-            np.testing.assert_allclose(P, flat(params), **tol, err_msg=f"params at step {step}")
-        for name, arr in zip(slot_names, out_slots):
-            if exact:
-                assert flat(state[name]).tobytes() == arr.tobytes(), f"{name} differs at step {step}"
-            else:
-                np.testing.assert_allclose(arr, flat(state[name]), **tol, err_msg=f"{name} at step {step}")
+        O.apply_rule(opt, step, P, flat(grads), slots, (P, slots, tmp))
+        assert flat(params).tobytes() == P.tobytes(), f"params differ at step {step}"
+        for name, arr in zip(names, slots):
+            assert flat(state[name]).tobytes() == arr.tobytes(), f"{name} differs at step {step}"
 
 
 def test_adam_in_train_follows_update():
-    """A whole train run with adam against the same minibatches through value_and_grad + update."""
+    """A whole train run with adam against the same minibatches through value_and_grad + update, bit for bit."""
     X, y = _data(n=300, d=6, k=3)
     spec = [F.dense(8), F.tanh(), F.dense(3)]
     p0 = F.init_params(spec, 6, seed=0, dtype=np.float64)
@@ -184,10 +165,9 @@ def test_adam_in_train_follows_update():
     for _ in range(3):
         perm = rng.permutation(300)
         for i in range(0, 300, 64):
-            _, g = F.value_and_grad(spec, q, X[perm[i:i + 64]], y[perm[i:i + 64]], loss=CE)
+            _, g = F.value_and_grad(spec, q, X[perm[i:i + 64]], y[perm[i:i + 64]], loss=CE, seed=rng)
             q, state = O.update(opt, q, g, state)
-    for k in q:
-        np.testing.assert_allclose(got[k], q[k], rtol=1e-10, atol=1e-12, err_msg=k)
+    assert_tree_equal(got, q)
 
 
 def test_handed_out_params_are_never_mutated():
@@ -204,19 +184,20 @@ def test_handed_out_params_are_never_mutated():
     assert_tree_equal(out, got[-1][1])
 
 
-def test_backward_into_matches_backward():
+def test_backward_into_buffers_matches_backward():
     """The gradients written into train's buffers are the bits backward() returns."""
     rng = np.random.default_rng(3)
     spec = [F.dense(16), F.relu(), F.dense(8), F.tanh(), F.dense(4)]
     params = F.init_params(spec, 6, seed=0)
     X = rng.normal(size=(20, 6)).astype(np.float32)
-    out, cache = network._forward(spec, params, X, True, None)
+    out, cache = F.forward(spec, params, X, training=True, seed=0)
     G = rng.normal(size=out.shape).astype(np.float32)
     expected = F.backward(spec, params, cache, G)
     bufs = {k: np.full_like(v, np.nan) for k, v in params.items()}
-    network._backward_into(spec, network._layer_params(spec, params), cache["layers"], G,
-                           network._layer_params(spec, bufs))
+    got = network.run_backward(spec, network.layer_params(spec, params), cache["layers"], G.copy(),
+                               g_is_scratch=True, grads_out=network.layer_params(spec, bufs))
     assert_tree_equal(bufs, expected)
+    assert all(np.shares_memory(got[k], bufs[k]) for k in bufs)
 
 
 @pytest.mark.parametrize("layout", ["C", "F", "transposed view", "strided"])

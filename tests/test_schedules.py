@@ -115,6 +115,9 @@ def _torch_lrs(make_scheduler, base_lr, n):
     return lrs
 
 
+# Live comparison (skipped without torch). Its frozen twin, which always runs, is
+# tests/test_torch_reference.py::test_schedule[<id>] with the same six cases (and ids) and
+# 21 steps, from tests/data/torch_reference.npz.
 @pytest.mark.parametrize("ours, make", [
     (S.step_decay(0.1, 4, 0.3),
      lambda torch, o: torch.optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.3)),
