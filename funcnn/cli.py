@@ -322,16 +322,21 @@ def _check_output(path: str, what: str, extensions: Sequence[str]) -> str:
 
 
 def _check_model_path(path: str, what: str) -> str:
-    """A model or checkpoint path: funcnn.checkpoint.check_path when it exists, else the same rules here."""
-    from . import checkpoint
-    check_path = getattr(checkpoint, "check_path", None)
-    if check_path is not None:
-        try:
-            check_path(path)
-        except (ValueError, TypeError, OSError) as exc:
-            raise CLIError(f"{what}: {exc}") from None
-        return path
-    return _check_output(path, what, tuple(checkpoint.NPZ_EXTENSIONS) + tuple(checkpoint.PICKLE_EXTENSIONS))
+    """A model or checkpoint path, by funcnn.checkpoint.check_path: known extension (.npz, .pkl,
+    .pickle), an existing, writable directory, a name the file system allows."""
+    from .checkpoint import check_path
+    try:
+        check_path(path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CLIError(f"{what}: {_error_text(exc)}") from None
+    return path
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line: an OSError as "reason: filename" (without "[Errno 2]"), anything else as str()."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc).replace("\n", " ") or type(exc).__name__
 
 
 def _can_plot() -> bool:
@@ -834,8 +839,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except (CLIError, ValueError, TypeError, OSError, FloatingPointError, ImportError) as exc:
-        message = str(exc).replace("\n", " ") or type(exc).__name__
-        print(f"funcnn {args.command}: error: {message}", file=sys.stderr)
+        print(f"funcnn {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"funcnn {args.command}: interrupted", file=sys.stderr)

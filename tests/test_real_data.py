@@ -340,7 +340,7 @@ def unwritable_directory(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "nodir/m.npz"], "--out nodir/m.npz"),
+    (["--out", "nodir/m.npz"], "--out: cannot write checkpoint nodir/m.npz: no such directory"),
     (["--plot", "nodir/c.png"], "--plot nodir/c.png: no such directory"),
     (["--out", "model.h5"], ".h5"),
     (["--plot", "curves.txt"], "unknown extension '.txt'"),
@@ -493,3 +493,12 @@ def test_submodules_reachable_after_import_funcnn():
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_train_api_hints_argmax_for_one_hot_labels():
+    spec = [F.dense(3)]
+    params = F.init_params(spec, 2, seed=0)
+    X = np.zeros((6, 2))
+    with pytest.raises(ValueError, match=r"one-hot rows pass y\.argmax\(axis=1\)"):
+        F.train(spec, params, X, np.eye(3)[[0, 1, 2, 0, 1, 2]], loss="softmax_cross_entropy",
+                optimizer=F.sgd(0.1), epochs=1, progress=False)
