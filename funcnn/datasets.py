@@ -301,7 +301,12 @@ def _random_state(seed: Any) -> Optional[int]:
 
 
 def _atomic_write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written."""
+    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written.
+
+    TODO(issue 10 review): funcnn.checkpoint has the fuller atomic writer (stale-temp cleanup,
+    long names, directory fsync) but only as a private function; once it is public, write_idx
+    should call it and this copy should go.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -493,7 +498,7 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
              index_column: Any = "auto") -> Dict[str, Any]:
     """Read a CSV file into its columns of text cells, without deciding what they mean.
 
-    Returns ``{"path", "names", "columns", "lines", "delimiter", "index_column"}``: ``names``
+    Returns ``{"path", "names", "columns", "lines", "delimiter", "index_column", ...}``: ``names``
     is the header (None without one), ``columns`` a list of tuples of stripped cells,
     ``lines`` the 1-based file line of each data row, ``index_column`` the name (or
     position) of the index column that was dropped, or None.
@@ -548,6 +553,7 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
                              f"(as on line {first_line}){hint}")
     columns = list(zip(*(cells for _, cells in data)))
     lines = [number for number, _ in data]
+    del rows, data
 
     dropped = None
     if index_column == "auto":
@@ -569,7 +575,15 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
         if names is not None:
             names = names[:dropped] + names[dropped + 1:]
     return {"path": path, "names": names, "columns": columns, "lines": lines, "delimiter": delimiter,
-            "index_column": index_name, "index_position": dropped}
+            "index_column": index_name, "index_position": dropped, "numbers": {}}
+
+
+def _column_numbers(table: Mapping[str, Any], c: int) -> Optional[np.ndarray]:
+    """:func:`_numbers` of table column ``c``, parsed once per table."""
+    cache = table.setdefault("numbers", {}) if isinstance(table, dict) else {}
+    if c not in cache:
+        cache[c] = _numbers(table["columns"][c])
+    return cache[c]
 
 
 def _column_position(path: str, names: Optional[List[str]], n_cols: int, column: Any, what: str) -> int:
@@ -609,7 +623,7 @@ def label_position(table: Mapping[str, Any], label_column: Any = None) -> int:
         for wanted in LABEL_NAMES:
             if wanted in lowered:
                 return lowered.index(wanted)
-    text = [c for c, cells in enumerate(columns) if _numbers(cells) is None]
+    text = [c for c in range(len(columns)) if _column_numbers(table, c) is None]
     if len(text) == 1:
         return text[0]
     return len(columns) - 1
@@ -620,7 +634,7 @@ def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: O
     columns, path, lines = table["columns"], table["path"], table["lines"]
     X = np.empty((len(lines), len(positions)), dtype=np.float64)
     for j, c in enumerate(positions):
-        values = _numbers(columns[c])
+        values = _column_numbers(table, c)
         if values is not None and np.isfinite(values).all():
             X[:, j] = values
             continue
@@ -641,7 +655,7 @@ def _label_vector(table: Mapping[str, Any], c: int) -> np.ndarray:
     """The label column: int64 for whole numbers, float64 for other numbers, else str (text labels)."""
     cells, path, lines = table["columns"][c], table["path"], table["lines"]
     where = f"{path}: " + "{line}" + f", {_column_label(table, c)}"
-    values = _numbers(cells)
+    values = _column_numbers(table, c)
     if values is not None:
         if not np.isfinite(values).all():
             r = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -815,7 +829,7 @@ DATASETS: Dict[str, Callable[..., Arrays]] = {
     "mnist": _mnist_train,
 }
 _MNIST_NAMES = ("fashion-mnist", "mnist")
-_FILE_SUFFIXES = (".npz", ".csv", ".txt")
+_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".txt")
 _CSV_OPTIONS = ("label_column", "header", "delimiter", "index_column")
 
 
