@@ -465,17 +465,15 @@ def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
     data = {"source": args.data, "test_size": args.test_size, "seed": args.seed, "task": task,
             "csv": options or None, "label_name": info.get("label_name"), "label_index": info.get("label_index"),
             "feature_names": info.get("feature_names"), "n_features": int(X_train.shape[1])}
-    parts = [f"data {args.data}:"]
     if info:
-        parts.append(f"label column {info['label_name']!r}" if info["label_name"] is not None
-                     else f"label column {info['label_index']}")
-        if info.get("index_column") is not None:
-            parts.append(f"(index column {info['index_column']!r} dropped)")
-        parts.append(f"delimiter {info['delimiter']!r};" if info["delimiter"] is not None else "whitespace-separated;")
-    parts.append(f"task {task} ({why})")
-    if classes is not None:
-        parts.append(f"{classes.size} classes: {_describe_classes(classes)}")
-    print(" ".join(parts))
+        column = (f"label column {info['label_name']!r}" if info["label_name"] is not None
+                  else f"label column {info['label_index']} (0-based)")
+        sep = f"delimiter {info['delimiter']!r}" if info["delimiter"] is not None else "whitespace-separated"
+        index = info.get("index_column")
+        dropped = "" if index is None else (f"; index column {index!r} dropped" if index != ""
+                                             else "; the unnamed index column dropped")
+        print(f"csv {args.data}: {column}, {sep}{dropped}")
+    print(f"task {task} ({why})" + ("" if classes is None else f": {_describe_classes(classes)}"))
     return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test, "classes": classes,
             "task": task, "loss": loss, "data": data}
 
@@ -792,7 +790,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if loss == "softmax_cross_entropy":
         base["n_outputs"] = int(classes.size)
     print(f"{len(trials)} trials x {args.repeats} seed{'s' if args.repeats > 1 else ''} "
-          f"({', '.join(str(args.seed + r) for r in range(args.repeats))}; the same for every trial)")
+          f"({', '.join(str(args.seed + r) for r in range(args.repeats))}; the same for every trial); "
+          f"every trial: {json.dumps(base)}")
     results = sweep.sweep(X_tr, y_tr, validation_data=(X_val, y_val), trials=trials, loss=loss, base=base,
                           n_jobs=args.n_jobs, seed=args.seed, repeats=args.repeats)
     metric = results[0]["score_name"]
@@ -804,9 +803,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                      f"(min {r['score_min']:.4f}, max {r['score_max']:.4f})")
         else:
             score = f"validation {metric} {r['score']:.4f}"
-        print(f"{json.dumps(r['trial'], default=str)}  {score}")
+        print(f"{json.dumps(trials[r['index']], default=str)}  {score}")
     best = sweep.best(results)
-    print(f"best: {json.dumps(best['trial'], default=str)} validation {metric} {best['score']:.4f}"
+    print(f"best: {json.dumps(trials[best['index']], default=str)} validation {metric} {best['score']:.4f}"
           + (f" (mean of {args.repeats} seeds)" if args.repeats > 1 else ""))
     if args.plot and len(args.l2) > 1:
         from . import plot
