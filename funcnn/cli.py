@@ -515,7 +515,10 @@ def _train_checked(*args: Any, **kwargs: Any):
         if w not in diverged:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if diverged:
-        raise CLIError(f"training diverged: {diverged[0].message}; no model written (try a smaller --lr)")
+        message = str(diverged[0].message)
+        if not message.startswith("training diverged"):
+            message = f"training diverged: {message}"
+        raise CLIError(f"{message}; no model was written")
     return result
 
 

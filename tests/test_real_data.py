@@ -429,6 +429,14 @@ def test_diverging_adam_run_exits_1_without_a_model(capsys):
     assert not os.path.exists("model.npz")
 
 
+def test_diverging_full_batch_adam_run_exits_1_without_a_model(capsys):
+    """The core's DivergenceWarning (final loss > 3x the first minibatch's) caught by the CLI, end to end."""
+    _, err = fails(capsys, "train", "--optimizer", "adam", "--lr", "10", "--batch-size", "full", "--no-plot",
+                   "--quiet")
+    assert err.startswith("funcnn train: error: training diverged: ") and "no model was written" in err
+    assert not os.path.exists("model.npz")
+
+
 def test_a_divergence_warning_stops_the_cli(capsys, monkeypatch):
     """The CLI side of the rule, whatever train's threshold: the warning class is an error."""
     class DivergenceWarning(UserWarning):
