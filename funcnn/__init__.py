@@ -7,7 +7,7 @@ A network is a list of layer specs and a flat dict of arrays::
     loss, grads = value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
     params, state = update(opt, params, grads, init_state(opt, params))
 
-The contract is ``../shared/API.md``; the README documents it.
+The README documents the contract and every public function.
 """
 # Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).

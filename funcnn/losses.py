@@ -12,6 +12,7 @@ Registries, in the manner of scikit-learn's ``neural_network/_base.py``:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -38,7 +39,7 @@ def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None)
     check_outputs("softmax_cross_entropy", k)
     labels = check_labels(y, n, k)
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _softmax_cross_entropy(output, labels, w)
+    return CORES["softmax_cross_entropy"](output, labels, w)
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -48,7 +49,7 @@ def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) 
     check_outputs("binary_cross_entropy", k)
     labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _binary_cross_entropy(output, labels, w)
+    return CORES["binary_cross_entropy"](output, labels, w)
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -67,7 +68,7 @@ def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) ->
     if not np.isfinite(target).all():
         raise ValueError("mean_squared_error: y contains NaN or inf")
     w = check_sample_weight(sample_weight, n, output.dtype)
-    return _mean_squared_error(output, target, w)
+    return CORES["mean_squared_error"](output, target, w)
 
 
 # --- the cores ---------------------------------------------------------------------------
@@ -182,17 +183,62 @@ DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+# name → {option: (default, check(value, where) -> value)}: the keyword options a loss takes.
+# ``loss=`` arguments take a name, or a dict ``{"name": ..., **options}`` (JSON, like a layer spec).
+OPTIONS: Dict[str, Dict[str, Tuple[Any, Callable[[Any, str], Any]]]] = {
+    "softmax_cross_entropy": {},
+    "binary_cross_entropy": {},
+    "mean_squared_error": {},
+}
+
+
+def resolve(loss: Any) -> Tuple[str, Dict[str, Any]]:
+    """``(name, options)`` of a loss given as a name or as ``{"name": ..., **options}``; checked."""
+    if isinstance(loss, dict):
+        name = loss.get("name")
+        options = {k: v for k, v in loss.items() if k != "name"}
+    else:
+        name, options = loss, {}
+    if not isinstance(name, str):
+        raise TypeError(f"loss must be a loss name (str) or a dict {{'name': ..., **options}}, got {loss!r}; "
+                        f"known: {sorted(LOSSES)}")
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
+    allowed = OPTIONS[name]
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"loss {name!r}: unknown option(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
+    return name, {k: allowed[k][1](v, f"loss {name!r}: {k}") for k, v in options.items()}
+
+
 def get(loss: Any) -> Callable[..., LossResult]:
-    """The loss function registered under ``loss`` (ValueError listing the known names)."""
-    if not isinstance(loss, str):
-        raise TypeError(f"loss must be a loss name (str), got {type(loss).__name__}; known: {sorted(LOSSES)}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known: {sorted(LOSSES)}")
-    return LOSSES[loss]
+    """The loss function named by ``loss`` (a name or a dict with options), options bound."""
+    name, options = resolve(loss)
+    return functools.partial(LOSSES[name], **options) if options else LOSSES[name]
 
 
-def check_outputs(loss: str, n_outputs: Optional[int]) -> None:
+def core(loss: Any) -> Callable[..., LossResult]:
+    """The core of ``loss`` (an entry of :data:`CORES`), options bound: ``core(output, target, w, out=None)``."""
+    name, options = resolve(loss)
+    return functools.partial(CORES[name], **options) if options else CORES[name]
+
+
+def decision(loss: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``output -> predictions`` (labels, or the outputs) for ``loss``."""
+    return DECISION[resolve(loss)[0]]
+
+
+def proba(loss: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``output -> probabilities`` for a classification ``loss`` (ValueError for a regression loss)."""
+    name = resolve(loss)[0]
+    if name not in PROBA:
+        raise ValueError(f"predict_proba needs a classification loss; {name!r} is a regression loss, use predict")
+    return PROBA[name]
+
+
+def check_outputs(loss: Any, n_outputs: Optional[int]) -> None:
     """ValueError unless a network with ``n_outputs`` outputs suits ``loss`` (None: not known yet)."""
+    loss = resolve(loss)[0]
     if n_outputs is None:
         return
     if loss == "binary_cross_entropy" and n_outputs != 1:
@@ -204,10 +250,9 @@ def check_outputs(loss: str, n_outputs: Optional[int]) -> None:
                          "classes with one output")
 
 
-def is_classification(loss: str) -> bool:
+def is_classification(loss: Any) -> bool:
     """True for the losses whose predictions are class labels."""
-    get(loss)
-    return loss in PROBA
+    return resolve(loss)[0] in PROBA
 
 
 def check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:

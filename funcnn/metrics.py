@@ -19,7 +19,7 @@ __all__ = ["accuracy", "correct", "r2", "scores"]
 
 def correct(loss: str, output: np.ndarray, labels: np.ndarray) -> int:
     """How many rows of ``output`` the loss's decision rule classifies as ``labels`` says."""
-    return int(np.count_nonzero(_losses.DECISION[loss](output) == labels))
+    return int(np.count_nonzero(_losses.decision(loss)(output) == labels))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
@@ -59,7 +59,7 @@ def scores(loss: str, output: np.ndarray, y: np.ndarray, sample_weight: Any = No
     ``y`` as :func:`funcnn.losses.check_targets` returns it; ``loss`` is the loss value without
     any L2 term (the data's loss).
     """
-    value = float(_losses.CORES[loss](output, y, sample_weight)[0])
+    value = float(_losses.core(loss)(output, y, sample_weight)[0])
     if _losses.is_classification(loss):
-        return {"loss": value, "accuracy": accuracy(y, _losses.DECISION[loss](output), sample_weight)}
+        return {"loss": value, "accuracy": accuracy(y, _losses.decision(loss)(output), sample_weight)}
     return {"loss": value, "mse": value, "r2": r2(y, output, sample_weight)}

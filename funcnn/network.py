@@ -349,7 +349,7 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None
-    value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.CORES[loss], l2, w,
+    value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.core(loss), l2, w,
                                 training, rng)
     return value, {k: grads[k] for k in trainable_keys(params)}
 
@@ -387,13 +387,12 @@ def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
 
 def predict_proba(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:
     """Class probabilities (n, n_classes): softmax of the logits, or [1 - p, p] for binary."""
-    if isinstance(loss, str) and loss in _losses.LOSSES and loss not in _losses.PROBA:
-        raise ValueError(f"predict_proba needs a classification loss; {loss!r} is a regression loss, use predict")
+    to_proba = _losses.proba(loss)
     output = _output(spec, params, X, loss)
-    return _losses.PROBA[loss](output)
+    return to_proba(output)
 
 
 def predict(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:
     """Class labels (n,) for the cross-entropies; the outputs (n, k) for mean_squared_error."""
     output = _output(spec, params, X, loss)
-    return _losses.DECISION[loss](output)
+    return _losses.decision(loss)(output)

@@ -297,7 +297,7 @@ def _run_trial(index: int, settings: Trial, seed: int, X: np.ndarray, y: Any, va
             metrics = scores(loss, output, _losses.check_targets(loss, y_val, X_val.shape[0], output.shape[1],
                                                             output.dtype, name="validation_data y"))
             if callable(score):
-                value = float(score(y_val, _losses.DECISION[loss](output)))
+                value = float(score(y_val, _losses.decision(loss)(output)))
             else:
                 value = float(SCORES[score][1](metrics))
         result.update(params=params, history=history, metrics=metrics, val_loss=float(metrics["loss"]),

@@ -450,7 +450,7 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
     full = bs is None or bs >= n
     perm = None if full else rng.permutation(n)
     n_batches = 1 if full else -(-n // bs)
-    core, loss, l2, optimizer = _losses.CORES[data["loss"]], data["loss"], data["l2"], data["optimizer"]
+    core, loss, l2, optimizer = _losses.core(data["loss"]), data["loss"], data["l2"], data["optimizer"]
     P, G, T, slots = ws["P"], ws["G"], ws["T"], ws["slots"]
     out = (P, slots, T)  # the rule updates params and slots in place
     total, counted, correct, first = 0.0, 0, 0, None
