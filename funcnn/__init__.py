@@ -23,6 +23,17 @@ from .train import evaluate, train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """Any other submodule on first access (PEP 562), e.g. the scikit-learn adapters, which import
+    scikit-learn and so are not imported by ``import funcnn`` itself."""
+    import importlib
+    import importlib.util
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     # the contract (API.md §2)
     "init_params", "forward", "backward", "value_and_grad", "init_state", "update", "train",

@@ -511,6 +511,8 @@ def test_submodules_reachable_after_import_funcnn():
             "        F.optimizers, F.schedules, F.gradcheck, F.validation, sys.modules['funcnn.train']]\n"
             "assert all(type(m).__name__ == 'module' for m in mods)\n"
             "assert 'matplotlib' not in sys.modules and 'joblib' not in sys.modules\n"
+            "assert 'sklearn' not in sys.modules\n"
+            "assert F.estimators.NeuralNetClassifier and 'sklearn' in sys.modules   # loaded on first use\n"
             "print('ok')\n")
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
