@@ -130,7 +130,7 @@ def encode_labels(y: Any, classes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
     ``np.unique``'s, as scikit-learn's ``LabelEncoder``. Labels may be ints, strings or
     booleans, in a list, an array or a pandas Series. Labels ``1..3`` give codes ``0..2``
     (3 classes, not 4). One-hot ``(n, k)`` targets are refused with the hint
-    ``y.argmax(axis=1)``. With ``classes`` (sorted, as a previous call returned them), the
+    ``y.argmax(axis=1)``. With ``classes`` (e.g. as a previous call returned them), the
     codes are positions in those classes, and a label that is not one of them is a
     ``ValueError`` naming it.
     """
@@ -145,7 +145,9 @@ def encode_labels(y: Any, classes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
     codes = np.zeros(arr.shape[0], dtype=np.int64)
     found = np.zeros(arr.shape[0], dtype=bool)
     if len(text) == 1:  # both text or both numbers/booleans: comparable
-        codes = np.clip(np.searchsorted(known, arr), 0, known.size - 1).astype(np.int64)
+        order = np.argsort(known, kind="stable")
+        position = np.clip(np.searchsorted(known, arr, sorter=order), 0, known.size - 1)
+        codes = order[position].astype(np.int64)
         found = known[codes] == arr
     if not found.all():
         i = int(np.flatnonzero(~found)[0])
@@ -505,7 +507,8 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
 
     * ``delimiter="auto"`` sniffs it among ``, ; tab |`` (:func:`sniff_delimiter`); None
       splits on runs of whitespace; or give the character.
-    * ``header=None`` auto-detects: the first row is a header when none of its cells is a number.
+    * ``header=None`` auto-detects: the first row is a header when none of its cells is a number,
+      or when one of its cells is text above a number in the second row.
     * ``index_column="auto"`` drops a row index, which is not a feature: with a header, a first
       column whose header cell is empty (as pandas' ``to_csv`` writes the index), or a first
       column named ``index`` or ``Unnamed: 0`` (any case) holding distinct non-negative
@@ -538,7 +541,11 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
 
     first_line, first = rows[0]
     if header is None:
-        header = all(_parse_float(c) is None for c in first)
+        text = [_parse_float(c) is None for c in first]
+        below = rows[1][1] if len(rows) > 1 else []
+        # text everywhere, or text above a number (a column name such as "2019" among the names is fine)
+        header = all(text) or any(t and c < len(below) and _parse_float(below[c]) is not None
+                                  for c, t in enumerate(text))
     names = list(first) if header else None
     data = rows[1:] if header else rows
     if not data:

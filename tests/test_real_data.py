@@ -175,6 +175,7 @@ def test_encode_pandas_series_and_unknown_labels():
     assert codes.tolist() == [1, 0, 1] and classes.tolist() == ["cat", "dog"]
     codes, classes = datasets.encode_labels(pd.Series(pd.Categorical(["x", "y", "x"])))
     assert classes.tolist() == ["x", "y"]
+    assert datasets.encode_labels(["a", "c", "b"], classes=["c", "b", "a"])[0].tolist() == [2, 0, 1]
     with pytest.raises(ValueError, match="'cow'.*not one of the 2 known classes"):
         datasets.encode_labels(["cow"], classes=np.array(["cat", "dog"]))
     with pytest.raises(TypeError, match="mixes label types"):
@@ -278,6 +279,9 @@ def test_default_label_rule_and_errors(tmp_path):
     path = write_csv(tmp_path / "xy.csv", ["x", "y", "label"], [[1, 2, "a"], [3, 4, "b"]])
     X, y, info = datasets.load_csv(path, return_info=True)
     assert info["label_name"] == "label" and info["feature_names"] == ["x", "y"] and y.tolist() == ["a", "b"]
+    path = write_csv(tmp_path / "year.csv", ["f1", "2019", "label"], [[1, 2, "a"], [3, 4, "b"]])
+    X, y, info = datasets.load_csv(path, return_info=True)       # a numeric column name is still a header
+    assert info["feature_names"] == ["f1", "2019"] and X.tolist() == [[1, 2], [3, 4]]
     path = write_csv(tmp_path / "mixed.csv", ["a", "target"], [[1, "x"], [2, "3"]])
     with pytest.raises(ValueError, match="only numbers or only text"):
         datasets.load_csv(path)
