@@ -424,8 +424,13 @@ def _classes_and_loss(y: np.ndarray, task: str, loss: str, label: str):
 def _split_data(X, y, task: str, test_size: float, seed: int):
     """The one train/test split of the command line: stratified for classes with >= 2 samples each."""
     from .datasets import split
-    stratify = task == "classification" and np.unique(y, return_counts=True)[1].min() >= 2
-    return split(X, y, test_size=test_size, seed=seed, stratify=bool(stratify))
+    if task != "classification":
+        return split(X, y, test_size=test_size, seed=seed, stratify=False)
+    # Split the codes (any labels, even float classes, stratify the same way), then map back.
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    X_train, X_test, c_train, c_test = split(X, codes.reshape(-1), test_size=test_size, seed=seed,
+                                             stratify=bool(counts.min() >= 2))
+    return X_train, X_test, classes[c_train], classes[c_test]
 
 
 def _targets(y: np.ndarray, classes: Optional[np.ndarray], where: str) -> np.ndarray:
@@ -840,6 +845,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # `funcnn predict ... | head`: the reader left; no error message
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except (CLIError, ValueError, TypeError, OSError, FloatingPointError, ImportError) as exc:
         print(f"funcnn {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
