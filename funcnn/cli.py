@@ -552,7 +552,7 @@ def _checkpoint_epoch(path: Optional[str], data: Dict[str, Any]) -> Optional[int
 # --- commands -------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import save
+    from .checkpoint import check_metadata, save
     from .datasets import apply_scaler, fit_scaler, n_outputs
     from .layers import mlp
     from .network import init_params
@@ -594,6 +594,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         early = {"patience": args.early_stopping}
     data = d["data"]
     metadata = {"scaler": scaler, "data": data, "classes": classes}
+    # What the model file will hold, checked before the first epoch (save would refuse it after).
+    check_metadata({**metadata, "optimizer": optimizer, "l2": args.l2}, reserved_extra=("loss", "training_state"))
     resumed = _checkpoint_epoch(args.checkpoint, data)
     print(f"data {args.data}: {X_train.shape[0]} train, {0 if validation_data is None else len(y_val)} "
           f"validation, {X_test.shape[0]} test samples, {X_train.shape[1]} features; loss {loss}, "
