@@ -327,8 +327,7 @@ def _combine(runs: List[Result]) -> Result:
     if failed:
         result.update(error=failed[0]["error"], traceback=failed[0]["traceback"], score=float("nan"),
                       scores=[r["score"] for r in runs], score_std=float("nan"), score_min=float("nan"),
-                      score_max=float("nan"), val_loss=float("nan"),
-                      params=None if first["error"] is not None else first["params"])
+                      score_max=float("nan"), val_loss=float("nan"), params=None)
         return result
     values = np.array([r["score"] for r in runs], dtype=np.float64)
     result.update(score=float(values.mean()), scores=values.tolist(), score_std=float(values.std()),
