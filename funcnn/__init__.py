@@ -7,9 +7,13 @@ A network is a list of layer specs and a flat dict of arrays::
     loss, grads = value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
     params, state = update(opt, params, grads, init_state(opt, params))
 
-The contract is ``../shared/API.md``; the README documents it.
+The README documents the contract and every public function.
 """
-from . import datasets, gradcheck, layers, losses, optimizers, schedules
+# Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
+# matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
+# ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
+from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,
+               schedules, sweep, validation)
 from .checkpoint import load, save
 from .layers import dense, dropout, identity, leaky_relu, relu, sigmoid, softmax, tanh
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
@@ -19,6 +23,17 @@ from .train import evaluate, train
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """Any other submodule on first access (PEP 562), e.g. the scikit-learn adapters, which import
+    scikit-learn and so are not imported by ``import funcnn`` itself."""
+    import importlib
+    import importlib.util
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     # the contract (API.md §2)
     "init_params", "forward", "backward", "value_and_grad", "init_state", "update", "train",
@@ -27,4 +42,5 @@ __all__ = [
     "evaluate", "param_keys", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
+    "checkpoint", "metrics", "network", "plot", "sweep", "validation",
 ]

@@ -1,33 +1,68 @@
 """The ``funcnn`` command: ``train``, ``evaluate``, ``predict`` and ``sweep``.
 
     funcnn train                                   # digits, 128-64 ReLU MLP, Adam; writes model.npz, curves.png
+    funcnn train --data iris.csv                   # any CSV: label column, task, delimiter found by rule
     funcnn train --data moons --hidden 16,16 --epochs 200
     funcnn evaluate model.npz --data digits        # the held-out split the model was tested on
-    funcnn predict model.npz --data new.csv        # one prediction per line
+    funcnn predict model.npz --data new.csv        # a CSV of predicted labels, with a header
 
-Every command is a thin layer over the library: datasets → scaler → train → save.
-Argument errors exit with status 2 and an argparse message; data or model errors exit
-with status 1 and a one-line ``funcnn: error: ...`` message, never a traceback.
+Every command is a thin layer over the library: datasets → labels → scaler → train → save.
+This is where files meet the library, so labels are encoded here (any labels: numbers,
+text, booleans; classes in sorted order, stored in the model as ``classes``) and
+predictions are decoded back to the original labels.
+
+Rules (documented in the README's command-line section):
+
+* the label column of a CSV: ``--label-column NAME|INDEX``; by default a column named
+  target/label/class/y (case-insensitive), else the only non-numeric column, else the last;
+* the task: ``--task auto`` calls text or boolean labels, and integers with at most
+  max(20, √n) distinct values, a classification; numbers with fractions, and integers
+  with more distinct values, a regression (``funcnn.datasets.infer_task``); ``--loss``
+  implies the task;
+* the delimiter is sniffed among , ; tab | (``--delimiter`` overrides); a row index column
+  (an empty first header cell, or a first column named index / Unnamed: 0 holding distinct
+  non-negative integers) is not a feature (``--index-column none`` keeps it);
+* one-hot targets are refused with the hint ``y.argmax(axis=1)``;
+* every output path (``--out``, ``--plot``, ``--checkpoint``, ``--output``) is checked before
+  any training: known extension, existing and writable directory;
+* a run that diverges (``FloatingPointError``, or ``funcnn.train.DivergenceWarning``: a final
+  training loss far above the first) exits 1 and writes no model;
+* ``--epochs`` must be at least 1 (``funcnn.train`` accepts 0; a 0-epoch command-line run
+  would only save the initial params).
+
+Argument errors exit with status 2 and an argparse message; data, model, path and
+training errors exit with status 1 and a one-line ``funcnn COMMAND: error: ...`` message,
+never a traceback; Ctrl-C exits 130.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import importlib
+import importlib.util
+import io
 import json
 import os
 import sys
+import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .layers import ACTIVATIONS  # the hidden activations a CLI user can name
 
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.1, "rmsprop": 1e-3}
+DEFAULT_HIDDEN = [128, 64]
 LOSS_CHOICES = ("auto", "softmax_cross_entropy", "binary_cross_entropy", "mean_squared_error")
+TASK_CHOICES = ("auto", "classification", "regression")
+PLOT_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+PREDICTION_EXTENSIONS = (".csv", ".txt", ".npy")
 
 
 class CLIError(Exception):
-    """A problem with the data or the model named on the command line (exit status 1)."""
+    """A problem with the data, the model or a path named on the command line (exit status 1)."""
 
 
 # --- argument types -------------------------------------------------------------------
@@ -73,9 +108,23 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _open_fraction(text: str) -> float:
+    value = _fraction(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
 def _widths(text: str) -> List[int]:
+    """Comma-separated positive widths; 'none' for no hidden layer. Empty parts are refused."""
+    if text.strip().lower() == "none":
+        return []
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 128,64 (or 'none'), "
+                                         f"got {text!r} with an empty width")
     try:
-        widths = [int(part) for part in text.split(",") if part.strip()]
+        widths = [int(part) for part in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 128,64, got {text!r}") from None
     if any(w < 1 for w in widths):
@@ -84,12 +133,77 @@ def _widths(text: str) -> List[int]:
 
 
 def _batch_size(text: str) -> Optional[int]:
-    if text.lower() in ("full", "none", "0"):
+    """A positive batch size, or 'full' (full-batch gradient descent); 0 is refused as the API does."""
+    if text.strip().lower() in ("full", "none"):
         return None
-    return _positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
+    return value
+
+
+def _n_jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a non-zero integer (1 serial, k workers, -1 all cores), got {text!r}")
+    return value
+
+
+def _column(text: str) -> Any:
+    """A column name, or an int index when the text is an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _delimiter(text: str) -> Optional[str]:
+    named = {"auto": "auto", "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+             "space": None, "whitespace": None}
+    if text.lower() in named:
+        return named[text.lower()]
+    if len(text) != 1 or text in "\r\n\"":
+        raise argparse.ArgumentTypeError(f"expected one character, 'tab', 'whitespace' or 'auto', got {text!r}")
+    return text
+
+
+class _NoIndexColumn:
+    """``--index-column none`` (None itself means "not given")."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+NO_INDEX_COLUMN = _NoIndexColumn()
+
+
+def _index_column(text: str) -> Any:
+    if text.lower() == "none":
+        return NO_INDEX_COLUMN
+    return "auto" if text.lower() == "auto" else _column(text)
 
 
 # --- the parser -----------------------------------------------------------------------
+
+def _add_csv_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    d = (lambda value: value) if defaults else (lambda value: None)
+    p.add_argument("--label-column", type=_column, default=None, metavar="NAME|INDEX",
+                   help="CSV: the label column, by header name or 0-based index (negative from the end); "
+                        "default: a column named target/label/class/y, else the only non-numeric column, "
+                        "else the last")
+    p.add_argument("--delimiter", type=_delimiter, default=d("auto"),
+                   help="CSV: the field delimiter (a character, 'tab' or 'whitespace'); default: sniffed "
+                        "among , ; tab |")
+    p.add_argument("--index-column", type=_index_column, default=d("auto"), metavar="auto|none|NAME|INDEX",
+                   help="CSV: a row-index column to drop; 'auto' (default) drops an unnamed first column or one "
+                        "named index/Unnamed: 0 holding distinct non-negative integers; 'none' keeps every column")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnn", description="Train and use small neural networks (NumPy).")
@@ -103,20 +217,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dataset name (digits, iris, wine, breast-cancer, diabetes, moons, circles, blobs, "
                         "fashion-mnist, mnist) or a .npz/.csv file or a directory of MNIST IDX files "
                         "(default: digits)")
-    t.add_argument("--test-size", type=_fraction, default=0.25, help="held-out test fraction (default 0.25)")
+    _add_csv_options(t)
+    t.add_argument("--task", choices=TASK_CHOICES, default="auto",
+                   help="auto (default): text/boolean labels and integers with at most max(20, sqrt(n)) "
+                        "distinct values are classes, other numbers a regression target")
+    t.add_argument("--test-size", type=_open_fraction, default=0.25, help="held-out test fraction (default 0.25)")
     t.add_argument("--validation-split", type=_fraction, default=0.1,
                    help="fraction of the training part used for validation curves (default 0.1; 0 for none)")
     arch = t.add_mutually_exclusive_group()
     arch.add_argument("--spec", help="a JSON file holding the layer spec (a list of dicts)")
-    arch.add_argument("--hidden", type=_widths, default=None, help="hidden layer widths (default 128,64)")
+    arch.add_argument("--hidden", type=_widths, default=None,
+                      help="hidden layer widths (default 128,64; 'none' for no hidden layer)")
     t.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden activation (default relu)")
     t.add_argument("--dropout", type=_fraction, default=0.0, help="dropout rate after each hidden layer")
     t.add_argument("--loss", choices=LOSS_CHOICES, default="auto",
-                   help="default: softmax CE for >2 classes, binary CE for 2, MSE for real targets")
+                   help="default: softmax CE for >2 classes, binary CE for 2, MSE for regression")
     t.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
     t.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: adam 1e-3, sgd 0.1)")
     t.add_argument("--momentum", type=_fraction, default=0.9, help="sgd momentum (default 0.9)")
-    t.add_argument("--epochs", type=_non_negative_int, default=30)
+    t.add_argument("--epochs", type=_positive_int, default=30, help="epochs (at least 1; default 30)")
     t.add_argument("--batch-size", type=_batch_size, default=32, help="minibatch size, or 'full' (default 32)")
     t.add_argument("--l2", type=_non_negative_float, default=0.0, help="L2 penalty λ (adds λ/2 ||W||²)")
     t.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
@@ -132,25 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
 
-    for name, helptext, func in (("evaluate", "score a saved model on data", cmd_evaluate),
-                                 ("predict", "print a saved model's predictions", cmd_predict)):
+    for name, helptext, func in (("evaluate", "score a saved model on labelled data", cmd_evaluate),
+                                 ("predict", "write a saved model's predictions (original labels, CSV with a "
+                                             "header)", cmd_predict)):
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("model", help="a model file written by funcnn train (or funcnn.save)")
-        p.add_argument("--data", required=True, help="a dataset name or a .npz/.csv file or an MNIST directory")
+        p.add_argument("--data", required=True,
+                       help="a dataset name, a .csv/.npz file" + (", a .npy file of features" if name == "predict"
+                                                                  else "") + " or an MNIST directory")
         p.add_argument("--split", choices=("auto", "test", "all"), default="auto",
                        help="'test': the held-out part the model was tested on (same data source); "
                             "'all': every row; 'auto' (default): 'test' for the training data source, else 'all'")
+        _add_csv_options(p, defaults=False)
         if name == "predict":
-            p.add_argument("--output", default=None, help="write predictions to this file (.csv or .npy)")
-            p.add_argument("--proba", action="store_true", help="print class probabilities instead of labels")
+            p.add_argument("--output", default=None, help="write predictions to this file (.csv or .npy) instead "
+                                                          "of stdout")
+            p.add_argument("--proba", action="store_true",
+                           help="class probabilities, one column per class named by the class")
         p.set_defaults(func=func)
 
     s = sub.add_parser("sweep", help="hyper-parameter sweep scored on a validation split",
-                       description="Grid search over l2, widths, dropout and learning rate; trials run in "
-                                   "parallel with joblib; prints the results best first.")
+                       description="Grid search over l2, widths, dropout and learning rate; every trial uses the "
+                                   "same seed (common random numbers), --repeats runs each over several seeds; "
+                                   "trials run in parallel with joblib; prints the results best first.")
     s.add_argument("--data", default="digits")
-    s.add_argument("--test-size", type=_fraction, default=0.25)
-    s.add_argument("--validation-split", type=_fraction, default=0.25)
+    _add_csv_options(s)
+    s.add_argument("--task", choices=TASK_CHOICES, default="auto")
+    s.add_argument("--test-size", type=_open_fraction, default=0.25)
+    s.add_argument("--validation-split", type=_open_fraction, default=0.25)
     s.add_argument("--hidden", type=_widths, action="append", default=None,
                    help="widths to try; repeat for several (default 128,64)")
     s.add_argument("--activation", choices=ACTIVATIONS, default="relu")
@@ -158,30 +286,201 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dropout", type=_fraction, nargs="+", default=[0.0])
     s.add_argument("--lr", type=_positive_float, nargs="+", default=None)
     s.add_argument("--optimizer", choices=sorted(DEFAULT_LR), default="adam")
-    s.add_argument("--epochs", type=_non_negative_int, default=30)
+    s.add_argument("--epochs", type=_positive_int, default=30)
     s.add_argument("--batch-size", type=_batch_size, default=32)
-    s.add_argument("--seed", type=_non_negative_int, default=0)
-    s.add_argument("--n-jobs", type=int, default=1, help="parallel trials (joblib; -1 for all cores)")
+    s.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="the seed of every trial (and of the data split); default 0")
+    s.add_argument("--repeats", type=_positive_int, default=1,
+                   help="run every trial with the seeds SEED..SEED+REPEATS-1; rank by the mean score")
+    s.add_argument("--n-jobs", type=_n_jobs, default=1, help="parallel trials (joblib; -1 for all cores)")
     s.add_argument("--out", default=None, help="retrain the best trial on train+validation and save it here")
     s.add_argument("--plot", default=None, help="PNG of validation score against l2 (needs matplotlib)")
     s.set_defaults(func=cmd_sweep)
     return parser
 
 
-# --- shared steps ---------------------------------------------------------------------
+# --- output paths ---------------------------------------------------------------------
 
-def _auto_loss(y: np.ndarray) -> str:
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
-        return "binary_cross_entropy" if int(y.max()) <= 1 else "softmax_cross_entropy"
-    return "mean_squared_error"
+def _check_output(path: str, what: str, extensions: Sequence[str]) -> str:
+    """Refuse, before any work, a path that cannot be written: unknown extension, missing or
+    unwritable directory, or a directory in its place."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in extensions:
+        raise CLIError(f"{what} {path}: unknown extension {ext or '(none)'!r}; use one of {', '.join(extensions)}")
+    if os.path.isdir(path):
+        raise CLIError(f"{what} {path}: is a directory")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CLIError(f"{what} {path}: no such directory {directory}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".funcnn-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CLIError(f"{what} {path}: cannot write in {directory} ({exc.strerror or exc})") from None
+    return path
 
 
-def _n_outputs(loss: str, y: np.ndarray) -> int:
-    if loss == "softmax_cross_entropy":
-        return int(y.max()) + 1
-    if loss == "binary_cross_entropy":
-        return 1
-    return 1 if y.ndim == 1 else y.shape[1]
+def _check_model_path(path: str, what: str) -> str:
+    """A model or checkpoint path, by funcnn.checkpoint.check_path: known extension (.npz, .pkl,
+    .pickle), an existing, writable directory, a name the file system allows."""
+    from .checkpoint import check_path
+    try:
+        check_path(path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CLIError(f"{what}: {_error_text(exc)}") from None
+    return path
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line: an OSError as "reason: filename" (without "[Errno 2]"), anything else as str()."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc).replace("\n", " ") or type(exc).__name__
+
+
+def _can_plot() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+# --- data and labels ------------------------------------------------------------------
+
+def _source_kind(source: str) -> str:
+    from .datasets import DATASETS
+    if source.strip().lower().replace("_", "-") in DATASETS:
+        return "name"
+    if os.path.isdir(source):
+        return "dir"
+    return os.path.splitext(source)[1].lower().lstrip(".") or "file"
+
+
+def _csv_options(args: argparse.Namespace, source: str, saved: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """load()'s CSV options from the command line (None: not given), over those saved with the model."""
+    given = {"label_column": args.label_column, "delimiter": args.delimiter, "index_column": args.index_column}
+    is_csv = _source_kind(source) in ("csv", "txt", "tsv")
+    if not is_csv:
+        named = [f"--{k.replace('_', '-')}" for k, v in given.items()
+                 if v is not None and not (k in ("delimiter", "index_column") and isinstance(v, str) and v == "auto")]
+        if named:
+            raise CLIError(f"{', '.join(named)} only apply to CSV files, not {source!r}")
+        return {}
+    options = {"label_column": None, "delimiter": "auto", "index_column": "auto"}
+    options.update({k: v for k, v in (saved or {}).items() if k in options})
+    options.update({k: v for k, v in given.items() if v is not None})
+    if options["index_column"] is NO_INDEX_COLUMN:
+        options["index_column"] = None
+    return options
+
+
+def _load_all(source: str, options: Dict[str, Any]):
+    """``(X, y, info, official)``: the whole data set (labels as the file holds them), or, for
+    MNIST-format data, ``official`` = the files' own (X_train, X_test, y_train, y_test)."""
+    from .datasets import load, load_csv, load_train_test
+    kind = _source_kind(source)
+    if kind in ("csv", "txt", "tsv") and os.path.isfile(source):
+        X, y, info = load_csv(source, return_info=True, **options)
+        return X, y, info, None
+    if kind == "dir" or source.strip().lower().replace("_", "-") in ("fashion-mnist", "mnist"):
+        official = load_train_test(source)
+        return None, np.concatenate([official[2], official[3]]), {}, official
+    X, y = load(source)
+    return X, y, {}, None
+
+
+def _decide_task(y: np.ndarray, task: str, loss: str) -> Tuple[str, str]:
+    """(task, why): ``--loss`` implies the task, else ``--task``, else datasets.infer_task's rule."""
+    from .datasets import infer_task
+    if loss != "auto":
+        implied = "regression" if loss == "mean_squared_error" else "classification"
+        if task not in ("auto", implied):
+            raise CLIError(f"--loss {loss} is a {implied} loss, but --task is {task}")
+        return implied, f"--loss {loss}"
+    if task != "auto":
+        return task, f"--task {task}"
+    found, reason = infer_task(y, return_reason=True)
+    return found, f"auto: {reason}; override with --task"
+
+
+def _classes_and_loss(y: np.ndarray, task: str, loss: str, label: str):
+    """(classes or None, loss) for the whole data set's targets."""
+    from .datasets import encode_labels, label_array
+    if task == "regression":
+        arr = label_array(y)
+        if arr.dtype.kind not in "iuf":
+            raise CLIError(f"{label} holds {'text' if arr.dtype.kind in 'US' else arr.dtype} values; a regression "
+                           "needs numbers (use --task classification, or choose another --label-column)")
+        return None, "mean_squared_error" if loss == "auto" else loss
+    _, classes = encode_labels(y)
+    k = classes.size
+    if k < 2:
+        raise CLIError(f"{label} holds a single class ({classes[0].item()!r}); a classifier needs at least 2")
+    if loss == "binary_cross_entropy" and k != 2:
+        raise CLIError(f"--loss binary_cross_entropy needs 2 classes, {label} holds {k}")
+    if loss == "auto":
+        loss = "binary_cross_entropy" if k == 2 else "softmax_cross_entropy"
+    return classes, loss
+
+
+def _split_data(X, y, task: str, test_size: float, seed: int):
+    """The one train/test split of the command line: stratified for classes with >= 2 samples each."""
+    from .datasets import split
+    if task != "classification":
+        return split(X, y, test_size=test_size, seed=seed, stratify=False)
+    # Split the codes (any labels, even float classes, stratify the same way), then map back.
+    classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+    X_train, X_test, c_train, c_test = split(X, codes.reshape(-1), test_size=test_size, seed=seed,
+                                             stratify=bool(counts.min() >= 2))
+    return X_train, X_test, classes[c_train], classes[c_test]
+
+
+def _targets(y: np.ndarray, classes: Optional[np.ndarray], where: str) -> np.ndarray:
+    """Labels → the codes the network takes (classes), or float targets (regression)."""
+    from .datasets import encode_labels
+    if classes is None:
+        return np.asarray(y, dtype=np.float64)
+    try:
+        return encode_labels(y, classes=classes)[0]
+    except ValueError as exc:
+        raise CLIError(f"{where}: {exc}") from None
+
+
+def _describe_classes(classes: np.ndarray) -> str:
+    shown = ", ".join(str(c) for c in classes[:10].tolist())
+    return shown + (f", ... ({classes.size} in all)" if classes.size > 10 else "")
+
+
+def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
+    """Load, decide the task, encode the labels, split: everything train and sweep need."""
+    options = _csv_options(args, args.data)
+    X, y, info, official = _load_all(args.data, options)
+    label = f"the label column {info['label_name']!r}" if info.get("label_name") else "the labels"
+    task, why = _decide_task(y, args.task, getattr(args, "loss", "auto"))
+    classes, loss = _classes_and_loss(y, task, getattr(args, "loss", "auto"), label)
+    if task == "classification" and args.task == "auto" and getattr(args, "loss", "auto") == "auto":
+        n = len(y)
+        if classes.dtype.kind in "US" and classes.size > n / 2:
+            raise CLIError(f"{label} holds {classes.size} distinct text values in {n} rows: an identifier, not a "
+                           "class label? Choose the label column with --label-column (or force --task classification)")
+    if official is not None:
+        X_train, X_test, y_train, y_test = official
+    else:
+        X_train, X_test, y_train, y_test = _split_data(X, y, task, args.test_size, args.seed)
+    where = info.get("label_name") or args.data
+    y_train, y_test = _targets(y_train, classes, where), _targets(y_test, classes, where)
+    data = {"source": args.data, "test_size": args.test_size, "seed": args.seed, "task": task,
+            "csv": options or None, "label_name": info.get("label_name"), "label_index": info.get("label_index"),
+            "feature_names": info.get("feature_names"), "n_features": int(X_train.shape[1])}
+    if info:
+        column = (f"label column {info['label_name']!r}" if info["label_name"] is not None
+                  else f"label column {info['label_index']} (0-based)")
+        sep = f"delimiter {info['delimiter']!r}" if info["delimiter"] is not None else "whitespace-separated"
+        index = info.get("index_column")
+        dropped = "" if index is None else (f"; index column {index!r} dropped" if index != ""
+                                             else "; the unnamed index column dropped")
+        print(f"csv {args.data}: {column}, {sep}{dropped}")
+    print(f"task {task} ({why})" + ("" if classes is None else f": {_describe_classes(classes)}"))
+    return {"X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test, "classes": classes,
+            "task": task, "loss": loss, "data": data}
 
 
 def _read_spec(path: str) -> List[Dict[str, Any]]:
@@ -203,62 +502,89 @@ def _optimizer(name: str, lr: Optional[float], momentum: float) -> Dict[str, Any
     return by_name(name, lr=lr, momentum=momentum) if name == "sgd" else by_name(name, lr=lr)
 
 
-def _split(X, y, fraction: float, seed: int, classification: bool):
-    from sklearn.model_selection import train_test_split
-    stratify = y if classification and np.unique(y, return_counts=True)[1].min() >= 2 else None
-    return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=stratify)
+def _train_module():
+    """The module funcnn.train (the package attribute ``funcnn.train`` is the function)."""
+    return importlib.import_module(".train", __package__)
 
 
-def _load_model(path: str) -> Dict[str, Any]:
+def _train_checked(*args: Any, **kwargs: Any):
+    """train(...) with its warnings recorded: a DivergenceWarning is an error (no model is written);
+    other warnings are shown as usual."""
+    module = _train_module()
+    divergence = getattr(module, "DivergenceWarning", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = module.train(*args, **kwargs)
+    diverged = [w for w in caught if divergence is not None and issubclass(w.category, divergence)]
+    for w in caught:
+        if w not in diverged:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if diverged:
+        message = str(diverged[0].message)
+        if not message.startswith("training diverged"):
+            message = f"training diverged: {message}"
+        raise CLIError(f"{message}; no model was written")
+    return result
+
+
+def _checkpoint_epoch(path: Optional[str], data: Dict[str, Any]) -> Optional[int]:
+    """The epoch a checkpoint at ``path`` holds (None: no checkpoint to resume); refuses a checkpoint
+    of other data (another source, seed, split or label encoding: its test rows would differ)."""
+    if path is None or not os.path.exists(path):
+        return None
     from .checkpoint import load
-    model = load(path)
-    if "loss" not in model:
-        raise CLIError(f"{path}: the model file does not record its loss; save it with loss=... in the metadata")
-    return model
-
-
-def _model_data(model: Dict[str, Any], path: str, source: str, split: str):
-    """(X, y) for evaluate/predict, scaled as the model's training data was."""
-    from .datasets import apply_scaler, load, load_train_test
-    data = model.get("data") or {}
-    same_source = data.get("source") == source
-    if split == "auto":
-        split = "test" if same_source else "all"
-    if split == "test":
-        if not same_source:
-            raise CLIError(f"--split test needs the data the model was trained on ({data.get('source')!r}), "
-                           f"got {source!r}; use --split all")
-        _, X, _, y = load_train_test(source, test_size=data["test_size"], seed=data["seed"])
-    else:
-        X, y = load(source)
-    if model.get("scaler") is not None:
-        X = apply_scaler(model["scaler"], X)
-    return X, y
+    try:
+        saved = load(path)
+        epoch = int(saved["training_state"]["run"]["epoch"])
+    except (KeyError, TypeError, ValueError):
+        return None  # not a checkpoint of a run: train itself refuses it with its own message
+    before = saved.get("data")
+    now = json.loads(json.dumps(data))
+    if isinstance(before, dict):
+        diffs = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if diffs:
+            details = "; ".join(f"{k}: saved {before.get(k)!r}, now {now.get(k)!r}" for k in diffs)
+            raise CLIError(f"--checkpoint {path} is a run on other data ({details}); resuming would mix "
+                           "test rows into training. Delete it or choose another --checkpoint path")
+    return epoch
 
 
 # --- commands -------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import losses, plot
-    from .checkpoint import save
-    from .datasets import apply_scaler, fit_scaler, load_train_test
-    from .network import init_params
+    from .checkpoint import check_metadata, save
+    from .datasets import apply_scaler, fit_scaler, n_outputs
     from .layers import mlp
-    from .train import evaluate, train
+    from .network import init_params
+    from .train import evaluate
 
-    X_train, X_test, y_train, y_test = load_train_test(args.data, test_size=args.test_size, seed=args.seed)
-    loss = _auto_loss(y_train) if args.loss == "auto" else args.loss
-    classification = losses.is_classification(loss)
+    # Every output path first: a bad one must not cost a training run.
+    _check_model_path(args.out, "--out")
+    if args.checkpoint is not None:
+        _check_model_path(args.checkpoint, "--checkpoint")
+        if os.path.abspath(args.checkpoint) == os.path.abspath(args.out):
+            raise CLIError("--checkpoint and --out must be different files")
+    plot_path = None
+    if not args.no_plot:
+        _check_output(args.plot, "--plot", PLOT_EXTENSIONS)
+        if _can_plot():
+            plot_path = args.plot
+        else:
+            print("no plot: funcnn.plot needs matplotlib: pip install 'funcnn[plot]' (or pass --no-plot)")
+
+    d = _prepare(args)
+    X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
+                                                       d["loss"], d["classes"])
     scaler = None if args.no_scale else fit_scaler(X_train)
     if scaler is not None:
         X_train, X_test = apply_scaler(scaler, X_train), apply_scaler(scaler, X_test)
     validation_data = None
     if args.validation_split > 0:
-        X_train, X_val, y_train, y_val = _split(X_train, y_train, args.validation_split, args.seed, classification)
+        X_train, X_val, y_train, y_val = _split_data(X_train, y_train, d["task"], args.validation_split, args.seed)
         validation_data = (X_val, y_val)
-    n_out = _n_outputs(loss, y_train)
-    spec = (_read_spec(args.spec) if args.spec
-            else mlp(args.hidden or [128, 64], args.activation, args.dropout, n_out))
+    n_out = classes.size if loss == "softmax_cross_entropy" else n_outputs(loss, y_train)
+    hidden = DEFAULT_HIDDEN if args.hidden is None else args.hidden
+    spec = _read_spec(args.spec) if args.spec else mlp(hidden, args.activation, args.dropout, n_out)
     params = init_params(spec, X_train.shape[1], seed=args.seed, dtype=args.dtype)
     optimizer = _optimizer(args.optimizer, args.lr, args.momentum)
     early = None
@@ -266,89 +592,237 @@ def cmd_train(args: argparse.Namespace) -> int:
         if validation_data is None:
             raise CLIError("--early-stopping needs a validation split (--validation-split > 0)")
         early = {"patience": args.early_stopping}
-    data = {"source": args.data, "test_size": args.test_size, "seed": args.seed}
+    data = d["data"]
+    metadata = {"scaler": scaler, "data": data, "classes": classes}
+    # What the model file will hold, checked before the first epoch (save would refuse it after).
+    check_metadata({**metadata, "optimizer": optimizer, "l2": args.l2}, reserved_extra=("loss", "training_state"))
+    resumed = _checkpoint_epoch(args.checkpoint, data)
     print(f"data {args.data}: {X_train.shape[0]} train, {0 if validation_data is None else len(y_val)} "
-               f"validation, {X_test.shape[0]} test samples, {X_train.shape[1]} features; loss {loss}")
+          f"validation, {X_test.shape[0]} test samples, {X_train.shape[1]} features; loss {loss}, "
+          f"{n_out} output{'s' if n_out != 1 else ''}")
     start = time.perf_counter()
-    params, history = train(spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
-                            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data,
-                            seed=args.seed, early_stopping=early, progress=not args.quiet,
-                            checkpoint=args.checkpoint,
-                            checkpoint_metadata=None if args.checkpoint is None else {"scaler": scaler, "data": data})
+    try:
+        params, history = _train_checked(
+            spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
+            early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
+            checkpoint_metadata=None if args.checkpoint is None else metadata)
+    except KeyboardInterrupt:
+        if args.checkpoint is None:
+            print("funcnn train: interrupted; nothing was saved. To make a run resumable, pass --checkpoint PATH "
+                  "(e.g. --checkpoint run.npz): the state is saved after every epoch and the same command "
+                  "resumes from it", file=sys.stderr)
+        else:
+            print(f"funcnn train: interrupted; {args.checkpoint} holds the last finished epoch: run the same "
+                  "command to resume", file=sys.stderr)
+        return 130
     seconds = time.perf_counter() - start
+    if resumed is not None:
+        print(f"resumed from epoch {resumed} ({args.checkpoint})")
     scores = evaluate(spec, params, X_test, y_test, loss=loss)
     summary = "  ".join(f"test {k} {v:.4f}" for k, v in scores.items())
     print(f"trained {len(history['loss'])} epochs in {seconds:.1f} s; {summary}")
-    save(args.out, spec, params, loss=loss, scaler=scaler, data=data, history=history, test_scores=scores,
+    save(args.out, spec, params, loss=loss, **metadata, history=history, test_scores=scores,
          optimizer=optimizer, l2=args.l2)
     print(f"wrote {args.out}")
-    if not args.no_plot:
-        try:
-            plot.learning_curves(history, args.plot, title=f"{args.data}: {loss}")
-            print(f"wrote {args.plot}")
-        except ImportError as exc:
-            print(f"no plot: {exc}")
+    if plot_path is not None:
+        from . import plot
+        plot.learning_curves(history, plot_path, title=f"{args.data}: {loss}")
+        print(f"wrote {plot_path}")
     return 0
+
+
+def _load_model(path: str) -> Dict[str, Any]:
+    from .checkpoint import load
+    from .network import check_params
+    model = load(path)
+    if "loss" not in model:
+        raise CLIError(f"{path}: the model file does not record its loss; save it with loss=... in the metadata")
+    model["n_features"] = check_params(model["spec"], model["params"])[0]
+    classes = model.get("classes")
+    model["classes"] = None if classes is None else np.asarray(classes)
+    return model
+
+
+def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(X, labels or None) for evaluate/predict, scaled as the model's training data were.
+
+    The labels are as the data hold them (original labels)."""
+    from .datasets import apply_scaler, load_features
+    data = model.get("data") or {}
+    source = args.data
+    same_source = data.get("source") == source
+    split = "test" if args.split == "auto" and same_source else "all" if args.split == "auto" else args.split
+    if split == "test":
+        if not same_source:
+            raise CLIError(f"--split test needs the data the model was trained on ({data.get('source')!r}), "
+                           f"got {source!r}; use --split all")
+        options = _csv_options(args, source, data.get("csv"))
+        X, y, _, official = _load_all(source, options)
+        task = data.get("task") or ("regression" if model["loss"] == "mean_squared_error" else "classification")
+        if official is not None:
+            X, y = official[1], official[3]
+        else:
+            X, y = _split_data(X, y, task, data["test_size"], data["seed"])[1::2]
+    else:
+        options = _csv_options(args, source, data.get("csv"))
+        options.pop("label_column", None)  # the training file's label column need not be in this file
+        X, y = load_features(source, model["n_features"], feature_names=data.get("feature_names"),
+                             label_name=data.get("label_name"), label_index=data.get("label_index"),
+                             label_column=args.label_column, **options)
+    if model.get("scaler") is not None:
+        X = apply_scaler(model["scaler"], X)
+    return X, y
+
+
+def _label_codes(model: Dict[str, Any], y: np.ndarray, where: str) -> np.ndarray:
+    if model["loss"] == "mean_squared_error":
+        return np.asarray(y, dtype=np.float64)
+    if model["classes"] is None:  # a model saved without classes: labels are the codes
+        return y
+    return _targets(y, model["classes"], where)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate
     model = _load_model(args.model)
-    X, y = _model_data(model, args.model, args.data, args.split)
-    scores = evaluate(model["spec"], model["params"], X, y, loss=model["loss"])
+    X, y = _model_data(model, args)
+    if y is None:
+        raise CLIError(f"{args.data} holds no labels to evaluate against (only the {X.shape[1]} feature columns); "
+                       "funcnn predict writes predictions for unlabelled data")
+    scores = evaluate(model["spec"], model["params"], X, _label_codes(model, y, args.data), loss=model["loss"])
     for k, v in scores.items():
         print(f"{k} {v:.6f}")
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def _prediction_table(model: Dict[str, Any], X: np.ndarray, proba: bool) -> Tuple[List[str], np.ndarray]:
+    """(header, values (n, k)) of the predictions in original labels, or of class probabilities."""
+    from .datasets import decode_labels
     from .network import predict, predict_proba
-    model = _load_model(args.model)
-    X, _ = _model_data(model, args.model, args.data, args.split)
-    fn = predict_proba if args.proba else predict
-    out = fn(model["spec"], model["params"], X, loss=model["loss"])
-    if args.output:
-        if args.output.endswith(".npy"):
-            np.save(args.output, out)
-        else:
-            np.savetxt(args.output, out.reshape(len(out), -1), delimiter=",", fmt="%.10g")
-        print(f"wrote {len(out)} predictions to {args.output}")
+    loss, classes = model["loss"], model["classes"]
+    data = model.get("data") or {}
+    name = data.get("label_name") or ("label" if loss != "mean_squared_error" else "prediction")
+    if proba:
+        if loss == "mean_squared_error":
+            raise CLIError("--proba needs a classifier; this model is a regression (mean_squared_error)")
+        out = predict_proba(model["spec"], model["params"], X, loss=loss)
+        names = [str(c) for c in (classes.tolist() if classes is not None else range(out.shape[1]))]
+        return names, out
+    out = predict(model["spec"], model["params"], X, loss=loss)
+    if loss == "mean_squared_error":
+        out = out.reshape(len(out), -1)
+        return ([name] if out.shape[1] == 1 else [f"{name}_{j}" for j in range(out.shape[1])]), out
+    labels = decode_labels(out, classes) if classes is not None else out
+    return [name], labels.reshape(-1, 1)
+
+
+def _write_predictions(header: List[str], values: np.ndarray, path: Optional[str]) -> None:
+    if path is not None and path.lower().endswith(".npy"):
+        np.save(path, values[:, 0] if values.shape[1] == 1 else values)
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_plain(v) for v in row] for row in values.tolist())
+    if path is None:
+        sys.stdout.write(buffer.getvalue())
     else:
-        rows = out.reshape(len(out), -1)
-        sys.stdout.write("".join(",".join(f"{v:.10g}" for v in row) + "\n" for row in rows))
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            fh.write(buffer.getvalue())
+
+
+def _report_score(model: Dict[str, Any], X: np.ndarray, y: np.ndarray, source: str) -> None:
+    """A score on stderr for data that hold labels (stdout stays the predictions)."""
+    from .metrics import r2
+    from .network import predict
+    loss = model["loss"]
+    if loss == "mean_squared_error":
+        out = predict(model["spec"], model["params"], X, loss=loss)
+        print(f"funcnn predict: {source} holds the targets: r2 {r2(np.asarray(y, dtype=np.float64), out):.4f} "
+              f"on {len(y)} rows", file=sys.stderr)
+        return
+    try:
+        codes = _label_codes(model, y, source)
+    except CLIError as exc:
+        print(f"funcnn predict: no score: {exc}", file=sys.stderr)
+        return
+    pred = predict(model["spec"], model["params"], X, loss=loss)
+    print(f"funcnn predict: {source} holds labels: accuracy {float(np.mean(pred == codes)):.4f} on {len(y)} rows",
+          file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        _check_output(args.output, "--output", PREDICTION_EXTENSIONS)
+    model = _load_model(args.model)
+    X, y = _model_data(model, args)
+    header, values = _prediction_table(model, X, args.proba)
+    _write_predictions(header, values, args.output)
+    if args.output is not None:
+        print(f"wrote {len(values)} predictions to {args.output}")
+    if y is not None:
+        _report_score(model, X, y, args.data)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import losses, plot, sweep
+    from . import sweep
     from .checkpoint import save
-    from .datasets import apply_scaler, fit_scaler, load_train_test
+    from .datasets import apply_scaler, fit_scaler
     from .network import init_params
-    from .train import evaluate, train
+    from .train import evaluate
 
-    X_train, X_test, y_train, y_test = load_train_test(args.data, test_size=args.test_size, seed=args.seed)
-    loss = _auto_loss(y_train)
-    classification = losses.is_classification(loss)
+    if args.out is not None:
+        _check_model_path(args.out, "--out")
+    if args.plot is not None:
+        _check_output(args.plot, "--plot", PLOT_EXTENSIONS)
+        if not _can_plot():
+            raise CLIError("--plot needs matplotlib: pip install 'funcnn[plot]'")
+    args.loss = "auto"
+    d = _prepare(args)
+    X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
+                                                       d["loss"], d["classes"])
     scaler = fit_scaler(X_train)
     X_train, X_test = apply_scaler(scaler, X_train), apply_scaler(scaler, X_test)
-    X_tr, X_val, y_tr, y_val = _split(X_train, y_train, args.validation_split, args.seed, classification)
+    X_tr, X_val, y_tr, y_val = _split_data(X_train, y_train, d["task"], args.validation_split, args.seed)
     lrs = args.lr or [DEFAULT_LR[args.optimizer]]
-    trials = sweep.grid(hidden=[tuple(h) for h in (args.hidden or [[128, 64]])], l2=args.l2,
-                        dropout=args.dropout, lr=lrs)
+    hidden = [tuple(h) for h in (args.hidden or [DEFAULT_HIDDEN])]
+    trials = sweep.grid(hidden=hidden, l2=args.l2, dropout=args.dropout, lr=lrs)
     base = {"activation": args.activation, "optimizer": args.optimizer, "epochs": args.epochs,
             "batch_size": args.batch_size}
+    if loss == "softmax_cross_entropy":
+        base["n_outputs"] = int(classes.size)
+    print(f"{len(trials)} trials x {args.repeats} seed{'s' if args.repeats > 1 else ''} "
+          f"({', '.join(str(args.seed + r) for r in range(args.repeats))}; the same for every trial); "
+          f"every trial: {json.dumps(base)}")
     results = sweep.sweep(X_tr, y_tr, validation_data=(X_val, y_val), trials=trials, loss=loss, base=base,
-                          n_jobs=args.n_jobs, seed=args.seed)
+                          n_jobs=args.n_jobs, seed=args.seed, repeats=args.repeats)
+    metric = results[0]["score_name"]
     for r in results:
-        score = "failed: " + r["error"] if r["error"] else f"{r['score']:.4f}"
-        print(f"{json.dumps({k: v for k, v in r['trial'].items()}, default=str)}  {score}")
+        if r["error"]:
+            score = "failed: " + r["error"]
+        elif args.repeats > 1:
+            score = (f"validation {metric} {r['score']:.4f} ± {r['score_std']:.4f} "
+                     f"(min {r['score_min']:.4f}, max {r['score_max']:.4f})")
+        else:
+            score = f"validation {metric} {r['score']:.4f}"
+        print(f"{json.dumps(trials[r['index']], default=str)}  {score}")
     best = sweep.best(results)
-    print(f"best: {json.dumps(best['trial'], default=str)} validation score {best['score']:.4f}")
+    print(f"best: {json.dumps(trials[best['index']], default=str)} validation {metric} {best['score']:.4f}"
+          + (f" (mean of {args.repeats} seeds)" if args.repeats > 1 else ""))
     if args.plot and len(args.l2) > 1:
+        from . import plot
         by_l2 = [r for r in results if not r["error"]]
         values = sorted({r["trial"]["l2"] for r in by_l2})
         scores = [max(r["score"] for r in by_l2 if r["trial"]["l2"] == v) for v in values]
-        plot.validation_curve(values, scores, args.plot, param_name="λ (l2)")
+        plot.validation_curve(values, scores, args.plot, param_name="λ (l2)", score_name=f"validation {metric}")
         print(f"wrote {args.plot}")
     if args.out:
         # Retrain the chosen configuration on train + validation, then test once.
@@ -356,14 +830,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         X_all, y_all = np.concatenate([X_tr, X_val]), np.concatenate([y_tr, y_val])
         params = init_params(spec, X_all.shape[1], seed=args.seed)
         trial = {**base, **best["trial"]}
-        params, history = train(spec, params, X_all, y_all, loss=loss,
-                                optimizer=_optimizer(args.optimizer, trial.get("lr"), 0.9),
-                                epochs=args.epochs, batch_size=args.batch_size, l2=trial.get("l2", 0.0),
-                                seed=args.seed, progress=False)
+        params, history = _train_checked(spec, params, X_all, y_all, loss=loss,
+                                         optimizer=_optimizer(args.optimizer, trial.get("lr"), 0.9),
+                                         epochs=args.epochs, batch_size=args.batch_size, l2=trial.get("l2", 0.0),
+                                         seed=args.seed, progress=False)
         scores = evaluate(spec, params, X_test, y_test, loss=loss)
         print("  ".join(f"test {k} {v:.4f}" for k, v in scores.items()))
-        save(args.out, spec, params, loss=loss, scaler=scaler,
-             data={"source": args.data, "test_size": args.test_size, "seed": args.seed}, test_scores=scores)
+        save(args.out, spec, params, loss=loss, scaler=scaler, data=d["data"], classes=classes,
+             history=history, test_scores=scores)
         print(f"wrote {args.out}")
     return 0
 
@@ -373,11 +847,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, FloatingPointError, ImportError) as exc:
-        print(f"funcnn {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `funcnn predict ... | head`: the reader left; no error message
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except (CLIError, ValueError, TypeError, OSError, FloatingPointError, ImportError) as exc:
+        print(f"funcnn {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"funcnn {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

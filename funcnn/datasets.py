@@ -3,17 +3,26 @@
 Names are scikit-learn's bundled sets (``digits``, ``iris``, ``wine``, ``breast-cancer``,
 ``diabetes``), its 2-D generators (``moons``, ``circles``, ``blobs``) and MNIST-format
 data on disk (``fashion-mnist``, ``mnist``). Paths are ``.npz``, ``.csv``/``.txt`` files
-or a directory of MNIST IDX files. Everything here is a plain function of its arguments.
+or a directory of MNIST IDX files (and, for :func:`load_features`, ``.npy`` feature files).
+Everything here is a plain function of its arguments.
+
+Labels are returned as the file holds them (numbers, strings, booleans). This is where
+files and users meet the library, so this is where class labels are encoded for the pure
+core, which takes integer labels ``0..k-1``: :func:`encode_labels` maps any labels to
+codes in sorted order (scikit-learn's ``LabelEncoder`` convention) and returns the
+classes; :func:`decode_labels` maps codes back. :func:`infer_task` is the documented rule
+that tells classification labels from regression targets.
 """
 from __future__ import annotations
 
 import csv
 import gzip
+import math
 import os
 import secrets
 import zipfile
 import zlib
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -24,27 +33,233 @@ Arrays = Tuple[np.ndarray, np.ndarray]
 
 DEFAULT_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+#: Header names (case-insensitive) that make a CSV column the label, in priority order.
+LABEL_NAMES = ("target", "label", "class", "y")
+#: Header names (case-insensitive) of a first column that may be a row index (see :func:`read_csv`).
+INDEX_NAMES = ("index", "unnamed: 0")
+#: :func:`infer_task`: integer targets with at most ``max(MAX_CLASSES, sqrt(n))`` distinct values are classes.
+MAX_CLASSES = 20
+#: The delimiters :func:`read_csv` sniffs among.
+DELIMITERS = ",;\t|"
+
 
 class DatasetNotFoundError(ValueError, FileNotFoundError):
     """Neither a known dataset name nor an existing file (a ValueError and a FileNotFoundError)."""
 
 
+# --------------------------------------------------------------------------- labels
+
+def _is_missing(value: Any) -> bool:
+    """None, NaN, pandas' NA/NaT: a missing label."""
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def label_array(y: Any, name: str = "y") -> np.ndarray:
+    """Labels as a plain NumPy array: from lists, tuples, arrays, pandas Series/Categorical.
+
+    Object arrays of one kind get that kind's dtype (strings ``<U``, booleans, numbers);
+    bytes become strings. Mixed kinds (``[1, "a"]``) are a ``TypeError``; a missing value
+    (None, NaN, ``pd.NA``) is a ``ValueError`` naming its index. Nothing is encoded here.
+    """
+    if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray):  # pandas Series / Index / DataFrame
+        y = y.to_numpy()
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like: {exc}") from exc
+    if arr.dtype.kind == "S":
+        arr = arr.astype(str)
+    if arr.dtype == object:
+        values = arr.ravel().tolist()
+        missing = [i for i, v in enumerate(values) if _is_missing(v)]
+        if missing:
+            raise ValueError(f"{name} has a missing label (None/NaN/NA) at flat index {missing[0]}")
+        if all(isinstance(v, str) for v in values):
+            arr = arr.astype(str)
+        elif all(isinstance(v, (bool, np.bool_)) for v in values):
+            arr = arr.astype(bool)
+        elif all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                 for v in values):
+            arr = np.array(values).reshape(arr.shape)
+        else:
+            kinds = sorted({type(v).__name__ for v in values})
+            raise TypeError(f"{name} mixes label types {kinds}; give labels of one type "
+                            "(e.g. all strings: np.asarray(y).astype(str))")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biufUS":
+        raise TypeError(f"{name} must hold numbers, strings or booleans, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr.ravel()))[0])
+        raise ValueError(f"{name} contains NaN or inf (first at flat index {i})")
+    return arr
+
+
+def _looks_one_hot(arr: np.ndarray) -> bool:
+    if arr.ndim != 2 or arr.shape[1] < 2 or arr.dtype.kind not in "biuf":
+        return False
+    return bool(np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all())
+
+
+def _one_hot_hint(arr: np.ndarray, name: str) -> str:
+    return (f"{name} has shape {arr.shape}" + (" and looks one-hot encoded" if _looks_one_hot(arr) else "")
+            + f"; class labels must be 1-D: pass {name}.argmax(axis=1) for one-hot rows")
+
+
+def _class_labels_1d(y: Any, name: str) -> np.ndarray:
+    arr = label_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        raise ValueError(_one_hot_hint(arr, name))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: no labels to encode")
+    return arr
+
+
+def encode_labels(y: Any, classes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Any class labels → ``(codes, classes)``: int64 codes ``0..k-1`` and the k sorted classes.
+
+    ``classes[codes]`` gives the labels back (see :func:`decode_labels`); the order is
+    ``np.unique``'s, as scikit-learn's ``LabelEncoder``. Labels may be ints, strings or
+    booleans, in a list, an array or a pandas Series. Labels ``1..3`` give codes ``0..2``
+    (3 classes, not 4). One-hot ``(n, k)`` targets are refused with the hint
+    ``y.argmax(axis=1)``. With ``classes`` (e.g. as a previous call returned them), the
+    codes are positions in those classes, and a label that is not one of them is a
+    ``ValueError`` naming it.
+    """
+    arr = _class_labels_1d(y, "y")
+    if classes is None:
+        classes, codes = np.unique(arr, return_inverse=True)
+        return codes.reshape(-1).astype(np.int64), classes
+    known = label_array(classes, "classes")
+    if known.ndim != 1 or known.size == 0:
+        raise ValueError(f"classes must be a non-empty 1-D array, got shape {known.shape}")
+    text = {arr.dtype.kind in "US", known.dtype.kind in "US"}
+    codes = np.zeros(arr.shape[0], dtype=np.int64)
+    found = np.zeros(arr.shape[0], dtype=bool)
+    if len(text) == 1:  # both text or both numbers/booleans: comparable
+        order = np.argsort(known, kind="stable")
+        position = np.clip(np.searchsorted(known, arr, sorter=order), 0, known.size - 1)
+        codes = order[position].astype(np.int64)
+        found = known[codes] == arr
+    if not found.all():
+        i = int(np.flatnonzero(~found)[0])
+        shown = ", ".join(repr(c) for c in known[:10].tolist()) + (", ..." if known.size > 10 else "")
+        raise ValueError(f"label {arr[i].item()!r} (row {i}) is not one of the {known.size} known classes [{shown}]")
+    return codes, known
+
+
+def decode_labels(codes: Any, classes: Any) -> np.ndarray:
+    """``classes[codes]``: the original labels of codes ``0..k-1`` (the inverse of :func:`encode_labels`)."""
+    classes = label_array(classes, "classes")
+    if classes.ndim != 1 or classes.size == 0:
+        raise ValueError(f"classes must be a non-empty 1-D array, got shape {classes.shape}")
+    codes = np.asarray(codes)
+    if codes.dtype == bool or codes.dtype.kind not in "iu":
+        if codes.dtype.kind == "f" and codes.size and np.isfinite(codes).all() and (codes == np.round(codes)).all():
+            codes = codes.astype(np.int64)
+        else:
+            raise TypeError(f"codes must be integers 0..{classes.size - 1}, got dtype {codes.dtype}")
+    bad = (codes < 0) | (codes >= classes.size)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(f"codes[{i}] = {codes.ravel()[i]} is out of range for {classes.size} classes")
+    return classes[codes]
+
+
+def class_limit(n_samples: int) -> int:
+    """The most distinct integer values :func:`infer_task` still calls classes: ``max(MAX_CLASSES, isqrt(n))``."""
+    return max(MAX_CLASSES, math.isqrt(int(n_samples)))
+
+
+def infer_task(y: Any, *, return_reason: bool = False) -> Union[str, Tuple[str, str]]:
+    """``"classification"`` or ``"regression"`` for the targets ``y``, by this rule:
+
+    * text or booleans → classification;
+    * numbers with a fractional part (``2.5``) → regression;
+    * integers (or whole-number floats) → classification when there are at most
+      ``max(20, √n)`` distinct values (:func:`class_limit`), else regression: iris (3 of
+      150), wine (3), digits (10 of 1797), breast cancer (2) are classes; diabetes' target
+      (214 distinct integers in 442 rows) is a regression;
+    * a 2-D ``(n, k)`` target is a multi-output regression, except that a one-hot-looking
+      one (0/1, one 1 per row) is refused with the hint ``y.argmax(axis=1)``.
+
+    With ``return_reason=True`` returns ``(task, reason)``, the reason a short phrase.
+    """
+    arr = label_array(y, "y")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        if _looks_one_hot(arr):
+            raise ValueError(_one_hot_hint(arr, "y"))
+        if arr.dtype.kind in "US":
+            raise ValueError(f"y has shape {arr.shape}: text labels must be 1-D")
+        task, reason = "regression", f"{arr.shape[1]} target columns"
+    elif arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"y must be 1-D (or 2-D for several regression targets), got shape {arr.shape}")
+    elif arr.dtype.kind in "bUS":
+        k = np.unique(arr).size
+        task, reason = "classification", f"{'text' if arr.dtype.kind != 'b' else 'boolean'} labels, {k} classes"
+    elif arr.dtype.kind == "f" and (arr != np.round(arr)).any():
+        task, reason = "regression", "targets with fractional parts"
+    else:
+        k = np.unique(arr).size
+        limit = class_limit(arr.size)
+        if k <= limit:
+            task, reason = "classification", f"{k} distinct integer labels <= max({MAX_CLASSES}, sqrt(n)) = {limit}"
+        else:
+            task, reason = "regression", f"{k} distinct integer values > max({MAX_CLASSES}, sqrt(n)) = {limit}"
+    return (task, reason) if return_reason else task
+
+
+def n_outputs(loss: str, y: Any, *more: Any) -> int:
+    """The output width the targets need: the classes (max label + 1 over ``y`` and ``more``) for
+    ``softmax_cross_entropy``, 1 for ``binary_cross_entropy``, y's columns for ``mean_squared_error``.
+
+    Class labels must already be integer codes ``0..k-1`` (see :func:`encode_labels`).
+    """
+    if loss == "binary_cross_entropy":
+        return 1
+    if loss == "mean_squared_error":
+        arr = np.asarray(y)
+        return int(arr.shape[1]) if arr.ndim == 2 else 1
+    top = -1
+    for i, labels in enumerate((y,) + more):
+        name = "y" if i == 0 else "validation_data y" if i == 1 else f"labels #{i}"
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "biuf" or arr.size == 0:
+            hint = "; encode them first: codes, classes = funcnn.datasets.encode_labels(y)" if arr.size else ""
+            raise TypeError(f"{name} must hold integer class labels 0..k-1, got dtype {arr.dtype}"
+                            + (" (empty)" if arr.size == 0 else "") + hint)
+        if arr.ndim == 2 and arr.shape[1] > 1:
+            raise ValueError(_one_hot_hint(arr, name))
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        top = max(top, int(arr.max()))
+    return max(top + 1, 1)
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _as_labels(y: Any, where: str, *, regression: bool = False) -> np.ndarray:
-    """Labels as int64 when every value is a whole number (classification), else float64."""
-    arr = np.asarray(y)
+    """Labels as the file holds them: int64 for whole numbers, float64 for other numbers
+    (and for ``regression``), str for text, bool for booleans; 1-D, or 2-D for several targets."""
+    arr = label_array(y, f"y ({where})")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim not in (1, 2):
         raise ValueError(f"{where}: y must be 1-D (or 2-D for several regression targets), got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{where}: y must hold numbers, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        i = int(np.flatnonzero(~np.isfinite(arr.ravel()))[0])
-        raise ValueError(f"{where}: y contains NaN or inf (first at flat index {i})")
+    if arr.dtype.kind in "bU":
+        if regression:
+            raise TypeError(f"{where}: regression targets must be numbers, got dtype {arr.dtype}")
+        return arr
     if regression:
         return arr.astype(np.float64)
     if np.issubdtype(arr.dtype, np.integer):
@@ -88,7 +303,12 @@ def _random_state(seed: Any) -> Optional[int]:
 
 
 def _atomic_write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written."""
+    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written.
+
+    TODO(issue 10 review): funcnn.checkpoint has the fuller atomic writer (stale-temp cleanup,
+    long names, directory fsync) but only as a private function; once it is public, write_idx
+    should call it and this copy should go.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -238,99 +458,299 @@ def _parse_float(cell: str) -> Optional[float]:
         return None
 
 
-def load_csv(path: PathLike, *, label_column: Union[int, str] = -1, header: Optional[bool] = None,
-             delimiter: Optional[str] = ",") -> Arrays:
-    """Numeric CSV → X float64 (n, d) and y (int64 if whole numbers else float64) from ``label_column``.
+def _numbers(cells: Sequence[str]) -> Optional[np.ndarray]:
+    """The cells as float64 when every one of them is a number (NaN/inf included), else None."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        return None
 
-    ``header=None`` auto-detects: the first row is a header when none of its cells is a number.
-    ``delimiter=None`` splits on runs of whitespace. Line numbers in errors are the file's, 1-based.
+
+def sniff_delimiter(sample: str) -> Optional[str]:
+    """The delimiter of CSV text: ``csv.Sniffer`` among ``, ; tab |``; None (runs of whitespace)
+    when none of those occurs in the first line but spaces separate several fields; else ``,``."""
+    lines = [line for line in sample.splitlines() if line.strip()][:50]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        pass
+    if not any(c in lines[0] for c in DELIMITERS) and len(lines[0].split()) > 1:
+        return None
+    return ","
+
+
+def _check_delimiter(delimiter: Any) -> None:
+    if delimiter is None or delimiter == "auto":
+        return
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
+        raise ValueError(f"delimiter must be one character (e.g. ',', ';', '\\t', '|'), 'auto' or None "
+                         f"(whitespace), got {delimiter!r}")
+
+
+def _column_label(table: Mapping[str, Any], c: int) -> str:
+    """"column 3 ('b')": the file's 1-based column number of table column ``c``, and its name."""
+    dropped, names = table.get("index_position"), table["names"]
+    number = c + 1 + (1 if dropped is not None and c >= dropped else 0)
+    return f"column {number}" + (f" ({names[c]!r})" if names else "")
+
+
+def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Optional[str] = "auto",
+             index_column: Any = "auto") -> Dict[str, Any]:
+    """Read a CSV file into its columns of text cells, without deciding what they mean.
+
+    Returns ``{"path", "names", "columns", "lines", "delimiter", "index_column", ...}``: ``names``
+    is the header (None without one), ``columns`` a list of tuples of stripped cells,
+    ``lines`` the 1-based file line of each data row, ``index_column`` the name (or
+    position) of the index column that was dropped, or None.
+
+    * ``delimiter="auto"`` sniffs it among ``, ; tab |`` (:func:`sniff_delimiter`); None
+      splits on runs of whitespace; or give the character.
+    * ``header=None`` auto-detects: the first row is a header when none of its cells is a number,
+      or when one of its cells is text above a number in the second row.
+    * ``index_column="auto"`` drops a row index, which is not a feature: with a header, a first
+      column whose header cell is empty (as pandas' ``to_csv`` writes the index), or a first
+      column named ``index`` or ``Unnamed: 0`` (any case) holding distinct non-negative
+      integers. None keeps every column; a name or position drops that column.
+    Blank lines are skipped. Line numbers in errors are the file's, 1-based.
     """
     path = os.fspath(path)
     if header is not None and not isinstance(header, bool):
         raise TypeError(f"header must be None (auto), True or False, got {header!r}")
-    if isinstance(label_column, bool) or not isinstance(label_column, (int, np.integer, str)):
-        raise TypeError(f"label_column must be an int index or a column name, got {label_column!r}")
-
-    rows = []  # (line number, stripped cells), blank lines skipped
+    _check_delimiter(delimiter)
     with open(path, newline="", encoding="utf-8-sig") as fh:
-        if delimiter is None:
-            for number, line in enumerate(fh, start=1):
-                cells = line.split()
-                if cells:
-                    rows.append((number, cells))
-        else:
-            reader = csv.reader(fh, delimiter=delimiter)
-            for cells in reader:
-                cells = [c.strip() for c in cells]
-                if any(cells):
-                    rows.append((reader.line_num, cells))
+        text = fh.read()
+    if delimiter == "auto":
+        delimiter = sniff_delimiter(text[:65536])
+
+    rows: List[Tuple[int, List[str]]] = []  # (line number, stripped cells), blank lines skipped
+    if delimiter is None:
+        for number, line in enumerate(text.splitlines(), start=1):
+            cells = line.split()
+            if cells:
+                rows.append((number, cells))
+    else:
+        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+        for cells in reader:
+            cells = [c.strip() for c in cells]
+            if any(cells):
+                rows.append((reader.line_num, cells))
     if not rows:
         raise ValueError(f"{path}: empty file: no rows to load")
 
     first_line, first = rows[0]
     if header is None:
-        header = all(_parse_float(c) is None for c in first)
-    names = first if header else None
+        text = [_parse_float(c) is None for c in first]
+        below = rows[1][1] if len(rows) > 1 else []
+        # text everywhere, or text above a number (a column name such as "2019" among the names is fine)
+        header = all(text) or any(t and c < len(below) and _parse_float(below[c]) is not None
+                                  for c, t in enumerate(text))
+    names = list(first) if header else None
     data = rows[1:] if header else rows
     if not data:
         raise ValueError(f"{path}: no data rows after the header on line {first_line}")
-
     n_cols = len(first)
     for number, cells in data:
         if len(cells) != n_cols:
+            hint = ""
+            if delimiter != "," and any("," in c for c in cells):
+                hint = f" (delimiter {delimiter!r}; decimal commas are not supported: pass --delimiter / delimiter=)"
             raise ValueError(f"{path}: line {number} has {len(cells)} fields, expected {n_cols} "
-                             f"(as on line {first_line})")
-    if n_cols < 2:
-        raise ValueError(f"{path}: need at least 2 columns (features and a label), got {n_cols}")
+                             f"(as on line {first_line}){hint}")
+    columns = list(zip(*(cells for _, cells in data)))
+    lines = [number for number, _ in data]
+    del rows, data
 
-    if isinstance(label_column, str):
+    dropped = None
+    if index_column == "auto":
+        if names is not None and n_cols > 1:
+            first_name = names[0].strip().lower()
+            if first_name == "":
+                dropped = 0
+            elif first_name in INDEX_NAMES:
+                values = _numbers(columns[0])
+                if (values is not None and np.isfinite(values).all() and (values == np.round(values)).all()
+                        and (values >= 0).all() and np.unique(values).size == values.size):
+                    dropped = 0
+    elif index_column is not None and index_column is not False:
+        dropped = _column_position(path, names, n_cols, index_column, "index_column")
+    index_name = None
+    if dropped is not None:
+        index_name = names[dropped] if names is not None else dropped
+        del columns[dropped]
+        if names is not None:
+            names = names[:dropped] + names[dropped + 1:]
+    return {"path": path, "names": names, "columns": columns, "lines": lines, "delimiter": delimiter,
+            "index_column": index_name, "index_position": dropped, "numbers": {}}
+
+
+def _column_numbers(table: Mapping[str, Any], c: int) -> Optional[np.ndarray]:
+    """:func:`_numbers` of table column ``c``, parsed once per table."""
+    cache = table.setdefault("numbers", {}) if isinstance(table, dict) else {}
+    if c not in cache:
+        cache[c] = _numbers(table["columns"][c])
+    return cache[c]
+
+
+def _column_position(path: str, names: Optional[List[str]], n_cols: int, column: Any, what: str) -> int:
+    """A column given by name (exact header text) or by index (negative counts from the end)."""
+    if isinstance(column, bool) or not isinstance(column, (int, np.integer, str)):
+        raise TypeError(f"{what} must be an int index or a column name, got {column!r}")
+    if isinstance(column, str):
         if names is None:
-            raise ValueError(f"{path}: label_column={label_column!r} is a name but the file has no header "
-                             f"row (line {first_line} is data); pass header=True or an int index")
-        matches = [i for i, name in enumerate(names) if name == label_column]
+            raise ValueError(f"{path}: {what}={column!r} is a name but the file has no header row "
+                             f"(its first line is data); pass header=True or an int index")
+        matches = [i for i, name in enumerate(names) if name == column]
+        if not matches:  # then case-insensitively
+            matches = [i for i, name in enumerate(names) if name.strip().lower() == column.strip().lower()]
         if len(matches) != 1:
             problem = "no column" if not matches else f"{len(matches)} columns"
-            raise ValueError(f"{path}: {problem} named {label_column!r}; header columns are {names}")
-        label = matches[0]
-    else:
-        label = int(label_column)
-        if not -n_cols <= label < n_cols:
-            raise ValueError(f"{path}: label_column={label} is out of range for {n_cols} columns")
-        label %= n_cols
+            raise ValueError(f"{path}: {problem} named {column!r}; header columns are {names}")
+        return matches[0]
+    position = int(column)
+    if not -n_cols <= position < n_cols:
+        raise ValueError(f"{path}: {what}={position} is out of range for {n_cols} columns")
+    return position % n_cols
 
-    table = np.empty((len(data), n_cols), dtype=np.float64)
-    for r, (number, cells) in enumerate(data):
-        for c, cell in enumerate(cells):
+
+def label_position(table: Mapping[str, Any], label_column: Any = None) -> int:
+    """The label column of a :func:`read_csv` table (0-based, after the index column is dropped).
+
+    ``label_column`` is a header name or an int index (negative from the end). None (the
+    default rule): the column whose header is one of ``target``, ``label``, ``class``, ``y``
+    (case-insensitive, in that priority); else the only column that is not numeric (features
+    must be numbers, so text must be the label); else the last column.
+    """
+    names, columns, path = table["names"], table["columns"], table["path"]
+    if label_column is not None:
+        return _column_position(path, names, len(columns), label_column, "label_column")
+    if names is not None:
+        lowered = [name.strip().lower() for name in names]
+        for wanted in LABEL_NAMES:
+            if wanted in lowered:
+                return lowered.index(wanted)
+    text = [c for c in range(len(columns)) if _column_numbers(table, c) is None]
+    if len(text) == 1:
+        return text[0]
+    return len(columns) - 1
+
+
+def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: Optional[int]) -> np.ndarray:
+    """The columns at ``positions`` as a finite float64 (n, d) matrix; errors name line and column."""
+    columns, path, lines = table["columns"], table["path"], table["lines"]
+    X = np.empty((len(lines), len(positions)), dtype=np.float64)
+    for j, c in enumerate(positions):
+        values = _column_numbers(table, c)
+        if values is not None and np.isfinite(values).all():
+            X[:, j] = values
+            continue
+        for r, cell in enumerate(columns[c]):
             value = _parse_float(cell)
             if value is None or not np.isfinite(value):
-                column = f"column {c + 1}" + (f" ({names[c]!r})" if names else "")
                 why = "empty cell" if cell == "" else f"cannot parse {cell!r} as a finite number"
-                hint = " (labels must be numbers: encode classes as 0..k-1)" if c == label else ""
-                raise ValueError(f"{path}: line {number}, {column}: {why}{hint}")
-            table[r, c] = value
-    X = np.delete(table, label, axis=1)
-    y = _as_labels(table[:, label], path)
-    return X, y
+                hint = ""
+                if value is None and cell != "":
+                    hint = (" (features must be numbers" + ("" if label is None else
+                            f"; the label is {_column_label(table, label)}: choose another with label_column=")
+                            + ")")
+                raise ValueError(f"{path}: line {lines[r]}, {_column_label(table, c)}: {why}{hint}")
+    return X
 
 
-# --------------------------------------------------------------------------- npz
+def _label_vector(table: Mapping[str, Any], c: int) -> np.ndarray:
+    """The label column: int64 for whole numbers, float64 for other numbers, else str (text labels)."""
+    cells, path, lines = table["columns"][c], table["path"], table["lines"]
+    where = f"{path}: " + "{line}" + f", {_column_label(table, c)}"
+    values = _column_numbers(table, c)
+    if values is not None:
+        if not np.isfinite(values).all():
+            r = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(where.format(line=f"line {lines[r]}")
+                             + f": cannot parse {cells[r]!r} as a finite number (a missing label?)")
+        return _as_labels(values, path)
+    numeric = [r for r, cell in enumerate(cells) if _parse_float(cell) is not None]
+    empty = [r for r, cell in enumerate(cells) if cell == ""]
+    if empty:
+        raise ValueError(where.format(line=f"line {lines[empty[0]]}") + ": empty cell (a missing label)")
+    if numeric:
+        text = next(r for r, cell in enumerate(cells) if _parse_float(cell) is None)
+        raise ValueError(where.format(line=f"line {lines[text]}") + f": label {cells[text]!r} is text but "
+                         f"line {lines[numeric[0]]} holds the number {cells[numeric[0]]!r}; a label column "
+                         "must hold only numbers or only text")
+    return np.array(cells, dtype=str)
 
-def _load_npz(path: str) -> Arrays:
+
+def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, header: Optional[bool] = None,
+             delimiter: Optional[str] = "auto", index_column: Any = "auto",
+             return_info: bool = False) -> Union[Arrays, Tuple[np.ndarray, np.ndarray, Dict[str, Any]]]:
+    """CSV → X float64 (n, d) and y from the label column (int64 for whole numbers, float64 for
+    other numbers, str for text labels).
+
+    The label column: ``label_column`` (a header name or an int index), or by default a column
+    named ``target``/``label``/``class``/``y``, else the only non-numeric column, else the last
+    (:func:`label_position`). ``header``, ``delimiter`` and ``index_column`` as in :func:`read_csv`
+    (delimiter sniffed, header auto-detected, a row index column dropped). Every feature must be
+    a finite number. ``return_info=True`` adds a dict ``{"label_name", "label_index",
+    "feature_names", "delimiter", "index_column"}`` (names None without a header).
+    """
+    table = read_csv(path, header=header, delimiter=delimiter, index_column=index_column)
+    n_cols = len(table["columns"])
+    if n_cols < 2:
+        raise ValueError(f"{table['path']}: need at least 2 columns (features and a label), got {n_cols}"
+                         + (" (after dropping the index column)" if table["index_column"] is not None else ""))
+    label = label_position(table, label_column)
+    features = [c for c in range(n_cols) if c != label]
+    X = _feature_matrix(table, features, label)
+    y = _label_vector(table, label)
+    if not return_info:
+        return X, y
+    names = table["names"]
+    info = {"label_name": None if names is None else names[label], "label_index": label,
+            "feature_names": None if names is None else [names[c] for c in features],
+            "delimiter": table["delimiter"], "index_column": table["index_column"]}
+    return X, y, info
+
+
+# --------------------------------------------------------------------------- npz and npy
+
+def _read_npz(path: str) -> Dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
+    if not hasattr(archive, "files"):
+        raise ValueError(f"{path}: not an .npz archive (it holds a single array: name it .npy)")
     with archive:
-        keys = sorted(archive.files)
-        missing = [k for k in ("X", "y") if k not in keys]
-        if missing:
-            raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; the file has keys {keys}; "
-                             f"expected 'X' (features) and 'y' (labels)")
-        try:
-            X, y = archive["X"], archive["y"]
-        except ValueError as exc:  # object arrays need pickle, refused for safety
-            raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric arrays)") from exc
-    return _check_pair(_as_features(X, path), _as_labels(y, path), path)
+        out = {}
+        for key in ("X", "y"):
+            if key in archive.files:
+                try:
+                    out[key] = archive[key]
+                except ValueError as exc:  # object arrays need pickle, refused for safety
+                    raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric or "
+                                     "string arrays)") from exc
+        out["keys"] = sorted(archive.files)
+    return out
+
+
+def _load_npz(path: str) -> Arrays:
+    content = _read_npz(path)
+    missing = [k for k in ("X", "y") if k not in content]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; the file has keys {content['keys']}; "
+                         f"expected 'X' (features) and 'y' (labels)")
+    return _check_pair(_as_features(content["X"], path), _as_labels(content["y"], path), path)
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npy array ({exc})") from exc
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{path}: not an .npy array")
+    return _as_features(arr, path)
 
 
 # --------------------------------------------------------------------------- registry
@@ -416,7 +836,8 @@ DATASETS: Dict[str, Callable[..., Arrays]] = {
     "mnist": _mnist_train,
 }
 _MNIST_NAMES = ("fashion-mnist", "mnist")
-_FILE_SUFFIXES = (".npz", ".csv", ".txt")
+_FILE_SUFFIXES = (".npz", ".csv", ".tsv", ".txt")
+_CSV_OPTIONS = ("label_column", "header", "delimiter", "index_column")
 
 
 def _normalise(name: str) -> str:
@@ -424,7 +845,7 @@ def _normalise(name: str) -> str:
 
 
 def _resolve(source: Any) -> Tuple[str, str]:
-    """(kind, value): ("name", registry key) | ("npz"|"csv"|"dir", path). Names win over same-named files."""
+    """(kind, value): ("name", registry key) | ("npz"|"npy"|"csv"|"dir", path). Names win over same-named files."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a dataset name or a path, got {type(source).__name__}")
     if isinstance(source, str) and _normalise(source) in DATASETS:
@@ -434,9 +855,9 @@ def _resolve(source: Any) -> Tuple[str, str]:
         return "dir", path
     if os.path.isfile(path):
         suffix = os.path.splitext(path)[1].lower()
-        if suffix == ".npz":
-            return "npz", path
-        if suffix in (".csv", ".txt"):
+        if suffix in (".npz", ".npy"):
+            return suffix[1:], path
+        if suffix in (".csv", ".txt", ".tsv"):
             return "csv", path
         raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
                          f"load reads {', '.join(_FILE_SUFFIXES)} files and MNIST directories")
@@ -447,11 +868,14 @@ def _resolve(source: Any) -> Tuple[str, str]:
 
 
 def load(source: Union[str, PathLike], **options: Any) -> Arrays:
-    """Name or path → (X (n, d), y (n,)); X float64 (float32 in [0, 1] for MNIST data), y int64 or float64.
+    """Name or path → (X (n, d), y (n,)); X float64 (float32 in [0, 1] for MNIST data).
 
-    Generator options and defaults: moons n_samples=1000 noise=0.2 seed=0; circles n_samples=1000
-    noise=0.1 factor=0.5 seed=0; blobs n_samples=1000 centers=3 n_features=2 cluster_std=1.0 seed=0.
-    MNIST names take ``directory``; CSV paths take load_csv's options; directories take ``split``.
+    y is returned as the data hold it: int64 for whole numbers, float64 for other numbers,
+    str for text labels, bool for booleans (see :func:`encode_labels` for the codes the
+    network takes). Generator options and defaults: moons n_samples=1000 noise=0.2 seed=0;
+    circles n_samples=1000 noise=0.1 factor=0.5 seed=0; blobs n_samples=1000 centers=3
+    n_features=2 cluster_std=1.0 seed=0. MNIST names take ``directory``; CSV paths take
+    :func:`load_csv`'s options; directories take ``split``.
     """
     kind, value = _resolve(source)
     if kind == "name":
@@ -459,11 +883,91 @@ def load(source: Union[str, PathLike], **options: Any) -> Arrays:
     if kind == "npz":
         _check_options(value, options, ())
         return _load_npz(value)
+    if kind == "npy":
+        raise ValueError(f"{value}: an .npy file holds one array (features only); to train, save X and y "
+                         "together with np.savez(path, X=X, y=y); to predict, see load_features")
     if kind == "csv":
-        _check_options(value, options, ("label_column", "header", "delimiter"))
+        _check_options(value, options, _CSV_OPTIONS)
         return load_csv(value, **options)
     _check_options(value, options, ("split",))
     return load_mnist(value, **options)
+
+
+def load_features(source: Union[str, PathLike], n_features: int, *, feature_names: Optional[Sequence[str]] = None,
+                  label_name: Optional[str] = None, label_index: Optional[int] = None,
+                  label_column: Union[None, int, str] = None, header: Optional[bool] = None,
+                  delimiter: Optional[str] = "auto", index_column: Any = "auto"
+                  ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Features to predict on, and the labels when the data hold them: ``(X (n, n_features), y or None)``.
+
+    * ``.npy``: the features only (images are flattened to rows).
+    * ``.npz``: ``X``, and ``y`` when the archive has it.
+    * a dataset name or an MNIST directory: as :func:`load`.
+    * CSV (delimiter sniffed, header auto-detected, a row index dropped, as :func:`read_csv`):
+
+      1. ``label_column`` given: that column is the label, every other column a feature;
+      2. else, when the file has a header naming every one of ``feature_names`` (the training
+         file's feature columns): those columns, in that order; the column named
+         ``label_name``, if present, is the label; other columns are ignored;
+      3. else by count: ``n_features`` columns are all features (no label);
+         ``n_features + 1`` hold a label too, at ``label_index`` (the training file's label
+         position) or, without one, where :func:`label_position`'s default rule finds it.
+
+    Anything else is a ``ValueError`` saying how many columns were found and expected.
+    """
+    n_features = check_number(n_features, "n_features", low=1, integer=True)
+    kind, value = _resolve(source)
+    y: Optional[np.ndarray] = None
+    if kind == "npy":
+        X = _load_npy(value)
+    elif kind == "npz":
+        content = _read_npz(value)
+        if "X" not in content:
+            raise ValueError(f"{value}: missing key X; the file has keys {content['keys']}; expected 'X' "
+                             "(features) and optionally 'y' (labels)")
+        X = _as_features(content["X"], value)
+        if "y" in content:
+            X, y = _check_pair(X, _as_labels(content["y"], value), value)
+    elif kind == "csv":
+        X, y = _csv_features(value, n_features, feature_names, label_name, label_index, label_column,
+                             header, delimiter, index_column)
+    else:
+        X, y = load(source)
+    if X.shape[1] != n_features:
+        raise ValueError(f"{value}: the data have {X.shape[1]} feature columns but the model expects {n_features}")
+    return X, y
+
+
+def _csv_features(path, n_features, feature_names, label_name, label_index, label_column, header, delimiter,
+                  index_column) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    table = read_csv(path, header=header, delimiter=delimiter, index_column=index_column)
+    names, n_cols = table["names"], len(table["columns"])
+    if label_column is not None:
+        label = label_position(table, label_column)
+        return _feature_matrix(table, [c for c in range(n_cols) if c != label], label), _label_vector(table, label)
+    if names is not None and feature_names and all(name in names for name in feature_names):
+        positions = [names.index(name) for name in feature_names]
+        label = names.index(label_name) if label_name is not None and label_name in names else None
+        if label in positions:
+            label = None
+        X = _feature_matrix(table, positions, label)
+        return X, None if label is None else _label_vector(table, label)
+    if n_cols == n_features:
+        return _feature_matrix(table, list(range(n_cols)), None), None
+    if n_cols == n_features + 1:
+        if label_index is not None and 0 <= label_index < n_cols:
+            label = int(label_index)
+        else:
+            label = label_position(table)
+        return _feature_matrix(table, [c for c in range(n_cols) if c != label], label), _label_vector(table, label)
+    named = ""
+    if names is not None and feature_names:
+        absent = [name for name in feature_names if name not in names]
+        named = f"; the header lacks the model's feature column(s) {absent[:5]}" + (" ..." if len(absent) > 5 else "")
+    raise ValueError(f"{path}: {n_cols} columns" + (f" (after dropping the index column {table['index_column']!r})"
+                     if table["index_column"] is not None else "")
+                     + f", but the model expects {n_features} feature columns (or {n_features + 1} with the label)"
+                     + named)
 
 
 def _mnist_directory(source: Any, options: Mapping[str, Any]) -> Optional[str]:
@@ -478,33 +982,50 @@ def _mnist_directory(source: Any, options: Mapping[str, Any]) -> Optional[str]:
     return None
 
 
+def split(X: Any, y: Any, *, test_size: float = 0.25, seed: Any = 0, stratify: Optional[bool] = None
+          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(X_train, X_test, y_train, y_test)``: scikit-learn's ``train_test_split`` with ``random_state=seed``.
+
+    ``stratify=None`` stratifies when ``y`` holds class labels (:func:`infer_task`) and every
+    class has at least two samples; True stratifies on ``y`` (integer, text or boolean labels;
+    labels and their codes give the same split); False never. ``test_size`` is a fraction in (0, 1) or a number of samples.
+    """
+    if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
+        test_size = check_number(test_size, "test_size", low=1, integer=True)
+    else:
+        test_size = check_number(test_size, "test_size", low=0, high=1, low_open=True, high_open=True)
+    y_arr = label_array(y)
+    if stratify is None:
+        stratify = (y_arr.ndim == 1 and infer_task(y_arr) == "classification"
+                    and np.unique(y_arr, return_counts=True)[1].min() >= 2)
+    elif stratify and (y_arr.ndim != 1 or y_arr.dtype.kind == "f"):
+        raise ValueError(f"stratify=True needs class labels (integers, text or booleans), got y of dtype "
+                         f"{y_arr.dtype} shape {y_arr.shape}")
+    from sklearn.model_selection import train_test_split
+    return tuple(train_test_split(X, y, test_size=test_size, random_state=_random_state(seed),
+                                  stratify=y_arr if stratify else None))
+
+
 def load_train_test(source: Union[str, PathLike], *, test_size: float = 0.25, seed: Any = 0,
                     stratify: Optional[bool] = None, **options: Any
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, X_test, y_train, y_test): MNIST's official split, else a seeded train_test_split.
+    """(X_train, X_test, y_train, y_test): MNIST's official split, else :func:`split` of :func:`load`.
 
-    ``stratify=None`` stratifies integer labels when every class has at least two samples;
-    for MNIST-format data ``test_size`` and ``seed`` do not apply (the files fix the split).
+    ``stratify=None`` stratifies class labels (:func:`infer_task`) when every class has at
+    least two samples; for MNIST-format data ``test_size`` and ``seed`` do not apply (the
+    files fix the split). Labels come back as :func:`load` returns them.
     """
     directory = _mnist_directory(source, options)
     if directory is not None:
         X_train, y_train = load_mnist(directory, split="train")
         X_test, y_test = load_mnist(directory, split="test")
         return X_train, X_test, y_train, y_test
-
     if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
-        test_size = check_number(test_size, "test_size", low=1, integer=True)
+        check_number(test_size, "test_size", low=1, integer=True)
     else:
-        test_size = check_number(test_size, "test_size", low=0, high=1, low_open=True, high_open=True)
+        check_number(test_size, "test_size", low=0, high=1, low_open=True, high_open=True)
     X, y = load(source, **options)
-    classification = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
-    if stratify is None:
-        stratify = classification and np.unique(y, return_counts=True)[1].min() >= 2
-    elif stratify and not classification:
-        raise ValueError(f"stratify=True needs integer class labels, got y of dtype {y.dtype} shape {y.shape}")
-    from sklearn.model_selection import train_test_split
-    return tuple(train_test_split(X, y, test_size=test_size, random_state=_random_state(seed),
-                                  stratify=y if stratify else None))
+    return split(X, y, test_size=test_size, seed=seed, stratify=stratify)
 
 
 # --------------------------------------------------------------------------- scaling

@@ -33,8 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .layers import check_spec, mlp
 from .network import check_params, init_params
-from .network import predict as _predict
-from .network import predict_proba as _predict_proba
+from . import network as _network
 from .optimizers import by_name
 from .train import new_run, train, train_epoch
 from .validation import check_dtype, check_sample_weight
@@ -281,12 +280,12 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     def predict(self, X):
         """The predicted labels (from ``classes_``)."""
         X = self._output_X(X)
-        return self.classes_[_predict(self.spec_, self.params_, X, loss=self.loss_)]
+        return self.classes_[_network.predict(self.spec_, self.params_, X, loss=self.loss_)]
 
     def predict_proba(self, X):
         """Class probabilities, one column per entry of ``classes_``, in that order."""
         X = self._output_X(X)
-        return _predict_proba(self.spec_, self.params_, X, loss=self.loss_)
+        return _network.predict_proba(self.spec_, self.params_, X, loss=self.loss_)
 
     def __sklearn_tags__(self):
         return super().__sklearn_tags__()
@@ -330,7 +329,7 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     def predict(self, X):
         """The predictions: (n,) for a 1-D training ``y``, else (n, k)."""
         X = self._output_X(X)
-        out = _predict(self.spec_, self.params_, X, loss=self.loss_)
+        out = _network.predict(self.spec_, self.params_, X, loss=self.loss_)
         return out[:, 0] if self._y_ndim == 1 else out
 
     def __sklearn_tags__(self):

@@ -37,36 +37,15 @@ def _check_output(output: Any, name: str) -> np.ndarray:
     return output
 
 
-def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
-                          label_smoothing: float = 0.0) -> LossResult:
-    """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1.
-
-    ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
-    ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
-    """
-    output = _check_output(output, "softmax_cross_entropy")
-    n, k = output.shape
-    check_outputs("softmax_cross_entropy", k)
-    labels = check_labels(y, n, k)
-    w = check_sample_weight(sample_weight, n, output.dtype)
-    return _softmax_cross_entropy(output, labels, w, label_smoothing=_check_smoothing(label_smoothing))
+def _labels_softmax(y: Any, n: int, k: int, dtype: np.dtype) -> np.ndarray:
+    return check_labels(y, n, k)
 
 
-def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
-    output = _check_output(output, "binary_cross_entropy")
-    n, k = output.shape
-    check_outputs("binary_cross_entropy", k)
-    labels = check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
-    w = check_sample_weight(sample_weight, n, output.dtype)
-    return _binary_cross_entropy(output, labels, w)
+def _labels_binary(y: Any, n: int, k: int, dtype: np.dtype) -> np.ndarray:
+    return check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
 
 
-def _regression_inputs(name: str, output: Any, y: Any, sample_weight: Any
-                       ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """The checked ``(output, target (n, k) of output's dtype, weights)`` of a regression loss."""
-    output = _check_output(output, name)
-    n, k = output.shape
+def _regression_targets(y: Any, n: int, k: int, dtype: np.dtype, name: str = "mean_squared_error") -> np.ndarray:
     target = np.asarray(y)
     if target.dtype == object or not (np.issubdtype(target.dtype, np.number) or target.dtype == bool):
         raise TypeError(f"{name}: y must hold numbers, got dtype {target.dtype}")
@@ -75,26 +54,52 @@ def _regression_inputs(name: str, output: Any, y: Any, sample_weight: Any
     if target.shape != (n, k):
         raise ValueError(f"{name}: y must have shape {(n, k)} to match the output"
                          + (" (or (n,) for one output)" if k == 1 else "") + f", got {np.shape(y)}")
-    target = target.astype(output.dtype, copy=False)
+    target = target.astype(dtype, copy=False)
     if not np.isfinite(target).all():
         raise ValueError(f"{name}: y contains NaN or inf")
-    return output, target, check_sample_weight(sample_weight, n, output.dtype)
+    return target
+
+
+def _public(name: str, output: Any, y: Any, sample_weight: Any, options: Dict[str, Any]) -> LossResult:
+    """What every public loss does: check the output, the targets and the weights, then run the core."""
+    output = _check_output(output, name)
+    n, k = output.shape
+    check_outputs(name, k)
+    target = TARGETS[name](y, n, k, output.dtype)
+    w = check_sample_weight(sample_weight, n, output.dtype)
+    return CORES[name](output, target, w, **options)
+
+
+def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
+                          label_smoothing: float = 0.0) -> LossResult:
+    """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1.
+
+    ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
+    ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
+    """
+    return _public("softmax_cross_entropy", output, y, sample_weight,
+                   {"label_smoothing": _check_smoothing(label_smoothing)})
+
+
+def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
+    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
+    return _public("binary_cross_entropy", output, y, sample_weight, {})
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
     """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
-    return _mean_squared_error(*_regression_inputs("mean_squared_error", output, y, sample_weight))
+    return _public("mean_squared_error", output, y, sample_weight, {})
 
 
 def mean_absolute_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
     """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0)."""
-    return _mean_absolute_error(*_regression_inputs("mean_absolute_error", output, y, sample_weight))
+    return _public("mean_absolute_error", output, y, sample_weight, {})
 
 
 def huber(output: np.ndarray, y: Any, sample_weight: Any = None, *, delta: float = 1.0) -> LossResult:
     """Mean over samples and outputs of the Huber loss of ``d = output - y`` (torch.nn.HuberLoss):
     ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``."""
-    return _huber(*_regression_inputs("huber", output, y, sample_weight), delta=_check_delta(delta))
+    return _public("huber", output, y, sample_weight, {"delta": _check_delta(delta)})
 
 
 # --- the cores ---------------------------------------------------------------------------
@@ -113,7 +118,8 @@ def _weights(w: Optional[np.ndarray], n: int) -> Tuple[float, Optional[np.ndarra
     total = float(np.add.reduce(w, dtype=np.float64))
     if not total > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
-    return total, w / total  # weights near 1e38 would overflow float32 products; w / total cannot
+    # w / total in float64 (total may exceed float32's range), rounded back to w's dtype.
+    return total, np.divide(w, total, dtype=np.float64).astype(w.dtype, copy=False)
 
 
 def _reduce(per_sample: np.ndarray, wn: Optional[np.ndarray], total: float) -> float:
@@ -249,6 +255,16 @@ CORES: Dict[str, Callable[..., LossResult]] = {
     "huber": _huber,
 }
 
+# name → ``targets(y, n, n_outputs, dtype) -> checked target`` (what the core takes): intp labels
+# for the cross-entropies, an (n, k) array of the output's dtype for regression losses.
+TARGETS: Dict[str, Callable[..., np.ndarray]] = {
+    "softmax_cross_entropy": _labels_softmax,
+    "binary_cross_entropy": _labels_binary,
+    "mean_squared_error": _regression_targets,
+    "mean_absolute_error": functools.partial(_regression_targets, name="mean_absolute_error"),
+    "huber": functools.partial(_regression_targets, name="huber"),
+}
+
 PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softmax_cross_entropy": stable_softmax,
     "binary_cross_entropy": _binary_proba,
@@ -338,23 +354,20 @@ def is_classification(loss: Any) -> bool:
     return resolve(loss)[0] in PROBA
 
 
-def check_targets(loss: str, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
-    """Targets checked once, by the loss itself on a zero output: intp labels (n,) or an (n, n_out) array.
+def check_targets(loss: Any, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+    """Targets checked once for ``loss``: intp labels (n,) or an (n, n_out) array of ``dtype``.
 
     Callers that validate their data once (``train``, ``evaluate``, ``sweep``) pass the result
-    to the loss cores in :data:`CORES` on every minibatch.
+    to the loss cores in :data:`CORES` on every minibatch. Nothing of the size of an output
+    matrix is allocated (a huge data set's labels are checked in place).
     """
-    fn = get(loss)
+    loss_name = resolve(loss)[0]
     if not hasattr(y, "__len__"):
         raise TypeError(f"{name} must be array-like, got {type(y).__name__}")
     if len(y) != n:
         raise ValueError(f"{name} has {len(y)} rows but X has {n} samples")
+    check_outputs(loss_name, n_out)
     try:
-        fn(np.zeros((n, n_out), dtype=dtype), y)
+        return TARGETS[loss_name](y, n, n_out, dtype)
     except (ValueError, TypeError) as exc:
         raise type(exc)(str(exc).replace("y", name, 1) if name != "y" else str(exc)) from None
-    if is_classification(loss):
-        arr = np.asarray(y)
-        return (arr.reshape(-1) if arr.ndim == 2 else arr).astype(np.intp)
-    arr = np.asarray(y, dtype=dtype)
-    return arr.reshape(n, n_out)

@@ -27,8 +27,11 @@ Params = Dict[str, np.ndarray]
 Cache = Dict[str, Any]
 LayerParams = List[Dict[str, np.ndarray]]
 
-# Rows per chunk for inference (predict, evaluate): bounds the memory of activations.
-INFERENCE_CHUNK = 8192
+# Inference (predict, evaluate) runs in chunks of about this many bytes of converted input
+# (at least MIN_CHUNK rows): memory stays bounded, and every chunk is a GEMM of the same height
+# (the last one overlaps the one before), so chunked results are the unchunked ones bit for bit.
+INFERENCE_CHUNK_BYTES = 1 << 23
+MIN_CHUNK = 256
 
 
 # --- keys and shapes ------------------------------------------------------------------
@@ -279,9 +282,13 @@ def _check_training(training: Any) -> bool:
     return bool(training)
 
 
-def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite_params: bool = True
-                  ) -> Tuple[np.ndarray, int, np.dtype]:
-    """Validate ``params`` against ``spec`` and ``X``; return ``(X as the params' dtype, n_outputs, dtype)``."""
+def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite_params: bool = True,
+                  convert: bool = True) -> Tuple[np.ndarray, int, np.dtype]:
+    """Validate ``params`` against ``spec`` and ``X``; return ``(X, n_outputs, dtype)``.
+
+    ``X`` comes back in the params' dtype, or with ``convert=False`` as it is (a memory map
+    too; :func:`infer` converts it chunk by chunk).
+    """
     check_spec(spec)
     n_in, n_out, dtype = check_params(spec, params, finite=finite_params)
     if n_in is None:  # the network starts with a layer whose input shape the params do not fix
@@ -289,8 +296,8 @@ def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite
         if arr.ndim < 2:
             raise ValueError(f"{name} must have a sample axis and a per-sample shape, got shape {arr.shape}")
         _, n_out, dtype = check_params(spec, params, arr.shape[1:], finite=False)
-        return check_X(arr, dtype, arr.shape[1:], name=name), n_out, dtype
-    return check_X(X, dtype, n_in, name=name), n_out, dtype
+        return check_X(arr, dtype, arr.shape[1:], name=name, convert=convert), n_out, dtype
+    return check_X(X, dtype, n_in, name=name, convert=convert), n_out, dtype
 
 
 def check_output(spec: Spec, params: Params, output: np.ndarray) -> np.ndarray:
@@ -317,7 +324,8 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     X, _, _ = checked_input(spec, params, X, finite_params=False)
     rng = as_rng(seed) if training else None
     lparams = layer_params(spec, params)
-    output, caches = run_forward(spec, lparams, X, training, rng)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output, caches = run_forward(spec, lparams, X, training, rng)
     check_output(spec, params, output)
     return output, {"layers": caches, "output_shape": output.shape,
                     "state": new_state(spec, lparams, caches) if training else {}}
@@ -356,16 +364,20 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     return value, {k: grads[k] for k in trainable_keys(params)}
 
 
-def infer(spec: Spec, params: Params, X: np.ndarray, chunk: int = INFERENCE_CHUNK,
+def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None,
           dtype: Optional[np.dtype] = None) -> np.ndarray:
     """The inference-mode output on trusted ``X``, ``chunk`` rows at a time, keeping no caches.
 
     Each chunk is converted to ``dtype`` (the params' by default) on its own, so an ``X`` of
-    another dtype, or memory-mapped, is never copied whole.
+    another dtype, or memory-mapped, is never copied whole. By default a chunk holds about
+    :data:`INFERENCE_CHUNK_BYTES` of input, at least :data:`MIN_CHUNK` rows.
     """
     lparams = layer_params(spec, params)
-    dtype = next(iter(params.values())).dtype if dtype is None else dtype
+    dtype = next(iter(params.values())).dtype if dtype is None else np.dtype(dtype)
     n = X.shape[0]
+    if chunk is None:
+        row = max(1, int(np.prod(X.shape[1:], dtype=np.int64)) * dtype.itemsize)
+        chunk = max(MIN_CHUNK, INFERENCE_CHUNK_BYTES // row)
 
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
@@ -376,15 +388,18 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: int = INFERENCE_CHUN
     out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
     out[:chunk] = first
     for start in range(chunk, n, chunk):
+        start = min(start, n - chunk)  # the last chunk overlaps: every GEMM has the same height
         out[start:start + chunk] = run(X[start:start + chunk])
     return out
 
 
 def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
     _losses.get(loss)
-    X, n_out, _ = checked_input(spec, params, X, finite_params=False)
+    X, n_out, _ = checked_input(spec, params, X, finite_params=False, convert=False)
     _losses.check_outputs(loss, n_out)
-    return check_output(spec, params, infer(spec, params, X))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output = infer(spec, params, X)
+    return check_output(spec, params, output)
 
 
 def predict_proba(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:

@@ -182,15 +182,36 @@ def decision_boundary(predict_fn: Callable[[np.ndarray], Any], X: Any, y: Any, p
 
 def confusion_matrix(y_true: Any, y_pred: Any, path: PathLike, *, labels: Optional[Sequence[Any]] = None,
                      figsize: Tuple[float, float] = (6, 4), dpi: float = 100) -> PathLike:
-    """Annotated heatmap of sklearn's confusion matrix C (k, k): C[i, j] = count of true i predicted j."""
+    """Annotated heatmap of sklearn's confusion matrix C (k, k): C[i, j] = count of true i predicted j.
+
+    ``labels``: the classes in the order of the rows, when y holds them (``labels=["cat", "dog"]``
+    for string labels); or the display names of integer codes ``0..k-1`` (``labels=class_names``
+    with ``y`` in ``0..k-1``, as a network predicts them). None: the sorted classes seen in y.
+    """
     from sklearn import metrics
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.ndim != 1 or y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"y_true and y_pred must be non-empty 1-D arrays of equal length, "
                          f"got shapes {y_true.shape} and {y_pred.shape}")
-    names = np.unique(np.concatenate([y_true, y_pred])) if labels is None else np.asarray(labels)
-    matrix = metrics.confusion_matrix(y_true, y_pred, labels=names)
+    seen = np.unique(np.concatenate([y_true, y_pred]))
+    if labels is None:
+        names = values = seen
+    else:
+        names = np.asarray(labels)
+        if names.ndim != 1 or names.size == 0:
+            raise ValueError(f"labels must be a non-empty 1-D sequence, got shape {names.shape}")
+        if np.isin(seen, names).all():
+            values = names                               # the classes themselves
+        elif seen.dtype.kind in "iu" and seen.min() >= 0 and seen.max() < names.size:
+            values = np.arange(names.size)               # names of the codes 0..k-1
+        else:
+            missing = seen[~np.isin(seen, names)]
+            if seen.dtype.kind in "iu":
+                missing = missing[(missing < 0) | (missing >= names.size)]
+            raise ValueError(f"labels must be the classes in y or the names of codes 0..{names.size - 1}; "
+                             f"y holds {missing[:5].tolist()}, which are neither")
+    matrix = metrics.confusion_matrix(y_true, y_pred, labels=values)
     k = matrix.shape[0]
 
     fig = _new_figure(figsize, dpi)

@@ -37,16 +37,21 @@ Keys are checked before anything runs (an unknown key is a ``ValueError`` naming
 the trial). Values are checked by each trial: a bad value, like a diverging learning rate,
 fails only its own trial, whose result then carries the error.
 
-Determinism: trial ``i`` uses the seed ``trial["seed"]`` if it has one, else one derived
-from ``(seed, i)`` alone (``np.random.SeedSequence(seed, spawn_key=(i,))``); that seed
-initialises the params (``init_params(spec, n_inputs, seed=s)``) and drives ``train``
-(``seed=s``). Nothing depends on global state or on the order in which workers finish, and
-each trial runs with the same number of BLAS threads (``blas_threads``), so ``n_jobs=2``
+Seeds — common random numbers: every trial uses the same seed, ``trial["seed"]`` if it has
+one, else the sweep's ``seed`` (0 by default). That seed initialises the params
+(``init_params(spec, n_inputs, seed=s)``) and drives ``train`` (``seed=s``: minibatch order,
+dropout masks), so two trials differ only by their settings — as GridSearchCV scores every
+candidate on the same folds. (A seed derived from each trial's grid position would make the
+ranking partly a ranking of initialisations.) ``repeats=r`` runs every trial with the seeds
+``s, s+1, ..., s+r-1`` — the same seeds for every trial — and reports the mean score with
+its spread (``score_std``, ``score_min``, ``score_max``, and the per-seed ``scores``); the
+ranking uses the mean.
+
+Determinism: nothing depends on global state or on the order in which workers finish, and
+each run uses the same number of BLAS threads (``blas_threads``), so ``n_jobs=2``
 returns bit for bit the results of ``n_jobs=1``. (OpenBLAS does give different last
 bits for some matrix shapes with 1 and with 2 threads; to redo a trial by hand bit for bit,
-run it inside ``threadpoolctl.threadpool_limits(1)``.) To give every trial the same initial
-params — common random numbers, which make a grid's differences depend on the grid's
-values only — put ``"seed"`` in ``base``.
+run it inside ``threadpoolctl.threadpool_limits(1)``.)
 
 Parallelism: the trials run through ``joblib.Parallel(n_jobs, backend)``. Each trial limits
 BLAS to ``blas_threads`` threads (1 by default, via threadpoolctl, which comes with
@@ -84,6 +89,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import losses as _losses
+from .datasets import n_outputs as _data_n_outputs
 from .metrics import scores
 from . import optimizers as _optimizers
 from .validation import check_dtype, check_number, check_sample_weight, check_X
@@ -229,10 +235,12 @@ def _merge(base: Trial, trial: Trial) -> Trial:
     return merged
 
 
-def _derived_seed(seed: int, index: int) -> int:
-    """Trial ``index``'s seed: ``SeedSequence(seed).spawn(n)[index]`` as a 64-bit int."""
-    ss = np.random.SeedSequence(seed, spawn_key=(index,))
-    return int(ss.generate_state(1, dtype=np.uint64)[0])
+def _run_seeds(settings: Trial, seed: int, repeats: int) -> List[int]:
+    """The seeds a trial runs with: ``s, s+1, ..., s+repeats-1`` from ``s = trial["seed"]`` or the sweep's."""
+    first = settings["seed"] if "seed" in settings else seed
+    if isinstance(first, (bool, np.bool_)) or not isinstance(first, numbers.Integral) or first < 0:
+        return [first] * repeats  # _run_trial reports the bad seed as the trial's error
+    return [int(first) + r for r in range(repeats)]
 
 
 def _build_optimizer(settings: Trial) -> Dict[str, Any]:
@@ -301,6 +309,34 @@ def _run_trial(index: int, settings: Trial, seed: int, X: np.ndarray, y: Any, va
     return result
 
 
+# --------------------------------------------------------------------------- repeats
+
+def _combine(runs: List[Result]) -> Result:
+    """One trial's result from its runs (one per seed): mean and spread of the score.
+
+    ``score`` and ``val_loss`` are the means over the runs, ``metrics`` the mean of each
+    metric; ``scores``/``seeds`` list the runs; ``params``, ``history`` and ``seed`` are the
+    first run's (the sweep's seed). A trial fails when any of its runs fails (the first
+    failure's error).
+    """
+    first = runs[0]
+    result = dict(first)
+    result["seeds"] = [r["seed"] for r in runs]
+    result["seconds"] = float(sum(r["seconds"] for r in runs))
+    failed = [r for r in runs if r["error"] is not None]
+    if failed:
+        result.update(error=failed[0]["error"], traceback=failed[0]["traceback"], score=float("nan"),
+                      scores=[r["score"] for r in runs], score_std=float("nan"), score_min=float("nan"),
+                      score_max=float("nan"), val_loss=float("nan"), params=None)
+        return result
+    values = np.array([r["score"] for r in runs], dtype=np.float64)
+    result.update(score=float(values.mean()), scores=values.tolist(), score_std=float(values.std()),
+                  score_min=float(values.min()), score_max=float(values.max()),
+                  val_loss=float(np.mean([r["val_loss"] for r in runs])),
+                  metrics={k: float(np.mean([r["metrics"][k] for r in runs])) for k in first["metrics"]})
+    return result
+
+
 # --------------------------------------------------------------------------- ranking
 
 def _rank(result: Result) -> Tuple[int, float, int]:
@@ -330,30 +366,11 @@ def best(results: Sequence[Result]) -> Result:
 
 # --------------------------------------------------------------------------- the sweep
 
-def _n_outputs(loss: str, y: Any, y_val: Any) -> int:
-    """Output width the data need: classes for softmax, 1 for binary, y's columns for MSE."""
-    if loss == "binary_cross_entropy":
-        return 1
-    if loss == "mean_squared_error":
-        arr = np.asarray(y)
-        return int(arr.shape[1]) if arr.ndim == 2 else 1
-    top = -1
-    for name, labels in (("y", y), ("validation_data y", y_val)):
-        arr = np.asarray(labels)
-        if arr.dtype.kind not in "biuf" or arr.size == 0:
-            raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}"
-                            + (" (empty)" if arr.size == 0 else ""))
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or inf")
-        top = max(top, int(arr.max()))
-    return max(top + 1, 1)
-
-
 def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[Trial], loss: str,
           base: Optional[Trial] = None, n_jobs: Optional[int] = 1, seed: int = 0, epochs: Optional[int] = None,
           score: Union[str, Callable[[Any, Any], float]] = "auto", backend: Any = None,
           keep_params: str = "best", dtype: Any = np.float32, sample_weight: Any = None,
-          blas_threads: Optional[int] = 1, verbose: int = 0) -> List[Result]:
+          blas_threads: Optional[int] = 1, verbose: int = 0, repeats: int = 1) -> List[Result]:
     """Train one network per trial on (X, y), score each on ``validation_data``; best first.
 
     ``trials`` — a list of setting dicts (see the module docstring for the keys), e.g. from
@@ -367,6 +384,9 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
     Each trial runs ``init_params(spec, n_features, seed=s, dtype=dtype)``, then
     ``train(..., validation_data=validation_data, seed=s, progress=False)``, then scores the
     trained network on the validation data (the numbers :func:`funcnn.train.evaluate` gives).
+    ``s`` is the trial's ``seed`` key if it has one, else ``seed`` — the same for every trial
+    (common random numbers). ``repeats`` runs each trial with the seeds ``s .. s+repeats-1``
+    and scores it by the mean over them (the spread is reported too).
     ``score`` (higher is better, always on the validation data): ``"auto"`` — ``"accuracy"``
     for the cross-entropies, ``"r2"`` for ``mean_squared_error``; or ``"accuracy"``, ``"r2"``,
     ``"neg_mse"``, ``"neg_loss"`` (minus the validation loss), or a function
@@ -386,17 +406,20 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
 
         {"index": i,               # position in `trials`
          "trial": {...},           # the settings used: base merged with trials[i]
-         "seed": s,                # the int seed of init_params and train
-         "score": float,           # NaN if the trial failed
-         "score_name": "accuracy", # which score
-         "val_loss": float,        # the loss on validation_data, without the L2 term
-         "metrics": {...},         # as evaluate() on validation_data: "loss", "accuracy" | "mse", "r2"
-         "history": {...},         # train()'s per-epoch history (its val_loss includes L2)
-         "params": {...} | None,   # trained params (see keep_params)
+         "seed": s,                # the int seed of init_params and train (the first run's)
+         "seeds": [s, ...],        # one per repeat: s, s+1, ...
+         "score": float,           # the mean over the repeats; NaN if the trial failed
+         "score_name": "accuracy", # which score: "accuracy", "r2" (R², regression), "neg_mse", ...
+         "scores": [float, ...],   # one per seed
+         "score_std": float, "score_min": float, "score_max": float,   # their spread (std: ddof=0)
+         "val_loss": float,        # the loss on validation_data, without the L2 term (mean over repeats)
+         "metrics": {...},         # as evaluate() on validation_data: "loss", "accuracy" | "mse", "r2" (means)
+         "history": {...},         # train()'s per-epoch history (its val_loss includes L2), first seed
+         "params": {...} | None,   # trained params of the first seed (see keep_params)
          "spec": [...], "optimizer": {...},
-         "error": None | "FloatingPointError: training diverged at epoch 3 ...",
+         "error": None | "FloatingPointError: training diverged at epoch 3 ...",   # any repeat's
          "traceback": None | str,
-         "seconds": float}         # wall time of the trial in its worker
+         "seconds": float}         # wall time of the trial's runs in their workers
 
     ``sorted(results, key=lambda r: r["index"])`` restores the trials' order, e.g. to plot
     a validation curve. No argument is modified.
@@ -427,6 +450,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
             raise ValueError("n_jobs must not be 0: use 1 for serial, k > 1 for k workers, -1 for all CPUs")
         n_jobs = int(n_jobs)
     seed = check_number(seed, "seed", low=0, integer=True)
+    repeats = check_number(repeats, "repeats", low=1, integer=True)
     if epochs is not None:
         epochs = check_number(epochs, "epochs", low=0, integer=True)
     if isinstance(score, str):
@@ -451,7 +475,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
         raise TypeError("validation_data must be a pair (X_val, y_val)")
     X_val = check_X(validation_data[0], dtype, X.shape[1], name="validation_data X")
     y_val = validation_data[1]
-    n_outputs = _n_outputs(loss, y, y_val)
+    n_outputs = _data_n_outputs(loss, y, y_val)
     _losses.check_targets(loss, y, X.shape[0], n_outputs, dtype)
     _losses.check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
     sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype)
@@ -465,9 +489,9 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
             merged["epochs"] = epochs
         settings.append(merged)
 
-    tasks = (joblib.delayed(_run_trial)(i, s, s["seed"] if "seed" in s else _derived_seed(seed, i), X, y,
-                                        (X_val, y_val), loss, n_outputs, dtype, score, sample_weight, blas_threads)
-             for i, s in enumerate(settings))
+    tasks = (joblib.delayed(_run_trial)(i, s, run_seed, X, y, (X_val, y_val), loss, n_outputs, dtype, score,
+                                        sample_weight, blas_threads)
+             for i, s in enumerate(settings) for run_seed in _run_seeds(s, seed, repeats))
     parallel_kwargs: Dict[str, Any] = {"verbose": verbose}
     if n_jobs is not None:
         parallel_kwargs["n_jobs"] = n_jobs
@@ -478,9 +502,14 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
 
     results: List[Result] = []
     leader: Optional[Result] = None
+    runs: List[Result] = []
     # The parent's own pools are limited too: that covers n_jobs=1 and thread-based backends.
     with _blas_threads(blas_threads):
-        for result in joblib.Parallel(**parallel_kwargs)(tasks):
+        for run in joblib.Parallel(**parallel_kwargs)(tasks):
+            runs.append(run)  # in task order: a trial's repeats arrive one after another
+            if len(runs) < repeats:
+                continue
+            result, runs = _combine(runs), []
             if keep_params == "none":
                 result["params"] = None
             elif keep_params == "best" and result["error"] is None:

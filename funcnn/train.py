@@ -503,9 +503,11 @@ def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
     ``loss`` is the data's loss (no L2 term); the network runs in inference mode, in chunks of rows.
     """
     _losses.get(loss)
-    X, n_out, dtype = _network.checked_input(spec, params, X)
+    X, n_out, dtype = _network.checked_input(spec, params, X, convert=False)
     _losses.check_outputs(loss, n_out)
     y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
-    output = _network.check_output(spec, params, _network.infer(spec, params, X))
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        output = _network.infer(spec, params, X)
+    output = _network.check_output(spec, params, output)
     return _metrics.scores(loss, output, y, w)

@@ -128,7 +128,8 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer labels, got shape {arr.shape}")
+        raise ValueError(f"{name} must be 1-D integer labels, got shape {arr.shape}"
+                         + (f"; for one-hot rows pass {name}.argmax(axis=1)" if arr.ndim == 2 else ""))
     if arr.shape[0] != n_samples:
         raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples")
     if arr.dtype == bool:

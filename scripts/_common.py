@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -31,8 +32,9 @@ def base_parser(description: str, threads: Optional[int] = None) -> argparse.Arg
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds' smoke run on less data / fewer epochs (numbers are not meaningful)")
-    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                        help="where the PNG figures go (default: scripts/figures)")
+    parser.add_argument("--out-dir", default=None,
+                        help="where the PNG figures go (default: scripts/figures; with --quick a new "
+                             "temporary directory, so smoke runs never overwrite the tracked figures)")
     parser.add_argument("--no-plots", action="store_true", help="do not write any figure")
     parser.add_argument("--threads", type=int, default=threads,
                         help="limit BLAS threads in this process (default: %s)"
@@ -40,12 +42,25 @@ def base_parser(description: str, threads: Optional[int] = None) -> argparse.Arg
     return parser
 
 
+def figure_dir(args: argparse.Namespace) -> str:
+    """``--out-dir``, or its default: scripts/figures for full runs, a fresh temporary
+    directory for ``--quick`` runs (chosen once per run and printed)."""
+    if args.out_dir is None:
+        if args.quick:
+            args.out_dir = tempfile.mkdtemp(prefix="funcnn-quick-figures-")
+            print(f"--quick: figures go to {args.out_dir} (not {DEFAULT_OUT_DIR}; choose with --out-dir)")
+        else:
+            args.out_dir = DEFAULT_OUT_DIR
+    return args.out_dir
+
+
 def figure_path(args: argparse.Namespace, name: str) -> Optional[str]:
     """``out_dir/name`` (the directory is created), or None when plots are off."""
     if args.no_plots:
         return None
-    os.makedirs(args.out_dir, exist_ok=True)
-    return os.path.join(args.out_dir, name)
+    directory = figure_dir(args)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, name)
 
 
 @contextlib.contextmanager

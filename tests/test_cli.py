@@ -32,9 +32,9 @@ def test_train_default_digits_then_evaluate_and_predict(tmp_path):
     ev = cli("evaluate", "model.npz", "--data", "digits", cwd=tmp_path).stdout
     assert float(ev.split("accuracy ")[1].split()[0]) == pytest.approx(acc, abs=1e-4)
     pred = cli("predict", "model.npz", "--data", "digits", cwd=tmp_path).stdout.split()
-    assert len(pred) == 450 and set(pred) <= {str(i) for i in range(10)}
+    assert pred[0] == "label" and len(pred) == 451 and set(pred[1:]) <= {str(i) for i in range(10)}
     pred_all = cli("predict", "model.npz", "--data", "digits", "--split", "all", cwd=tmp_path).stdout.split()
-    assert len(pred_all) == 1797
+    assert len(pred_all) == 1 + 1797
 
 
 def test_moons_binary_with_options(tmp_path):
@@ -44,7 +44,8 @@ def test_moons_binary_with_options(tmp_path):
     assert "binary_cross_entropy" in out and float(out.split("test accuracy ")[1].split()[0]) > 0.9
     assert not (tmp_path / "curves.png").exists()
     proba = cli("predict", "m.pkl", "--data", "moons", "--proba", cwd=tmp_path).stdout.splitlines()
-    assert len(proba) == 250 and all(abs(sum(map(float, r.split(","))) - 1) < 1e-6 for r in proba)
+    assert proba[0] == "0,1"                                  # one column per class, named by the class
+    assert len(proba) == 251 and all(abs(sum(map(float, r.split(","))) - 1) < 1e-6 for r in proba[1:])
 
 
 def test_csv_npz_regression_and_spec_file(tmp_path):
@@ -60,7 +61,8 @@ def test_csv_npz_regression_and_spec_file(tmp_path):
     out = cli("train", "--data", "r.npz", "--epochs", "30", "--no-plot", "--quiet", cwd=tmp_path).stdout
     assert "mean_squared_error" in out and "test r2" in out
     pred = cli("predict", "model.npz", "--data", "r.npz", "--output", "p.csv", cwd=tmp_path)
-    assert np.loadtxt(tmp_path / "p.csv", delimiter=",").shape == (30,)  # the held-out quarter
+    assert np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1).shape == (30,)  # the held-out quarter
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "prediction"
 
 
 def test_mnist_directory(tmp_path):
@@ -91,7 +93,7 @@ def test_checkpoint_resume_from_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (["train", "--epochs", "-1"], "--epochs: expected a non-negative integer"),
+    (["train", "--epochs", "-1"], "--epochs: expected a positive integer"),
     (["train", "--hidden", "12,x"], "--hidden: expected comma-separated"),
     (["train", "--lr", "0"], "--lr: expected a positive number"),
     (["train", "--dropout", "1.5"], "--dropout: expected a fraction"),

@@ -191,7 +191,7 @@ def test_csv_regression_labels_float_and_delimiters(tmp_path):
 @pytest.mark.parametrize("text, match", [
     ("x,y,label\n1,2,0\n3,oops,1\n", r"bad\.csv: line 3, column 2 \('y'\): cannot parse 'oops'"),
     ("1,2,0\n\n3,,1\n", r"bad\.csv: line 3, column 2: empty cell"),
-    ("1,2,0\n3,4,nan\n", r"line 2, column 3: cannot parse 'nan' as a finite number.*labels must be numbers"),
+    ("1,2,0\n3,4,nan\n", r"line 2, column 3: cannot parse 'nan' as a finite number \(a missing label\?\)"),
     ("1,2,0\n3,4\n", r"bad\.csv: line 2 has 2 fields, expected 3"),
     ("", r"bad\.csv: empty file"),
     ("\n\n", r"bad\.csv: empty file"),

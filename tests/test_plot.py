@@ -106,6 +106,17 @@ def test_confusion_matrix(tmp_path):
         plot.confusion_matrix([0, 1], [0], tmp_path / "x.png")
 
 
+def test_confusion_matrix_names_for_integer_codes(tmp_path):
+    """Issue 10: labels=names with y as codes 0..k-1 failed ("At least one label specified must be in y_true")."""
+    names = ["T-shirt", "Trouser", "Pullover"]
+    path = plot.confusion_matrix(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1]), tmp_path / "cm.png", labels=names)
+    assert path.stat().st_size > 0
+    partial = plot.confusion_matrix(np.array([0, 0]), np.array([0, 1]), tmp_path / "p.png", labels=names)
+    assert partial.stat().st_size > 0                      # classes absent from y still get their row
+    with pytest.raises(ValueError, match=r"names of codes 0\.\.2; y holds \[5\]"):
+        plot.confusion_matrix(np.array([0, 5]), np.array([0, 1]), tmp_path / "x.png", labels=names)
+
+
 def test_missing_matplotlib_message(tmp_path, monkeypatch):
     # None in sys.modules makes any import of matplotlib (and its submodules) fail
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:

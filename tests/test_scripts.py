@@ -133,3 +133,24 @@ def test_script_runs_from_any_directory(name, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "--quick" in proc.stdout and "--out-dir" in proc.stdout
+
+
+def figure_hashes():
+    import hashlib
+    directory = os.path.join(SCRIPTS, "figures")
+    return {name: hashlib.sha256(open(os.path.join(directory, name), "rb").read()).hexdigest()
+            for name in sorted(os.listdir(directory))}
+
+
+def test_quick_runs_never_write_the_tracked_figures(tmp_path, monkeypatch, capsys):
+    """Issue 10: `moons.py --quick` overwrote the README's figures in scripts/figures."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))      # where --quick's own directory goes
+    before = figure_hashes()
+    load_script("moons").main(["--quick", "--n-jobs", "1"] + ([] if HAVE_MATPLOTLIB else ["--no-plots"]))
+    assert figure_hashes() == before
+    out = capsys.readouterr().out
+    assert "--quick: figures go to " + str(tmp_path) in out
+    made = [d for d in os.listdir(tmp_path) if d.startswith("funcnn-quick-figures-")]
+    assert len(made) == 1
+    assert_pngs(os.path.join(tmp_path, made[0]), ["moons_000_learning_curves.png", "moons_004_decision_boundary.png"])

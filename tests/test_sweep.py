@@ -123,16 +123,58 @@ def test_serial_and_parallel_results_identical(data):
                 assert_tree_equal(a[key], b[key])
 
 
-def test_trial_seeds_derived_from_sweep_seed_and_index(data):
+def test_every_trial_uses_the_sweep_seed_common_random_numbers(data):
+    """Issue 10: trial i's seed came from its grid position, so the ranking was partly noise."""
     res = small_sweep(data, grid(lr=[0.05, 0.1]) + [{"seed": 5}], seed=3, epochs=1)
     seeds = {r["index"]: r["seed"] for r in res}
-    expected = [int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(3).spawn(2)]
-    assert [seeds[0], seeds[1]] == expected and seeds[2] == 5
-    other = small_sweep(data, grid(lr=[0.05, 0.1]), seed=4, epochs=1)
-    assert {r["seed"] for r in other}.isdisjoint(expected)
-    # A seed in base gives every trial the same initial params (common random numbers).
-    common = small_sweep(data, grid(lr=[0.05, 0.1]), base={"hidden": (16,), "lr": 0.1, "seed": 11}, epochs=1)
-    assert {r["seed"] for r in common} == {11}
+    assert seeds == {0: 3, 1: 3, 2: 5}                      # a trial's own seed still wins
+    assert {r["seed"] for r in small_sweep(data, grid(lr=[0.05, 0.1]), epochs=1)} == {0}   # default seed 0
+
+
+def test_a_configuration_scores_the_same_whatever_the_grid(data):
+    """The same settings score the same in any sweep: identical trials tie, positions do not matter."""
+    twins = small_sweep(data, grid(l2=[0.0, 0.0, 0.0]), base={"hidden": (16,), "lr": 0.1, "dropout": 0.2})
+    assert len({r["score"] for r in twins}) == 1 and len({r["val_loss"] for r in twins}) == 1
+    a = {r["trial"]["lr"]: r["score"] for r in small_sweep(data, grid(lr=[0.05, 0.1]))}
+    b = {r["trial"]["lr"]: r["score"] for r in small_sweep(data, grid(lr=[0.1, 0.2, 0.3]))}
+    assert a[0.1] == b[0.1]
+
+
+def test_repeats_report_mean_and_spread_over_common_seeds(data):
+    trials = grid(lr=[0.05, 0.2])
+    res = small_sweep(data, trials, repeats=3, seed=7, keep_params="all")
+    singles = [small_sweep(data, trials, seed=7 + r, keep_params="all") for r in range(3)]
+    for r in res:
+        assert r["seeds"] == [7, 8, 9] and r["seed"] == 7 and r["score_name"] == "accuracy"
+        per_seed = [next(x for x in single if x["index"] == r["index"]) for single in singles]
+        assert r["scores"] == [x["score"] for x in per_seed]        # each seed's run, as a sweep with that seed
+        assert r["score"] == pytest.approx(np.mean(r["scores"]))
+        assert r["score_std"] == pytest.approx(np.std(r["scores"]))
+        assert (r["score_min"], r["score_max"]) == (min(r["scores"]), max(r["scores"]))
+        assert_tree_equal(r["params"], per_seed[0]["params"])       # the first seed's network
+    assert res[0]["score"] >= res[1]["score"]                       # ranked by the mean
+    one = small_sweep(data, trials)[0]
+    assert one["scores"] == [one["score"]] and one["score_std"] == 0.0 and one["seeds"] == [0]
+    with pytest.raises(ValueError, match="repeats"):
+        small_sweep(data, trials, repeats=0)
+
+
+def test_repeats_serial_and_parallel_identical(data):
+    trials = grid(lr=[0.05, 0.2, 1e6], dropout=[0.2])
+    serial = small_sweep(data, trials, repeats=2, n_jobs=1, keep_params="all")
+    par = small_sweep(data, trials, repeats=2, n_jobs=2, keep_params="all")
+    assert serial[-1]["error"] is not None and np.isnan(serial[-1]["score"])
+    for a, b in zip(serial, par):
+        for key in ("index", "seeds", "score", "scores", "score_std", "val_loss", "metrics", "history", "params",
+                    "error"):
+            assert_tree_equal(a[key], b[key])
+
+
+def test_regression_score_is_named_r2(data):
+    X, _, Xv, _ = data
+    res = sweep(X, X[:, 0] * 2.0, validation_data=(Xv, Xv[:, 0] * 2.0), trials=grid(lr=[0.01]),
+                loss="mean_squared_error", base={"hidden": (8,)}, epochs=2)
+    assert res[0]["score_name"] == "r2" and res[0]["score"] == res[0]["metrics"]["r2"]
 
 
 def test_best_params_reproduce_score_and_training(data):
