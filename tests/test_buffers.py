@@ -24,6 +24,17 @@ EXAMPLES = {
     "softmax": ({"type": "softmax"}, (6,)),
     "dropout": ({"type": "dropout", "rate": 0.3}, (6,)),
 }
+EXAMPLES.update({
+    "gelu": ({"type": "gelu"}, (6,)),
+    "elu": ({"type": "elu", "alpha": 0.7}, (6,)),
+    "softplus": ({"type": "softplus"}, (6,)),
+    "reshape": ({"type": "reshape", "shape": [2, 3, 2]}, (12,)),
+    "flatten": ({"type": "flatten"}, (3, 4, 2)),
+    "conv2d": ({"type": "conv2d", "filters": 3, "kernel": [2, 3], "stride": [1, 2], "padding": "same"}, (5, 6, 2)),
+    "max_pool": ({"type": "max_pool", "size": 3, "stride": 1}, (5, 6, 2)),
+    "avg_pool": ({"type": "avg_pool", "size": 2}, (5, 6, 2)),
+    "batch_norm": ({"type": "batch_norm", "momentum": 0.8}, (3, 4, 2)),
+})
 EXAMPLES.update(getattr(layers, "BUFFER_EXAMPLES", {}))  # image layers may register theirs there too
 
 
@@ -82,6 +93,10 @@ CASES = {
     "binary_cross_entropy": lambda rng, n, k: rng.integers(0, 2, n),
     "mean_squared_error": lambda rng, n, k: rng.normal(size=(n, k)),
 }
+CASES.update({
+    "mean_absolute_error": lambda rng, n, k: rng.normal(size=(n, k)),
+    "huber": lambda rng, n, k: rng.normal(size=(n, k)) * 3,
+})
 CASES.update(getattr(losses, "BUFFER_EXAMPLES", {}))
 
 

@@ -216,3 +216,22 @@ def test_train_with_clipping_is_value_and_grad_plus_update(opt, dtype, batch_siz
             p = {**p, **cache["state"]}
     assert clipped > 0
     assert_tree_equal(got, p)
+
+
+@pytest.mark.parametrize("loss", [{"name": "huber", "delta": 0.4}, {"name": CE, "label_smoothing": 0.2}], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_options_same_bits_with_and_without_buffer(loss, dtype):
+    from conftest import frozen
+    rng = np.random.default_rng(6)
+    name = LS.resolve(loss)[0]
+    output = frozen((rng.normal(size=(7, 4)) * 3).astype(dtype))
+    y = rng.integers(0, 4, 7) if name == CE else rng.normal(size=(7, 4))
+    target = frozen(LS.check_targets(loss, y, 7, 4, np.dtype(dtype)))
+    w = frozen(rng.uniform(0, 2, 7).astype(dtype))
+    core = LS.core(loss)
+    v1, g1 = core(output, target, w)
+    buf = np.full((7, 4), np.nan, dtype=dtype)
+    v2, g2 = core(output, target, w, buf)
+    assert v1 == v2 and g2 is buf
+    assert_tree_equal(g1, g2)
+    assert_tree_equal((v1, g1), LS.get(loss)(output, y, w))
