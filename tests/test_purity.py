@@ -71,7 +71,7 @@ def test_losses_readonly(setup):
     out = frozen(np.random.default_rng(1).normal(size=(8, 3)))
     for name, fn in losses.LOSSES.items():
         o = out[:, :1] if name == "binary_cross_entropy" else out
-        yy = {"softmax_cross_entropy": y, "binary_cross_entropy": frozen(y % 2), "mean_squared_error": out}[name]
+        yy = {"softmax_cross_entropy": y, "binary_cross_entropy": frozen(y % 2)}.get(name, out * 0.5)
         assert_tree_equal(fn(o, yy, w), fn(o, yy, w))
 
 
