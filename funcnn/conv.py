@@ -286,28 +286,29 @@ def avg_pool_backward(g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, strid
 
 # --------------------------------------------------------------------------- batch norm
 
+def _column_sums(a2: np.ndarray) -> np.ndarray:
+    """Sums over the rows of an ``(m, c)`` array: one BLAS matrix-vector product with ones."""
+    return np.matmul(np.ones(a2.shape[0], dtype=a2.dtype), a2)
+
+
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, training: bool,
                        running_mean: np.ndarray, running_var: np.ndarray, out: Optional[np.ndarray] = None
                        ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """``(y, cache)``: ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` over the last axis.
 
     Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
-    variance, as torch.nn.BatchNorm in training mode), summed in float64. Inference: the
-    running statistics. ``out`` may be ``x`` itself (it is read before it is written). The
-    cache holds ``xhat`` (a new array), ``inv_std``, the statistics used and the mode.
+    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS.
+    Inference: the running statistics. ``out`` may be ``x`` itself (it is read before it is
+    written). The cache holds ``xhat`` (a new array), ``inv_std``, the statistics used and the mode.
     """
     c = x.shape[-1]
     m = x.size // c
-    x2 = x.reshape(m, c)
-    if training:
-        mean = (np.add.reduce(x2, axis=0, dtype=np.float64) / m).astype(x.dtype)
-    else:
-        mean = running_mean
+    mean = _column_sums(x.reshape(m, c)) / m if training else running_mean
     xhat = np.subtract(x, mean)
     y = np.empty_like(x) if out is None else out  # may be x: x is not read again
     if training:
         sq = np.multiply(xhat, xhat, out=y)  # scratch: y is written last
-        var = (np.add.reduce(sq.reshape(m, c), axis=0, dtype=np.float64) / m).astype(x.dtype)
+        var = _column_sums(sq.reshape(m, c)) / m
     else:
         var = running_var
     inv_std = np.add(var, eps)
@@ -332,8 +333,8 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
     c = g.shape[-1]
     m = g.size // c
     tmp = np.multiply(g, xhat)  # scratch
-    dgamma = np.add.reduce(tmp.reshape(m, c), axis=0, out=out.get("gamma"))
-    dbeta = np.add.reduce(g.reshape(m, c), axis=0, out=out.get("beta"))
+    dgamma = _column_sums(tmp.reshape(m, c))
+    dbeta = _column_sums(g.reshape(m, c))
     scale = gamma * inv_std
     if cache["training"]:
         dx = np.subtract(g, dbeta / m, out=out.get("dx"))  # g is read elementwise before dx (maybe g) is written
@@ -342,6 +343,12 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
         dx *= scale
     else:
         dx = np.multiply(g, scale, out=out.get("dx"))
+    if "gamma" in out:
+        out["gamma"][...] = dgamma
+        dgamma = out["gamma"]
+    if "beta" in out:
+        out["beta"][...] = dbeta
+        dbeta = out["beta"]
     return dx, dgamma, dbeta
 
 

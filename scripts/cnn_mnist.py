@@ -1,0 +1,154 @@
+"""A small CNN on Fashion-MNIST (and on digit MNIST when its IDX files are on disk) with funcnn.
+
+Data: MNIST-format IDX files. Fashion-MNIST comes from ``--data-dir`` (default
+``/usr/share/datasets/fashion-mnist``, Debian's ``dataset-fashion-mnist``). Digit MNIST is
+not packaged by Debian, and the PyPI packages named after it download the files at run time
+(this machine has no network but the package registries), so it runs only when
+``--mnist-dir`` names a directory of the original IDX files. As in
+``scripts/fashion_mnist.py``, the last 10000 training images are the validation split, the
+network trains on the other 50000, and the official 10000 test images are used only for the
+final numbers; pixels are scaled to [0, 1].
+
+The network (``cnn_spec``; ``scripts/specs/cnn_fashion.json`` is the same list of layers on
+flat inputs, for ``funcnn train --spec``)::
+
+    reshape 28x28x1
+    conv 3x3, 32, same -> batch norm -> relu -> max pool 2      28x28x32 -> 14x14x32
+    conv 3x3, 64, same -> batch norm -> relu -> max pool 2      14x14x64 -> 7x7x64
+    flatten -> dropout 0.3 -> dense 128 -> relu -> dropout 0.3 -> dense 10
+
+Adam (lr 2e-3, cosine-annealed to 0 over the run, per update), batch 128, float32.
+
+Run (from the repository root)::
+
+    python scripts/cnn_mnist.py                       # Fashion-MNIST (+ MNIST with --mnist-dir)
+    python scripts/cnn_mnist.py --epochs 8
+    python scripts/cnn_mnist.py --mnist-dir ~/mnist   # also digit MNIST
+    python scripts/cnn_mnist.py --quick --out-dir /tmp/figs   # smoke run on a subset
+
+Last full run: see the table the script prints and the README (training time is wall time
+on this shared 2-core machine; the load average is printed with it).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402  (puts the repository on sys.path when funcnn is not installed)
+
+import numpy as np  # noqa: E402
+
+import funcnn  # noqa: E402
+from funcnn import layers as L  # noqa: E402
+from funcnn import plot, schedules  # noqa: E402
+from funcnn.datasets import DEFAULT_MNIST_DIR, load_mnist  # noqa: E402
+from funcnn.optimizers import adam  # noqa: E402
+from funcnn.train import evaluate, train  # noqa: E402
+
+LOSS = "softmax_cross_entropy"
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TARGETS = {"fashion": 0.92, "mnist": 0.99}
+
+EPOCHS = 10
+LR = 2e-3
+BATCH = 128
+DROPOUT = 0.3
+
+
+def cnn_spec(dropout: float = DROPOUT) -> List[Dict[str, Any]]:
+    return [L.reshape([28, 28, 1]),
+            L.conv2d(32, 3, padding="same"), L.batch_norm(), L.relu(), L.max_pool(2),
+            L.conv2d(64, 3, padding="same"), L.batch_norm(), L.relu(), L.max_pool(2),
+            L.flatten(), L.dropout(dropout), L.dense(128), L.relu(), L.dropout(dropout), L.dense(10)]
+
+
+def cosine_adam(lr: float, epochs: int, n_train: int, batch_size: int) -> Dict[str, Any]:
+    steps = epochs * -(-n_train // batch_size)
+    return adam(schedules.cosine(lr, total_steps=max(steps, 1)))
+
+
+def load(directory: str, quick: bool):
+    """(X_train, y_train, X_val, y_val, X_test, y_test), or None when the files are missing."""
+    try:
+        X, y = load_mnist(directory, split="train")
+        X_test, y_test = load_mnist(directory, split="test")
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    if quick:  # a subset, for smoke tests
+        X, y, X_test, y_test = X[:1200], y[:1200], X_test[:400], y_test[:400]
+    n_val = 10000 if len(X) >= 60000 else max(1, len(X) // 6)
+    return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:], X_test, y_test
+
+
+def run(name: str, data, epochs: int, seed: int = 0) -> Dict[str, Any]:
+    X_train, y_train, X_val, y_val, X_test, y_test = data
+    spec = cnn_spec()
+    params = funcnn.init_params(spec, X_train.shape[1], seed=seed)
+    optimizer = cosine_adam(LR, epochs, len(X_train), BATCH)
+    with _common.stopwatch() as clock:
+        params, history = train(spec, params, X_train, y_train, loss=LOSS, optimizer=optimizer, epochs=epochs,
+                                batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
+                                callbacks=[lambda e, p, h: print(f"{name}: epoch {e}/{epochs}  loss {h['loss'][-1]:.4f}  "
+                                                                 f"val acc {h['val_accuracy'][-1]:.4f}", file=sys.stderr)])
+    test = evaluate(spec, params, X_test, y_test, loss=LOSS)
+    print(f"{name}: {epochs} epochs in {clock['seconds']:.1f} s, val acc {history['val_accuracy'][-1]:.4f}, "
+          f"test acc {test['accuracy']:.4f}", file=sys.stderr)
+    return {"spec": spec, "params": params, "history": history, "test_accuracy": test["accuracy"],
+            "val_accuracy": history["val_accuracy"][-1], "train_seconds": clock["seconds"], "epochs": epochs}
+
+
+def figures(args, tag: str, result: Dict[str, Any], data, names: List[str]) -> None:
+    path = _common.figure_path(args, f"cnn_{tag}_learning_curves.png")
+    if path:
+        plot.learning_curves(result["history"], path, title=f"CNN on {tag}: conv32-conv64 (BN, max pool), "
+                                                            f"Adam + cosine, batch {BATCH}")
+    path = _common.figure_path(args, f"cnn_{tag}_confusion_matrix.png")
+    if path:
+        X_test, y_test = data[4], data[5]
+        pred = funcnn.predict(result["spec"], result["params"], X_test, loss=LOSS)
+        labels = np.array(names)
+        plot.confusion_matrix(labels[y_test], labels[pred], path, labels=list(labels), figsize=(11, 8))
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    parser = _common.base_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=DEFAULT_MNIST_DIR,
+                        help=f"Fashion-MNIST IDX files (default {DEFAULT_MNIST_DIR})")
+    parser.add_argument("--mnist-dir", default=None, help="digit MNIST IDX files (default: none, skipped)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {EPOCHS}; 1 with --quick)")
+    args = parser.parse_args(argv)
+    epochs = args.epochs if args.epochs is not None else (1 if args.quick else EPOCHS)
+
+    jobs = [("fashion", "Fashion-MNIST", args.data_dir, FASHION_NAMES)]
+    if args.mnist_dir is not None:
+        jobs.append(("mnist", "MNIST", args.mnist_dir, [str(i) for i in range(10)]))
+    results: Dict[str, Any] = {}
+    rows = []
+    for tag, title, directory, names in jobs:
+        data = load(directory, args.quick)
+        if data is None:
+            if tag == "fashion":
+                raise SystemExit(1)
+            continue
+        with _common.blas_threads(args.threads):
+            r = run(title, data, epochs)
+        figures(args, tag, r, data, names)
+        rows.append([title, f"{TARGETS[tag]:.2f}", r["test_accuracy"], r["val_accuracy"], f"{r['train_seconds']:.1f} s",
+                     f"{r['train_seconds'] / epochs:.1f} s"])
+        results[tag] = {k: r[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "epochs")}
+        results[tag]["n_train"] = len(data[0])
+    if args.mnist_dir is None:
+        print("digit MNIST: skipped (no --mnist-dir; Debian packages only Fashion-MNIST, and PyPI's MNIST "
+              "packages download the files at run time)")
+    print(_common.table(rows, ["data set", "goal", "test acc", "val acc", "training time", "per epoch"]))
+    print(f"{epochs} epochs, batch {BATCH}; {_common.load_average()}")
+    results["load_average"] = os.getloadavg()
+    return results
+
+
+if __name__ == "__main__":
+    main()
