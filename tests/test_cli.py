@@ -129,3 +129,28 @@ def test_sweep_command(tmp_path):
     assert (tmp_path / "l2.png").stat().st_size > 0
     bad = cli("sweep", "--l2", "-1", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--l2" in bad.stderr
+
+
+def test_train_a_cnn_from_the_shipped_spec_on_idx_files(tmp_path):
+    """`funcnn train --data <IDX dir> --spec scripts/specs/cnn_fashion.json`: the example CNN
+    (reshape to 28x28x1, conv, batch norm, pooling) trains from the flat rows the loader gives."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "idx"
+    data.mkdir()
+    for prefix, n in (("train", 240), ("t10k", 60)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 * label + 4:2 * label + 7, :] = 250  # the label as a bright band of rows
+        write_idx(str(data / f"{prefix}-images-idx3-ubyte.gz"), images)
+        write_idx(str(data / f"{prefix}-labels-idx1-ubyte.gz"), labels)
+    spec_path = os.path.join(ROOT, "scripts", "specs", "cnn_fashion.json")
+    out = cli("train", "--data", str(data), "--spec", spec_path, "--epochs", "1", "--batch-size", "32",
+              "--no-plot", "--quiet", cwd=tmp_path).stdout
+    assert "trained 1 epochs" in out and "test accuracy" in out
+    model = F.load(str(tmp_path / "model.npz"))
+    assert [layer["type"] for layer in model["spec"]][:3] == ["reshape", "conv2d", "batch_norm"]
+    assert model["params"]["W_1"].shape == (3, 3, 1, 32)
+    assert model["params"]["running_var_2"].shape == (32,) and not (model["params"]["running_var_2"] == 1).all()
+    ev = cli("evaluate", "model.npz", "--data", str(data), cwd=tmp_path).stdout
+    assert "accuracy" in ev

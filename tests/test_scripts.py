@@ -126,7 +126,7 @@ def test_fashion_missing_data_exits_1_with_install_hint(tmp_path, capsys):
     assert "apt-get install dataset-fashion-mnist" in err
 
 
-@pytest.mark.parametrize("name", ["moons", "digits_l2_sweep", "fashion_mnist"])
+@pytest.mark.parametrize("name", ["moons", "digits_l2_sweep", "fashion_mnist", "cnn_mnist"])
 def test_script_runs_from_any_directory(name, tmp_path):
     """`python scripts/x.py --help` works from elsewhere, funcnn installed or not."""
     proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, f"{name}.py"), "--help"], cwd=tmp_path,
@@ -154,3 +154,32 @@ def test_quick_runs_never_write_the_tracked_figures(tmp_path, monkeypatch, capsy
     made = [d for d in os.listdir(tmp_path) if d.startswith("funcnn-quick-figures-")]
     assert len(made) == 1
     assert_pngs(os.path.join(tmp_path, made[0]), ["moons_000_learning_curves.png", "moons_004_decision_boundary.png"])
+
+
+def test_cnn_quick_on_tiny_idx(tmp_path, capsys):
+    data_dir = write_tiny_mnist(str(tmp_path / "mnist"))
+    out_dir = tmp_path / "figs"
+    result = load_script("cnn_mnist").main(quick_args(out_dir, "--data-dir", data_dir, "--mnist-dir", data_dir,
+                                                      "--epochs", "2", "--threads", "1"))
+    for tag in ("fashion", "mnist"):
+        r = result[tag]
+        assert r["epochs"] == 2 and r["n_train"] == 500 and r["train_seconds"] > 0
+        assert is_fraction(r["test_accuracy"]) and is_fraction(r["val_accuracy"])
+    assert result["fashion"]["test_accuracy"] > 0.3  # the label is written into the pixels
+    out = capsys.readouterr().out
+    assert "Fashion-MNIST" in out and "MNIST" in out and "test acc" in out
+    assert_pngs(out_dir, ["cnn_fashion_learning_curves.png", "cnn_fashion_confusion_matrix.png",
+                          "cnn_mnist_learning_curves.png", "cnn_mnist_confusion_matrix.png"])
+
+
+def test_cnn_spec_file_is_the_scripts_network():
+    import json
+    with open(os.path.join(SCRIPTS, "specs", "cnn_fashion.json")) as fh:
+        assert json.load(fh) == load_script("cnn_mnist").cnn_spec()
+
+
+def test_cnn_missing_fashion_data_exits_1(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_script("cnn_mnist").main(["--quick", "--no-plots", "--data-dir", str(tmp_path / "nothing")])
+    assert info.value.code == 1
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
