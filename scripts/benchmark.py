@@ -81,7 +81,8 @@ What it prints
 * ``--latency``: only the predict-latency table, on freshly initialised networks;
 * ``--scaling``: one row per network / batch size (funcnn, JAX, PyTorch, ratios, roofline).
   Each row starts fresh workers and runs 3 epochs (2 with ``--quick``); on 2 idle cores the
-  whole table takes about 5 minutes.
+  whole table should take about 4 minutes (an estimate from idle epoch times; with other
+  jobs keeping the load average at 4-7 it took 15 minutes, and such numbers mean little).
 
 Usage::
 
