@@ -110,6 +110,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -729,7 +730,12 @@ def start(col, cfg, forced_kernels):
                              "--config", json.dumps(cfg)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
                             env=worker_env(col, forced_kernels), cwd=HERE)
-    ready = read(proc, col["label"])
+    try:
+        ready = read(proc, col["label"])
+    except BaseException:  # it died, or we are being stopped while it starts up
+        if proc.poll() is None:
+            proc.kill()
+        raise
     if "unsupported" in ready:
         proc.wait()
         return None, ready["unsupported"]
@@ -1253,6 +1259,8 @@ def main(argv=None):
     if args.worker:
         WORKERS[args.worker](json.loads(args.config))
         return 0
+    # killed with SIGTERM: unwind like Ctrl-C, so the workers are stopped and the data files removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     md = args.markdown
     log = (lambda s: print(s, file=sys.stderr, flush=True))
     n_train = args.n_train or (10_000 if args.quick else 60_000)
