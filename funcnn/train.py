@@ -53,13 +53,18 @@ Callback = Callable[[int, Params, History], Any]
 
 MONITOR_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accuracy": "max"}
 
-# A run whose last epoch's mean training loss exceeds this many times the loss of its very
-# first minibatch (the initial params' loss) has diverged: ``train`` warns.
-DIVERGENCE_FACTOR = 3.0
+# When ``train`` calls a run diverged (it warns with DivergenceWarning), with ``start`` the
+# loss of its very first minibatch (the initial params) and ``end`` its last epoch's mean loss:
+# * ``end > DIVERGENCE_FACTOR * start`` — it ended well above where it started; or
+# * some epoch's mean loss exceeded ``BLOWUP_FACTOR * start`` and ``end > start / 2`` — it blew
+#   up and never really recovered (Adam at lr 10 on digits: start 3.1, epoch 1 at 2.8e5, then
+#   stuck near 3.1 predicting one class). A working run ends far below its start.
+DIVERGENCE_FACTOR = 1.25
+BLOWUP_FACTOR = 10.0
 
 
 class DivergenceWarning(UserWarning):
-    """The training loss ended far above where it started (see :data:`DIVERGENCE_FACTOR`)."""
+    """The training loss ended far above where it started, or blew up and never recovered (:func:`diverged`)."""
 
 
 # --------------------------------------------------------------------------- the run
@@ -221,8 +226,8 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     epoch's minibatches of the objective, L2 included), ``accuracy`` (classification: the
     fraction of training samples the minibatch outputs classified correctly during the
     epoch) and, with validation data, ``val_loss`` and ``val_accuracy`` at the epoch's end.
-    A non-finite loss raises ``FloatingPointError``; a run whose last epoch's loss ends above
-    ``DIVERGENCE_FACTOR`` times its first minibatch's loss warns (:class:`DivergenceWarning`).
+    A non-finite loss raises ``FloatingPointError``; a run that diverged by the rule of
+    :func:`diverged` warns (:class:`DivergenceWarning`).
     """
     data = _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight)
     optimizer = data["optimizer"]
@@ -314,12 +319,19 @@ def _early_stopping_step(es, book, history, params, epoch) -> None:
         book["stopped"] = book["wait"] >= es["patience"]
 
 
+def diverged(losses: Sequence[float], start: Optional[float]) -> bool:
+    """Whether a run with epoch losses ``losses`` that started at ``start`` diverged (rule above)."""
+    if not losses or start is None or not start > 0:
+        return False
+    end = losses[-1]
+    return end > DIVERGENCE_FACTOR * start or (max(losses) > BLOWUP_FACTOR * start and end > start / 2)
+
+
 def _warn_if_diverged(history: History, book: Dict[str, Any]) -> None:
     start = book.get("initial_loss")
-    if history["loss"] and start is not None and start > 0 and history["loss"][-1] > DIVERGENCE_FACTOR * start:
-        warnings.warn(f"training diverged: the loss ended at {history['loss'][-1]:.4g}, more than "
-                      f"{DIVERGENCE_FACTOR:g} times where it started ({start:.4g}); try a smaller learning rate",
-                      DivergenceWarning, stacklevel=3)
+    if diverged(history["loss"], start):
+        warnings.warn(f"training diverged: the loss went from {start:.4g} to {max(history['loss']):.4g} and ended "
+                      f"at {history['loss'][-1]:.4g}; try a smaller learning rate", DivergenceWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- checkpoints

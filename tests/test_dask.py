@@ -4,7 +4,8 @@ The tests start their own ``dask.distributed.LocalCluster`` (2 worker processes,
 localhost only) and stop it; they are skipped only where the optional ``funcnn[dask]`` extra is
 not installed (CI installs it).
 """
-import numpy as np
+import logging
+
 import pytest
 
 from funcnn import sweep as S
@@ -17,7 +18,7 @@ joblib = pytest.importorskip("joblib")
 def cluster():
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs="error") as lc:
+                      dashboard_address=None, silence_logs=logging.ERROR) as lc:
         with Client(lc, timeout="60s") as client:
             yield client
 

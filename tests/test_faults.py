@@ -78,13 +78,22 @@ def test_softmax_cross_entropy_needs_two_outputs():
 
 def test_a_diverging_run_warns():
     X, y = _data(400)
-    with pytest.warns(DivergenceWarning, match="more than 3 times"):
+    with pytest.warns(DivergenceWarning, match="training diverged"):
         F.train(SPEC, F.init_params(SPEC, 4, seed=0), X * 10, y, loss=CE, optimizer=O.adam(10.0), epochs=5,
                 batch_size=32, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         F.train(SPEC, F.init_params(SPEC, 4, seed=0), X, y, loss=CE, optimizer=O.adam(1e-2), epochs=5,
                 batch_size=32, progress=False)
+
+
+def test_divergence_rule():
+    from funcnn.train import diverged
+    assert diverged([5.0, 4.0], 3.0)                      # ended above 1.25 x the start
+    assert diverged([2.8e5, 3.2, 3.0], 3.1)               # blew up, never recovered
+    assert not diverged([2.8e5, 0.5, 0.1], 3.1)           # blew up, then learnt
+    assert not diverged([3.0, 3.2], 3.0)                  # slow, not diverged
+    assert not diverged([], 3.0) and not diverged([1.0], None)
 
 
 def test_regression_scores_on_one_sample():

@@ -183,3 +183,75 @@ def test_cnn_missing_fashion_data_exits_1(tmp_path, capsys):
         load_script("cnn_mnist").main(["--quick", "--no-plots", "--data-dir", str(tmp_path / "nothing")])
     assert info.value.code == 1
     assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- benchmark
+#
+# The benchmark's workers are subprocesses; these runs limit them to funcnn (plus the NumPy
+# GEMM worker), on synthetic data of Fashion-MNIST's shape, so they need neither torch,
+# JAX nor the data set and take a few seconds.
+
+def run_benchmark(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark.py"), "--quick", "--frameworks", "funcnn",
+                           "--synthetic", "--n-train", "2000", "--latency-calls", "40", "--predicts", "1", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_benchmark_quick_funcnn_only(tmp_path):
+    out = run_benchmark("--json", str(tmp_path / "bench.json"))
+    for text in ("seconds / epoch", "% of the GEMM roofline", "GEMM roofline: ", "Predict latency",
+                 "1 row: median (µs)", "peak RSS while training", "BLAS (threadpoolctl"):
+        assert text in out, text
+    import json
+    with open(tmp_path / "bench.json") as fh:
+        data = json.load(fh)
+    workers = data["main"]["workers"]
+    assert set(workers) == {"funcnn", "gemm"}
+    assert len(workers["funcnn"]["epochs"]) == 2 and all(t > 0 for t in workers["funcnn"]["epochs"])
+    assert len(workers["funcnn"]["latency"]) == 40
+    # the worker imported this tree's funcnn, whatever is installed
+    tree = os.path.realpath(os.path.dirname(SCRIPTS))
+    assert os.path.realpath(workers["funcnn"]["ready"]["funcnn_file"]).startswith(tree)
+
+
+def test_benchmark_unsets_forced_blas_kernels_in_workers_only():
+    forced = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "262144"}
+    out = run_benchmark("--latency", env_extra=forced)
+    assert "This process: OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144; workers: neither set." in out
+    out = run_benchmark("--latency", "--forced-kernels", env_extra=forced)
+    assert "workers: OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=262144." in out
+
+
+def test_benchmark_tasks_and_gemm_shapes():
+    bench = load_script("benchmark")
+    task = bench.make_task("fashion-mlp", hidden=[64, 32], batch=32)
+    assert task["layers"] == [["dense", 64], ["relu"], ["dense", 32], ["relu"], ["dense", 10]]
+    assert bench.net_name(task) == "784-64-32-10" and task["batch"] == 32
+    assert bench.dense_sizes(bench.make_task("fashion-cnn")["layers"], [28, 28, 1]) is None
+    shapes = bench.gemm_shapes(300, 128, [784, 64, 10])
+    # two full batches and one of 44 rows; no input gradient for the first layer
+    assert ("forward", 128, 784, 64, 2, False, False) in shapes
+    assert ("input grad", 44, 10, 64, 1, False, True) in shapes
+    assert not any(kind == "input grad" and k == 64 and n == 784 for kind, m, k, n, *_ in shapes)
+
+
+def test_benchmark_skips_a_framework_that_is_not_installed(monkeypatch):
+    import argparse
+    bench = load_script("benchmark")
+    monkeypatch.setitem(bench.REQUIRES, "jax", ("no_such_module_for_funcnn_bench",))
+    notes = []
+    cols = bench.columns(["funcnn", "jax"], argparse.Namespace(compare=None, optimizer_share=False),
+                         lambda s: None, notes)
+    assert [c["id"] for c in cols] == ["funcnn", "gemm"]
+    assert notes == ["JAX-jit + optax skipped: no_such_module_for_funcnn_bench not installed."]
+
+
+def test_benchmark_help_runs_from_any_directory(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "benchmark.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--quick", "--frameworks", "--latency", "--scaling", "--compare", "--forced-kernels"):
+        assert option in proc.stdout
