@@ -15,7 +15,8 @@ The README documents the contract and every public function.
 from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,
                schedules, sweep, validation)
 from .checkpoint import load, save
-from .layers import dense, dropout, identity, leaky_relu, relu, sigmoid, softmax, tanh
+from .layers import (avg_pool, batch_norm, conv2d, dense, dropout, elu, flatten, gelu, identity, leaky_relu,
+                     max_pool, relu, reshape, sigmoid, softmax, softplus, tanh)
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
                       value_and_grad)
 from .optimizers import adam, init_state, rmsprop, sgd, update
@@ -41,6 +42,7 @@ __all__ = [
     # beyond it
     "evaluate", "param_keys", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
+    "conv2d", "max_pool", "avg_pool", "batch_norm", "reshape", "flatten", "gelu", "elu", "softplus",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
     "checkpoint", "metrics", "network", "plot", "sweep", "validation",
 ]

@@ -118,35 +118,74 @@ def _out_hw(x_shape, kernel, stride, pads) -> Tuple[Pair, Pair]:
 
 # --------------------------------------------------------------------------- conv2d
 
-def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: Pair, pads: Pads,
-                   out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """``(y, cols)``: ``y`` ``(n, ho, wo, filters)`` and the im2col columns (the backward pass needs them)."""
+# The largest im2col array made at once (bytes). Above it (large batches, inference on a whole
+# data set) the columns are made and multiplied chunk of samples by chunk, and not kept.
+COLS_BYTES = 1 << 25
+
+
+def _chunk_rows(n: int, per_sample: int) -> int:
+    return max(1, min(n, COLS_BYTES // max(per_sample, 1)))
+
+
+def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: Pair, pads: Pads, keep_cols: bool = True,
+                   out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(y, cols)``: ``y`` ``(n, ho, wo, filters)`` and the im2col columns, which the backward pass
+    reuses: returned when ``keep_cols`` and they fit in :data:`COLS_BYTES`, else None (then
+    they are made chunk by chunk of samples in one reused buffer, here and in the backward pass)."""
     kh, kw, c, f = W.shape
-    cols = im2col(x, (kh, kw), stride, pads)
-    n, ho, wo = cols.shape[:3]
+    k = kh * kw * c
+    (ho, wo), _ = _out_hw(x.shape, (kh, kw), stride, pads)
+    n = x.shape[0]
     if out is None:
         out = np.empty((n, ho, wo, f), dtype=x.dtype)
-    np.matmul(cols.reshape(n * ho * wo, kh * kw * c), W.reshape(kh * kw * c, f), out=out.reshape(n * ho * wo, f))
+    W2 = W.reshape(k, f)
+    step = _chunk_rows(n, ho * wo * k * x.dtype.itemsize)
+    if keep_cols and step == n:
+        cols = im2col(x, (kh, kw), stride, pads)
+        np.matmul(cols.reshape(n * ho * wo, k), W2, out=out.reshape(n * ho * wo, f))
+        out += b
+        return out, cols
+    buf = np.empty((step, ho, wo, kh, kw, c), dtype=x.dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        cb = im2col(x[start:stop], (kh, kw), stride, pads, out=buf[:stop - start])
+        np.matmul(cb.reshape(-1, k), W2, out=out[start:stop].reshape(-1, f))
     out += b
-    return out, cols
+    return out, None
 
 
-def conv2d_backward(cols: np.ndarray, x_shape: Tuple[int, ...], W: np.ndarray, g: np.ndarray, stride: Pair,
-                    pads: Pads, need_dx: bool, out: Optional[Dict[str, np.ndarray]] = None
+def conv2d_backward(cols: Optional[np.ndarray], x: Optional[np.ndarray], x_shape: Tuple[int, ...], W: np.ndarray,
+                    g: np.ndarray, stride: Pair, pads: Pads, need_dx: bool,
+                    out: Optional[Dict[str, np.ndarray]] = None
                     ) -> Tuple[Optional[np.ndarray], np.ndarray, np.ndarray]:
-    """``(dx, dW, db)`` from the forward's columns and ``g`` = d loss / d y (``dx`` None without ``need_dx``).
+    """``(dx, dW, db)`` from the forward's columns (or, when it kept none, its input ``x``) and
+    ``g`` = d loss / d y (``dx`` None without ``need_dx``).
 
     ``out`` may hold ``"dx"``, ``"W"`` and ``"b"`` buffers (C-contiguous).
     """
     out = out or {}
     kh, kw, c, f = W.shape
     k = kh * kw * c
-    m = g.shape[0] * g.shape[1] * g.shape[2]
-    g2 = g.reshape(m, f)
-    c2 = cols.reshape(m, k)
+    n, ho, wo = g.shape[:3]
+    g2 = g.reshape(n * ho * wo, f)
     dW = out.get("W")
     dW = np.empty((kh, kw, c, f), dtype=g.dtype) if dW is None else dW
-    np.matmul(g2.T, c2, out=dW.reshape(k, f).T)  # (g.T @ cols).T: OpenBLAS runs this shape faster than cols.T @ g
+    dWT = dW.reshape(k, f).T
+    if cols is not None:
+        np.matmul(g2.T, cols.reshape(-1, k), out=dWT)  # (g.T @ cols).T: OpenBLAS runs this shape faster than cols.T @ g
+    else:
+        step = _chunk_rows(n, ho * wo * k * g.dtype.itemsize)
+        buf = np.empty((step, ho, wo, kh, kw, c), dtype=g.dtype)
+        part = np.empty((f, k), dtype=g.dtype)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            cb = im2col(x[start:stop], (kh, kw), stride, pads, out=buf[:stop - start])
+            gc = g[start:stop].reshape(-1, f)
+            if start == 0:
+                np.matmul(gc.T, cb.reshape(-1, k), out=dWT)
+            else:
+                np.matmul(gc.T, cb.reshape(-1, k), out=part)
+                dWT += part
     db = np.add.reduce(g2, axis=0, out=out.get("b"))
     dx = None
     if need_dx:

@@ -595,13 +595,15 @@ def _conv_init(layer, in_shape, rng, dtype, before_relu):
 
 def _conv_forward(layer, p, x, training, rng, out=None):
     _, stride, pads, _ = _conv_geometry(layer, x.shape[1:])
-    y, cols = _conv.conv2d_forward(x, p["W"], p["b"], stride, pads, out=out)
-    return y, (cols, x.shape, stride, pads)  # the columns, a new array: neither x nor y
+    y, cols = _conv.conv2d_forward(x, p["W"], p["b"], stride, pads, keep_cols=training, out=out)
+    # training: the im2col columns (a new array) for the backward pass; otherwise, or when they
+    # would be too large to keep, x itself, from which the backward pass makes them again
+    return y, (cols, x if cols is None else None, x.shape, stride, pads)
 
 
 def _conv_backward(layer, p, cache, g, need_dx, out=None):
-    cols, x_shape, stride, pads = cache
-    dx, dW, db = _conv.conv2d_backward(cols, x_shape, p["W"], g, stride, pads, need_dx, out)
+    cols, x, x_shape, stride, pads = cache
+    dx, dW, db = _conv.conv2d_backward(cols, x, x_shape, p["W"], g, stride, pads, need_dx, out)
     return dx, {"W": dW, "b": db}
 
 
@@ -725,7 +727,8 @@ LAYERS: Dict[str, Dict[str, Any]] = {
     # reshape/flatten return a view of their input (the forward loop sees the shared memory)
     "reshape": _entry(_reshape_check, _reshape_shape, _no_params, _reshape_forward, _unreshape_backward),
     "flatten": _entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
-    "conv2d": _entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b")),
+    "conv2d": _entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b"),
+                     cache="x"),
     "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward),
     "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward),
     # caches xhat (a new array), so it may normalise in place

@@ -68,8 +68,9 @@ The network is not hard-wired into the workers: a task (``TASKS``) gives the dat
 input shape (images are NHWC), a framework-neutral layer list (``["dense", 256]``,
 ``["relu"]``, ``["conv2d", filters, kernel]``, ``["maxpool", size]``, ``["flatten"]``),
 the batch size and the epochs, and every worker builds its model from that. A framework
-that lacks one of the layers (funcnn has no conv2d yet, scikit-learn only does MLPs) is
-skipped for that task with a note. ``--task fashion-cnn`` runs the small CNN task.
+that lacks one of the layers (scikit-learn only does MLPs) is skipped for that task with a
+note (funcnn builds ``conv2d(filters, kernel, padding="same")``, ``max_pool(size)``,
+``flatten()``; the GEMM roofline is computed for dense networks only). ``--task fashion-cnn`` runs the small CNN task.
 
 What it prints
 * the main table, one column per framework (and per extra funcnn worker): seconds per epoch
@@ -307,11 +308,13 @@ def build_funcnn(F, layers):
             spec.append(F.dense(args[0]))
         elif kind == "relu":
             spec.append(F.relu())
-        else:  # a later funcnn.conv2d / funcnn.maxpool / funcnn.flatten would be picked up here
-            ctor = getattr(F, kind, None)
-            if ctor is None or kind.startswith("_"):
+        else:  # image layers (an older tree, --compare, may lack them)
+            name, kwargs = {"conv2d": ("conv2d", {"padding": "same"}), "maxpool": ("max_pool", {}),
+                            "flatten": ("flatten", {})}.get(kind, (kind, {}))
+            ctor = getattr(F, name, None)
+            if ctor is None or name.startswith("_"):
                 raise Unsupported(f"funcnn has no {kind} layer")
-            spec.append(ctor(*args))
+            spec.append(ctor(*args, **kwargs))
     return spec
 
 

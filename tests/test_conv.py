@@ -98,6 +98,26 @@ def test_pool_forward(kind, shape, size, stride):
     np.testing.assert_allclose(y, naive_pool(x, size, stride, kind), rtol=1e-13)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_conv_in_chunks_when_the_columns_are_large(monkeypatch, training):
+    """Above conv.COLS_BYTES the columns are made chunk by chunk of samples (and not kept): the
+    same outputs, and gradients equal to rounding (the kernel gradient is summed chunk by chunk)."""
+    rng = np.random.default_rng(2)
+    spec = [L.conv2d(3, 3, 2, "same"), L.relu(), L.conv2d(2, 2, 1, 1), L.flatten()]
+    params = F.init_params(spec, (7, 6, 2), seed=0, dtype=np.float64)
+    x = rng.normal(size=(10, 7, 6, 2))
+    y0, c0 = F.forward(spec, params, x, training=training)
+    G = rng.normal(size=y0.shape)
+    g0 = F.backward(spec, params, c0, G)
+    monkeypatch.setattr(C, "COLS_BYTES", 3 * 4 * 3 * 9 * 2 * 8)  # 3 samples of the first conv's columns
+    y1, c1 = F.forward(spec, params, x, training=training)
+    assert c1["layers"][0][0] is None and c1["layers"][0][1] is x
+    np.testing.assert_array_equal(y1, y0)
+    g1 = F.backward(spec, params, c1, G)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-13, atol=1e-13)
+
+
 def test_max_pool_gradient_goes_to_the_first_maximum():
     x = np.array([[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, 0.0, 0.0]]).reshape(1, 2, 4, 1)
     y, which = C.max_pool_forward(x, (2, 2), (2, 2))
@@ -245,10 +265,12 @@ def test_registry_entries_are_honest():
         entry = L.LAYERS[layer["type"]]
         p = entry["init"](layer, shape, np.random.default_rng(1), np.dtype(np.float32), False)
         x = rng.normal(size=(3,) + shape).astype(np.float32)
-        y, cache = entry["forward"](layer, p, x, True, None)
-        held = [a for a in _arrays(cache)]
-        holds_x = any(np.may_share_memory(a, x) for a in held)
-        holds_y = any(np.may_share_memory(a, y) for a in held)
+        holds_x = holds_y = False
+        for training in (True, False):
+            y, cache = entry["forward"](layer, p, x, training, None)
+            held = [a for a in _arrays(cache)]
+            holds_x |= any(np.may_share_memory(a, x) for a in held)
+            holds_y |= any(np.may_share_memory(a, y) for a in held)
         assert (entry["cache"] == "x") == holds_x, name
         assert (entry["cache"] == "y") == holds_y, name
         assert entry["elementwise"] == (y.shape == x.shape and layer["type"] not in ("reshape", "flatten")), name
@@ -303,6 +325,7 @@ def test_pure_and_readonly_with_image_layers():
     assert_tree_equal(params, before)
 
 
+@pytest.mark.filterwarnings("ignore::funcnn.train.DivergenceWarning")  # 5 samples, 2 epochs: noise
 def test_float32_stays_float32_through_image_layers():
     rng = np.random.default_rng(3)
     spec = [L.reshape([6, 6, 1]), L.conv2d(2, 3, padding="same"), L.batch_norm(), L.gelu(), L.avg_pool(2),
