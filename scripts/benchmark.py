@@ -96,7 +96,8 @@ Usage::
     python scripts/benchmark.py --optimizer-share                # + funcnn with SGD(lr 0)
     python scripts/benchmark.py --forced-kernels # keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE
     python scripts/benchmark.py --markdown --json run.json       # Markdown tables; raw timings
-    python scripts/benchmark.py --task fashion-cnn               # the CNN task (JAX, PyTorch)
+    python scripts/benchmark.py --task fashion-cnn               # the CNN task (funcnn, JAX, PyTorch)
+    python scripts/benchmark.py --task fashion-cnn32             # cnn_mnist.py's CNN without BN/dropout
     python scripts/benchmark.py --quick --frameworks funcnn --synthetic   # seconds, NumPy only
 """
 from __future__ import annotations
@@ -155,6 +156,11 @@ TASKS = {
                     "layers": [["conv2d", 16, 3], ["relu"], ["maxpool", 2], ["conv2d", 32, 3], ["relu"],
                                ["maxpool", 2], ["flatten"], ["dense", 64], ["relu"], ["dense", 10]],
                     "title": "Fashion-MNIST 28x28x1 (NHWC), conv16-pool-conv32-pool-64-10 CNN"},
+    # scripts/cnn_mnist.py's network without its batch norm and dropout layers
+    "fashion-cnn32": {"data": "fashion-mnist", "input_shape": [28, 28, 1], "batch": 128, "epochs": 3,
+                      "layers": [["conv2d", 32, 3], ["relu"], ["maxpool", 2], ["conv2d", 64, 3], ["relu"],
+                                 ["maxpool", 2], ["flatten"], ["dense", 128], ["relu"], ["dense", 10]],
+                      "title": "Fashion-MNIST 28x28x1 (NHWC), conv32-pool-conv64-pool-128-10 CNN"},
 }
 
 
