@@ -731,7 +731,7 @@ LAYERS: Dict[str, Dict[str, Any]] = {
                      cache="x"),
     "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward),
     "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward),
-    # caches xhat (a new array), so it may normalise in place
+    # caches x - mean (a new array), so it may normalise in place
     "batch_norm": _entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),
                          state=("running_mean", "running_var"), new_state=_bn_new_state, elementwise=True),
 }
