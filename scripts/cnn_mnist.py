@@ -31,6 +31,7 @@ on this shared 2-core machine; the load average is printed with it).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -45,7 +46,7 @@ from funcnn import layers as L  # noqa: E402
 from funcnn import plot, schedules  # noqa: E402
 from funcnn.datasets import DEFAULT_MNIST_DIR, load_mnist  # noqa: E402
 from funcnn.optimizers import adam  # noqa: E402
-from funcnn.train import evaluate, train  # noqa: E402
+from funcnn.train import evaluate, new_run, train, train_epoch  # noqa: E402
 
 LOSS = "softmax_cross_entropy"
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -56,6 +57,8 @@ EPOCHS = 10
 LR = 2e-3
 BATCH = 128
 DROPOUT = 0.3
+FLIPS = False
+SMOOTHING = 0.0
 
 
 def cnn_spec(dropout: float = DROPOUT) -> List[Dict[str, Any]]:
@@ -84,16 +87,46 @@ def load(directory: str, quick: bool):
     return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:], X_test, y_test
 
 
-def run(name: str, data, epochs: int, seed: int = 0) -> Dict[str, Any]:
+def augment(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy of the flat 28x28 images with a random half flipped left-right."""
+    images = X.reshape(-1, 28, 28).copy()
+    flip = rng.random(len(images)) < 0.5
+    images[flip] = images[flip, :, ::-1]
+    return images.reshape(X.shape)
+
+
+def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smoothing: float = 0.0) -> Dict[str, Any]:
+    """Train on the training split (validation scores after every epoch), then score the test split.
+
+    With ``flips``, each epoch sees the training images with a fresh random half flipped
+    left-right (an epoch at a time through ``new_run``/``train_epoch``, the steps ``train`` takes).
+    """
     X_train, y_train, X_val, y_val, X_test, y_test = data
     spec = cnn_spec()
     params = funcnn.init_params(spec, X_train.shape[1], seed=seed)
     optimizer = cosine_adam(LR, epochs, len(X_train), BATCH)
+    loss = LOSS if not smoothing else {"name": LOSS, "label_smoothing": smoothing}
+
+    def report(e, p, h):
+        print(f"{name}: epoch {e}/{epochs}  loss {h['loss'][-1]:.4f}  val acc {h['val_accuracy'][-1]:.4f}",
+              file=sys.stderr)
     with _common.stopwatch() as clock:
-        params, history = train(spec, params, X_train, y_train, loss=LOSS, optimizer=optimizer, epochs=epochs,
-                                batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
-                                callbacks=[lambda e, p, h: print(f"{name}: epoch {e}/{epochs}  loss {h['loss'][-1]:.4f}  "
-                                                                 f"val acc {h['val_accuracy'][-1]:.4f}", file=sys.stderr)])
+        if not flips:
+            params, history = train(spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=epochs,
+                                    batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
+                                    callbacks=[report])
+        else:
+            state, rng = new_run(spec, params, optimizer, seed=seed), np.random.default_rng(seed + 1)
+            history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+            for e in range(1, epochs + 1):
+                state = train_epoch(spec, state, augment(X_train, rng), y_train, loss=loss, optimizer=optimizer,
+                                    batch_size=BATCH)
+                val = evaluate(spec, state["params"], X_val, y_val, loss=loss)
+                for k in ("loss", "accuracy"):
+                    history[k].append(state["history"][k][-1])
+                    history[f"val_{k}"].append(val[k])
+                report(e, state["params"], history)
+            params = state["params"]
     test = evaluate(spec, params, X_test, y_test, loss=LOSS)
     print(f"{name}: {epochs} epochs in {clock['seconds']:.1f} s, val acc {history['val_accuracy'][-1]:.4f}, "
           f"test acc {test['accuracy']:.4f}", file=sys.stderr)
@@ -120,6 +153,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         help=f"Fashion-MNIST IDX files (default {DEFAULT_MNIST_DIR})")
     parser.add_argument("--mnist-dir", default=None, help="digit MNIST IDX files (default: none, skipped)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {EPOCHS}; 1 with --quick)")
+    parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=FLIPS,
+                        help=f"random left-right flips of half the training images each epoch (default {FLIPS})")
+    parser.add_argument("--label-smoothing", type=float, default=SMOOTHING,
+                        help=f"label smoothing of the loss (default {SMOOTHING})")
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else EPOCHS)
 
@@ -135,7 +172,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 raise SystemExit(1)
             continue
         with _common.blas_threads(args.threads):
-            r = run(title, data, epochs)
+            # flips suit clothes, not digits
+            r = run(title, data, epochs, flips=args.flips and tag == "fashion", smoothing=args.label_smoothing)
         figures(args, tag, r, data, names)
         rows.append([title, f"{TARGETS[tag]:.2f}", r["test_accuracy"], r["val_accuracy"], f"{r['train_seconds']:.1f} s",
                      f"{r['train_seconds'] / epochs:.1f} s"])
