@@ -147,9 +147,9 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: Pair, pa
         return _done(out, target), cols
     buf = np.empty((step, ho, wo, kh, kw, c), dtype=x.dtype)
     for start in range(0, n, step):
-        stop = min(n, start + step)
-        cb = im2col(x[start:stop], (kh, kw), stride, pads, out=buf[:stop - start])
-        np.matmul(cb.reshape(-1, k), W2, out=out[start:stop].reshape(-1, f))
+        start = min(start, n - step)  # the last chunk overlaps the one before: every GEMM has one height
+        cb = im2col(x[start:start + step], (kh, kw), stride, pads, out=buf)
+        np.matmul(cb.reshape(-1, k), W2, out=out[start:start + step].reshape(-1, f))
     rows = _rows(out)
     rows += _tiled(b, rows)
     return _done(out, target), None
