@@ -160,7 +160,8 @@ def test_cnn_quick_on_tiny_idx(tmp_path, capsys):
     data_dir = write_tiny_mnist(str(tmp_path / "mnist"))
     out_dir = tmp_path / "figs"
     result = load_script("cnn_mnist").main(quick_args(out_dir, "--data-dir", data_dir, "--mnist-dir", data_dir,
-                                                      "--epochs", "2", "--threads", "1"))
+                                                      "--epochs", "2", "--threads", "1", "--flips",
+                                                      "--label-smoothing", "0.1"))
     for tag in ("fashion", "mnist"):
         r = result[tag]
         assert r["epochs"] == 2 and r["n_train"] == 500 and r["train_seconds"] > 0
