@@ -11,8 +11,9 @@ The convolution is the cross-correlation of ``torch.nn.functional.conv2d`` and
 ``jax.lax.conv_general_dilated``: ``y[n, r, c, f] = b[f] + sum_{i, j, k} xp[n, r*sh + i, c*sw + j, k]
 * W[i, j, k, f]`` with ``xp`` the zero-padded input. It is one GEMM (im2col): the input's
 ``kh*kw`` shifted, strided views are copied side by side into a ``(n, ho, wo, kh, kw, c_in)``
-array (one contiguous copy per kernel offset), which is multiplied with ``W`` seen as a
-``(kh*kw*c_in, filters)`` matrix. The backward pass computes the kernel gradient as one GEMM
+array (one copy of a ``sliding_window_view`` of the padded input), which is multiplied with
+``W`` seen as a ``(kh*kw*c_in, filters)`` matrix; above :data:`COLS_BYTES` of columns this
+happens chunk of samples by chunk. The backward pass computes the kernel gradient as one GEMM
 ``(g.T @ cols).T`` and the input gradient as one small GEMM per kernel offset, ``g @ W[i, j].T``,
 added onto the strided slice of the input that offset read (no ``np.add.at``, no
 columns-sized intermediate).
@@ -20,6 +21,10 @@ columns-sized intermediate).
 Pooling loops over the ``ph*pw`` offsets of a window the same way (strided slices, partial
 windows dropped). Max pooling records which offset of each window held the first maximum
 (row-major within the window), and its gradient goes there only, as in PyTorch.
+
+Per-channel vectors (biases, batch-norm statistics) are tiled along the last two axes and
+broadcast over those long rows: NumPy runs that several times faster than a broadcast over
+rows of a few channels.
 
 Every function follows NumPy's ``out=`` idiom: the result is written into ``out`` when it
 is given (then nothing else of its size is allocated besides documented scratch), else
