@@ -95,14 +95,15 @@ def augment(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return images.reshape(X.shape)
 
 
-def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smoothing: float = 0.0) -> Dict[str, Any]:
+def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smoothing: float = 0.0,
+        dropout: float = DROPOUT) -> Dict[str, Any]:
     """Train on the training split (validation scores after every epoch), then score the test split.
 
     With ``flips``, each epoch sees the training images with a fresh random half flipped
     left-right (an epoch at a time through ``new_run``/``train_epoch``, the steps ``train`` takes).
     """
     X_train, y_train, X_val, y_val, X_test, y_test = data
-    spec = cnn_spec()
+    spec = cnn_spec(dropout)
     params = funcnn.init_params(spec, X_train.shape[1], seed=seed)
     optimizer = cosine_adam(LR, epochs, len(X_train), BATCH)
     loss = LOSS if not smoothing else {"name": LOSS, "label_smoothing": smoothing}
@@ -137,8 +138,7 @@ def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smooth
 def figures(args, tag: str, result: Dict[str, Any], data, names: List[str]) -> None:
     path = _common.figure_path(args, f"cnn_{tag}_learning_curves.png")
     if path:
-        plot.learning_curves(result["history"], path, title=f"CNN on {tag}: conv32-conv64 (BN, max pool), "
-                                                            f"Adam + cosine, batch {BATCH}")
+        plot.learning_curves(result["history"], path, title=f"{tag} CNN: conv32-conv64, BN, Adam + cosine")
     path = _common.figure_path(args, f"cnn_{tag}_confusion_matrix.png")
     if path:
         X_test, y_test = data[4], data[5]
@@ -157,6 +157,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                         help=f"random left-right flips of half the training images each epoch (default {FLIPS})")
     parser.add_argument("--label-smoothing", type=float, default=SMOOTHING,
                         help=f"label smoothing of the loss (default {SMOOTHING})")
+    parser.add_argument("--dropout", type=float, default=DROPOUT, help=f"dropout rate (default {DROPOUT})")
     args = parser.parse_args(argv)
     epochs = args.epochs if args.epochs is not None else (1 if args.quick else EPOCHS)
 
@@ -173,7 +174,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             continue
         with _common.blas_threads(args.threads):
             # flips suit clothes, not digits
-            r = run(title, data, epochs, flips=args.flips and tag == "fashion", smoothing=args.label_smoothing)
+            r = run(title, data, epochs, flips=args.flips and tag == "fashion", smoothing=args.label_smoothing,
+                    dropout=args.dropout)
         figures(args, tag, r, data, names)
         rows.append([title, f"{TARGETS[tag]:.2f}", r["test_accuracy"], r["val_accuracy"], f"{r['train_seconds']:.1f} s",
                      f"{r['train_seconds'] / epochs:.1f} s"])
