@@ -15,7 +15,7 @@ flat inputs, for ``funcnn train --spec``)::
     reshape 28x28x1
     conv 3x3, 32, same -> batch norm -> relu -> max pool 2      28x28x32 -> 14x14x32
     conv 3x3, 64, same -> batch norm -> relu -> max pool 2      14x14x64 -> 7x7x64
-    flatten -> dropout 0.3 -> dense 128 -> relu -> dropout 0.3 -> dense 10
+    flatten -> dropout 0.1 -> dense 128 -> relu -> dropout 0.1 -> dense 10
 
 Adam (lr 2e-3, cosine-annealed to 0 over the run, per update), batch 128, float32.
 
@@ -26,8 +26,25 @@ Run (from the repository root)::
     python scripts/cnn_mnist.py --mnist-dir ~/mnist   # also digit MNIST
     python scripts/cnn_mnist.py --quick --out-dir /tmp/figs   # smoke run on a subset
 
-Last full run: see the table the script prints and the README (training time is wall time
-on this shared 2-core machine; the load average is printed with it).
+Choices, on the validation split (10 epochs each, seed 0, one BLAS thread; two runs at a time)::
+
+    dropout  flips  label smoothing  val accuracy
+    0.3      no     0                0.9231
+    0.3      yes    0                0.9205
+    0.3      yes    0.1              0.9190
+    0.1      no     0                0.9262     <- chosen
+    0.0      no     0                0.9230
+
+(the training accuracy of the first, 0.921 with dropout active, stayed below its validation
+accuracy: too much regularisation for 10 epochs; flips slowed learning more than they helped).
+
+Last full run (2026-11-25, the chosen settings, ``--threads 1``, alongside one other training
+process of the same size; load average 2.0)::
+
+    data set       goal  test acc  val acc  training time  per epoch
+    Fashion-MNIST  0.92  0.9209    0.9262   412.4 s        41.2 s
+
+Digit MNIST: not run here (no IDX files on this machine; see above).
 """
 from __future__ import annotations
 
@@ -56,7 +73,7 @@ TARGETS = {"fashion": 0.92, "mnist": 0.99}
 EPOCHS = 10
 LR = 2e-3
 BATCH = 128
-DROPOUT = 0.3
+DROPOUT = 0.1
 FLIPS = False
 SMOOTHING = 0.0
 
