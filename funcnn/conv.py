@@ -14,7 +14,7 @@ The convolution is the cross-correlation of ``torch.nn.functional.conv2d`` and
 array (one copy of a ``sliding_window_view`` of the padded input), which is multiplied with
 ``W`` seen as a ``(kh*kw*c_in, filters)`` matrix; above :data:`COLS_BYTES` of columns this
 happens chunk of samples by chunk. The backward pass computes the kernel gradient as one GEMM
-``(g.T @ cols).T`` and the input gradient as one small GEMM per kernel offset, ``g @ W[i, j].T``,
+``cols.T @ g`` and the input gradient as one small GEMM per kernel offset, ``g @ W[i, j].T``,
 added onto the strided slice of the input that offset read (no ``np.add.at``, no
 columns-sized intermediate).
 
@@ -176,22 +176,23 @@ def conv2d_backward(cols: Optional[np.ndarray], x: Optional[np.ndarray], x_shape
     g2 = g.reshape(n * ho * wo, f)
     dW = out.get("W")
     dW = np.empty((kh, kw, c, f), dtype=g.dtype) if dW is None else dW
-    dWT = dW.reshape(k, f).T
+    dW2 = dW.reshape(k, f)
     if cols is not None:
-        np.matmul(g2.T, cols.reshape(-1, k), out=dWT)  # (g.T @ cols).T: OpenBLAS runs this shape faster than cols.T @ g
+        # cols.T @ g (not (g.T @ cols).T: with 2 OpenBLAS threads that shape can take 50x longer for small k)
+        np.matmul(cols.reshape(-1, k).T, g2, out=dW2)
     else:
         step = _chunk_rows(n, ho * wo * k * g.dtype.itemsize)
         buf = np.empty((step, ho, wo, kh, kw, c), dtype=g.dtype)
-        part = np.empty((f, k), dtype=g.dtype)
+        part = np.empty((k, f), dtype=g.dtype)
         for start in range(0, n, step):
             stop = min(n, start + step)
             cb = im2col(x[start:stop], (kh, kw), stride, pads, out=buf[:stop - start])
             gc = g[start:stop].reshape(-1, f)
             if start == 0:
-                np.matmul(gc.T, cb.reshape(-1, k), out=dWT)
+                np.matmul(cb.reshape(-1, k).T, gc, out=dW2)
             else:
-                np.matmul(gc.T, cb.reshape(-1, k), out=part)
-                dWT += part
+                np.matmul(cb.reshape(-1, k).T, gc, out=part)
+                dW2 += part
     db = np.add.reduce(g2, axis=0, out=out.get("b"))
     dx = None
     if need_dx:
