@@ -19,13 +19,13 @@ import csv
 import gzip
 import math
 import os
-import secrets
 import zipfile
 import zlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .checkpoint import atomic_write
 from .validation import as_rng, check_number, check_X
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -302,29 +302,6 @@ def _random_state(seed: Any) -> Optional[int]:
     return int(seed)
 
 
-def _atomic_write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written.
-
-    TODO(issue 10 review): funcnn.checkpoint has the fuller atomic writer (stale-temp cleanup,
-    long names, directory fsync) but only as a private function; once it is public, write_idx
-    should call it and this copy should go.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        # "xb" (not mkstemp) so the file gets the usual umask-derived permissions
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # --------------------------------------------------------------------------- IDX files
 
 _IDX_DTYPES: Dict[int, np.dtype] = {
@@ -399,7 +376,7 @@ def write_idx(path: PathLike, array: Any) -> PathLike:
     payload = head + body
     if os.fspath(path).endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
-    _atomic_write(path, payload)
+    atomic_write(path, lambda fh: fh.write(payload))
     return path
 
 
