@@ -374,7 +374,7 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     dtype = next(iter(params.values())).dtype if dtype is None else np.dtype(dtype)
     n = X.shape[0]
     if chunk is None:
-        row = max(1, int(np.prod(X.shape[1:], dtype=np.int64)) * dtype.itemsize)
+        row = max(1, math.prod(X.shape[1:]) * dtype.itemsize)
         chunk = max(MIN_CHUNK, INFERENCE_CHUNK_BYTES // row)
 
     def run(part):
