@@ -28,7 +28,13 @@ Rules (documented in the README's command-line section):
 * a run that diverges (``FloatingPointError``, or ``funcnn.train.DivergenceWarning``: a final
   training loss far above the first) exits 1 and writes no model;
 * ``--epochs`` must be at least 1 (``funcnn.train`` accepts 0; a 0-epoch command-line run
-  would only save the initial params).
+  would only save the initial params);
+* a directory holding ``X.npy`` (+ ``y.npy``) is read memory-mapped and never copied whole: its
+  test and validation parts are its last rows (views, the files' order), its features are used as
+  stored (``--scale`` is refused), ``evaluate``/``predict`` work chunk by chunk;
+* ``sweep --scheduler ADDRESS`` runs the trials on a running Dask scheduler (joblib's dask
+  backend), refused in one line when distributed is missing or the scheduler, or a worker, is
+  not there within ``--scheduler-timeout`` seconds.
 
 Argument errors exit with status 2 and an argparse message; data, model, path and
 training errors exit with status 1 and a one-line ``funcnn COMMAND: error: ...`` message,
