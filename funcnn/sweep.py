@@ -497,15 +497,21 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
         parallel_kwargs["n_jobs"] = n_jobs
     if backend is not None:
         parallel_kwargs["backend"] = backend
+    parallel = None
     if "return_as" in inspect.signature(joblib.Parallel).parameters:
-        parallel_kwargs["return_as"] = "generator"   # ordered; lets keep_params drop params as they arrive
+        try:  # ordered; lets keep_params drop params as they arrive
+            parallel = joblib.Parallel(**parallel_kwargs, return_as="generator")
+        except ValueError:  # a backend without generators (Ray's): the results come as one list
+            parallel = None
+    if parallel is None:
+        parallel = joblib.Parallel(**parallel_kwargs)
 
     results: List[Result] = []
     leader: Optional[Result] = None
     runs: List[Result] = []
     # The parent's own pools are limited too: that covers n_jobs=1 and thread-based backends.
     with _blas_threads(blas_threads):
-        for run in joblib.Parallel(**parallel_kwargs)(tasks):
+        for run in parallel(tasks):
             runs.append(run)  # in task order: a trial's repeats arrive one after another
             if len(runs) < repeats:
                 continue

@@ -129,3 +129,20 @@ def test_sweep_command(tmp_path):
     assert (tmp_path / "l2.png").stat().st_size > 0
     bad = cli("sweep", "--l2", "-1", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "--l2" in bad.stderr
+
+
+def test_sweep_scheduler_without_distributed_is_one_line_exit_1(monkeypatch, capsys):
+    from funcnn import cli as C
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if funcnn[dask] were not installed
+    assert C.main(["sweep", "--scheduler", "tcp://127.0.0.1:8786", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("funcnn sweep: error: --scheduler needs dask.distributed")
+    assert "pip install 'funcnn[dask]'" in err[0]
+
+
+def test_sweep_scheduler_bad_address_is_one_line_exit_1(capsys):
+    pytest.importorskip("distributed")
+    from funcnn import cli as C
+    assert C.main(["sweep", "--scheduler", "localhost:87x", "--scheduler-timeout", "1", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a Dask scheduler address" in err[0]
