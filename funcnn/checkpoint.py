@@ -262,23 +262,28 @@ def _temp_stem(name: str, limit: int) -> str:
     return f"{prefix}~{digest}"
 
 
-def _check_target(path: str) -> Tuple[str, str, str]:
-    """The checks on a path that need no write: ``(kind, directory, stem)``; raises
+def _file_target(path: str, what: str = "checkpoint") -> Tuple[str, str]:
+    """The checks on a path to write that need no write: ``(directory, stem)``; raises
     ValueError (or FileNotFoundError for a missing directory) naming the path."""
-    kind = _kind(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(directory):
-        raise FileNotFoundError(errno.ENOENT, f"cannot write checkpoint {path}: no such directory", directory)
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {what} {path}: no such directory", directory)
     if not os.path.isdir(directory):
-        raise ValueError(f"{path}: cannot write a checkpoint there: {directory} is not a directory")
+        raise ValueError(f"{path}: cannot write a {what} there: {directory} is not a directory")
     if os.path.isdir(path):
-        raise ValueError(f"{path}: cannot write a checkpoint there: it is a directory")
+        raise ValueError(f"{path}: cannot write a {what} there: it is a directory")
     name = os.path.basename(os.path.abspath(path))
     limit = _name_max(directory)
     if len(os.fsencode(name)) > limit:
         raise ValueError(f"{path}: the file name is {len(os.fsencode(name))} bytes long; the file system "
                          f"at {directory} allows at most {limit}")
-    return kind, directory, _temp_stem(name, limit)
+    return directory, _temp_stem(name, limit)
+
+
+def _check_target(path: str) -> Tuple[str, str, str]:
+    """:func:`_file_target` for a checkpoint: ``(kind, directory, stem)``, the extension checked first."""
+    kind = _kind(path)
+    return (kind,) + _file_target(path)
 
 
 def check_path(path: PathLike) -> str:
@@ -510,6 +515,17 @@ def _atomic_write(path: str, directory: str, stem: str, write: Callable[[io.Buff
             pass
         raise
     _fsync_directory(directory)
+
+
+def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> str:
+    """Write a file all or nothing: ``write(fh)`` fills a temporary file beside ``path``, which is
+    fsynced and renamed onto ``path``; on any error ``path`` is left as it was and the temporary
+    file removed (temporaries of killed writers are cleaned up on the next write). Used by
+    :func:`save` and by ``funcnn.datasets.write_idx``."""
+    path = _fspath(path)
+    directory, stem = _file_target(path, what="file")
+    _atomic_write(path, directory, stem, write)
+    return path
 
 
 def _write_npz(fh: io.BufferedWriter, members: List[Tuple[str, np.ndarray]]) -> None:

@@ -28,7 +28,13 @@ Rules (documented in the README's command-line section):
 * a run that diverges (``FloatingPointError``, or ``funcnn.train.DivergenceWarning``: a final
   training loss far above the first) exits 1 and writes no model;
 * ``--epochs`` must be at least 1 (``funcnn.train`` accepts 0; a 0-epoch command-line run
-  would only save the initial params).
+  would only save the initial params);
+* a directory holding ``X.npy`` (+ ``y.npy``) is read memory-mapped and never copied whole: its
+  test and validation parts are its last rows (views, the files' order), its features are used as
+  stored (``--scale`` is refused), ``evaluate``/``predict`` work chunk by chunk;
+* ``sweep --scheduler ADDRESS`` runs the trials on a running Dask scheduler (joblib's dask
+  backend), refused in one line when distributed is missing or the scheduler, or a worker, is
+  not there within ``--scheduler-timeout`` seconds.
 
 Argument errors exit with status 2 and an argparse message; data, model, path and
 training errors exit with status 1 and a one-line ``funcnn COMMAND: error: ...`` message,
@@ -37,6 +43,7 @@ never a traceback; Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import importlib.util
@@ -215,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         "network with Adam, 30 epochs; prints the test accuracy, writes model.npz and curves.png."))
     t.add_argument("--data", default="digits",
                    help="a dataset name (digits, iris, wine, breast-cancer, diabetes, moons, circles, blobs, "
-                        "fashion-mnist, mnist) or a .npz/.csv file or a directory of MNIST IDX files "
-                        "(default: digits)")
+                        "fashion-mnist, mnist), a .npz/.csv file, a directory of MNIST IDX files, or a directory "
+                        "holding X.npy and y.npy (memory-mapped: larger than memory is fine; the last "
+                        "--test-size rows are the test part, no standardisation) (default: digits)")
     _add_csv_options(t)
     t.add_argument("--task", choices=TASK_CHOICES, default="auto",
                    help="auto (default): text/boolean labels and integers with at most max(20, sqrt(n)) "
@@ -242,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop when the validation loss has not improved for PATIENCE epochs; keep the best")
     t.add_argument("--seed", type=_non_negative_int, default=0)
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    t.add_argument("--no-scale", action="store_true", help="do not standardise the features")
+    scale = t.add_mutually_exclusive_group()
+    scale.add_argument("--scale", dest="scale", action="store_const", const=True, default=None,
+                       help="standardise the features (the default, except for X.npy directories, where it "
+                            "is refused: it would copy X whole)")
+    scale.add_argument("--no-scale", dest="scale", action="store_const", const=False,
+                       help="do not standardise the features")
     t.add_argument("--out", default="model.npz", help="model file to write (.npz or .pkl; default model.npz)")
     t.add_argument("--plot", default="curves.png", help="learning-curve PNG (needs matplotlib; default curves.png)")
     t.add_argument("--no-plot", action="store_true", help="do not write the learning-curve PNG")
@@ -258,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model", help="a model file written by funcnn train (or funcnn.save)")
         p.add_argument("--data", required=True,
                        help="a dataset name, a .csv/.npz file" + (", a .npy file of features" if name == "predict"
-                                                                  else "") + " or an MNIST directory")
+                                                                  else "") + ", an MNIST directory or a directory "
+                            "holding X.npy" + (" (y.npy optional)" if name == "predict" else " and y.npy")
+                            + " (memory-mapped, read in chunks)")
         p.add_argument("--split", choices=("auto", "test", "all"), default="auto",
                        help="'test': the held-out part the model was tested on (same data source); "
                             "'all': every row; 'auto' (default): 'test' for the training data source, else 'all'")
@@ -292,7 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the seed of every trial (and of the data split); default 0")
     s.add_argument("--repeats", type=_positive_int, default=1,
                    help="run every trial with the seeds SEED..SEED+REPEATS-1; rank by the mean score")
-    s.add_argument("--n-jobs", type=_n_jobs, default=1, help="parallel trials (joblib; -1 for all cores)")
+    s.add_argument("--n-jobs", type=_n_jobs, default=None,
+                   help="parallel trials (joblib; -1 for all cores; default 1, or -1 with --scheduler)")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the trials on a running Dask scheduler (e.g. tcp://10.0.0.5:8786) through joblib's "
+                        "dask backend; needs dask.distributed: pip install 'funcnn[dask]'")
+    s.add_argument("--scheduler-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                   help="give up when the scheduler cannot be reached, or has no worker, within this time "
+                        "(default 30)")
     s.add_argument("--out", default=None, help="retrain the best trial on train+validation and save it here")
     s.add_argument("--plot", default=None, help="PNG of validation score against l2 (needs matplotlib)")
     s.set_defaults(func=cmd_sweep)
@@ -372,16 +394,24 @@ def _csv_options(args: argparse.Namespace, source: str, saved: Optional[Dict[str
     return options
 
 
-def _load_all(source: str, options: Dict[str, Any]):
+def _is_array_dir(source: str) -> bool:
+    """A directory holding X.npy (+ y.npy): memory-mapped, split and read without copying X."""
+    from .datasets import directory_kind
+    return _source_kind(source) == "dir" and directory_kind(source) == "npy"
+
+
+def _load_all(source: str, options: Dict[str, Any], test_size: float = 0.25):
     """``(X, y, info, official)``: the whole data set (labels as the file holds them), or, for
-    MNIST-format data, ``official`` = the files' own (X_train, X_test, y_train, y_test)."""
+    MNIST-format data, ``official`` = the files' own (X_train, X_test, y_train, y_test); for an
+    X.npy directory, ``official`` = the last ``test_size`` of the rows as the test part (views of
+    the memory map, so X is never copied)."""
     from .datasets import load, load_csv, load_train_test
     kind = _source_kind(source)
     if kind in ("csv", "txt", "tsv") and os.path.isfile(source):
         X, y, info = load_csv(source, return_info=True, **options)
         return X, y, info, None
     if kind == "dir" or source.strip().lower().replace("_", "-") in ("fashion-mnist", "mnist"):
-        official = load_train_test(source)
+        official = load_train_test(source, test_size=test_size)
         return None, np.concatenate([official[2], official[3]]), {}, official
     X, y = load(source)
     return X, y, {}, None
@@ -452,7 +482,7 @@ def _describe_classes(classes: np.ndarray) -> str:
 def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
     """Load, decide the task, encode the labels, split: everything train and sweep need."""
     options = _csv_options(args, args.data)
-    X, y, info, official = _load_all(args.data, options)
+    X, y, info, official = _load_all(args.data, options, args.test_size)
     label = f"the label column {info['label_name']!r}" if info.get("label_name") else "the labels"
     task, why = _decide_task(y, args.task, getattr(args, "loss", "auto"))
     classes, loss = _classes_and_loss(y, task, getattr(args, "loss", "auto"), label)
@@ -463,6 +493,9 @@ def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
                            "class label? Choose the label column with --label-column (or force --task classification)")
     if official is not None:
         X_train, X_test, y_train, y_test = official
+        if _is_array_dir(args.data):
+            print(f"data {args.data}: X.npy {X_train.shape[0] + X_test.shape[0]} x {X_train.shape[1]} "
+                  f"{X_train.dtype}, memory-mapped; test part: its last {X_test.shape[0]} rows (the files' order)")
     else:
         X_train, X_test, y_train, y_test = _split_data(X, y, task, args.test_size, args.seed)
     where = info.get("label_name") or args.data
@@ -553,7 +586,7 @@ def _checkpoint_epoch(path: Optional[str], data: Dict[str, Any]) -> Optional[int
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import check_metadata, save
-    from .datasets import apply_scaler, fit_scaler, n_outputs
+    from .datasets import apply_scaler, fit_scaler, n_outputs, tail_split
     from .layers import mlp
     from .network import init_params
     from .train import evaluate
@@ -575,12 +608,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     d = _prepare(args)
     X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
                                                        d["loss"], d["classes"])
-    scaler = None if args.no_scale else fit_scaler(X_train)
+    array_dir = _is_array_dir(args.data)
+    if array_dir and args.scale:
+        raise CLIError(f"--scale: {args.data} is an X.npy directory, read memory-mapped one minibatch at a time; "
+                       "standardising it would copy X whole into memory. Store X already scaled (e.g. float32 "
+                       "pixels / 255), or train without --scale")
+    scale = not array_dir if args.scale is None else args.scale
+    scaler = fit_scaler(X_train) if scale else None
     if scaler is not None:
         X_train, X_test = apply_scaler(scaler, X_train), apply_scaler(scaler, X_test)
+    elif array_dir:
+        print(f"features not standardised (an X.npy directory is used as stored, {X_train.dtype})")
     validation_data = None
     if args.validation_split > 0:
-        X_train, X_val, y_train, y_val = _split_data(X_train, y_train, d["task"], args.validation_split, args.seed)
+        if array_dir:  # the last rows of the training part: views, as the test split
+            X_train, X_val, y_train, y_val = tail_split(X_train, y_train, test_size=args.validation_split)
+        else:
+            X_train, X_val, y_train, y_val = _split_data(X_train, y_train, d["task"], args.validation_split,
+                                                         args.seed)
         validation_data = (X_val, y_val)
     n_out = classes.size if loss == "softmax_cross_entropy" else n_outputs(loss, y_train)
     hidden = DEFAULT_HIDDEN if args.hidden is None else args.hidden
@@ -645,10 +690,11 @@ def _load_model(path: str) -> Dict[str, Any]:
 
 
 def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """(X, labels or None) for evaluate/predict, scaled as the model's training data were.
+    """(X, labels or None) for evaluate/predict, as stored: :func:`_outputs` scales X chunk by
+    chunk as the model's training data were (an X.npy directory stays memory-mapped).
 
     The labels are as the data hold them (original labels)."""
-    from .datasets import apply_scaler, load_features
+    from .datasets import load_features
     data = model.get("data") or {}
     source = args.data
     same_source = data.get("source") == source
@@ -658,7 +704,7 @@ def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.nda
             raise CLIError(f"--split test needs the data the model was trained on ({data.get('source')!r}), "
                            f"got {source!r}; use --split all")
         options = _csv_options(args, source, data.get("csv"))
-        X, y, _, official = _load_all(source, options)
+        X, y, _, official = _load_all(source, options, data.get("test_size", 0.25))
         task = data.get("task") or ("regression" if model["loss"] == "mean_squared_error" else "classification")
         if official is not None:
             X, y = official[1], official[3]
@@ -670,9 +716,30 @@ def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.nda
         X, y = load_features(source, model["n_features"], feature_names=data.get("feature_names"),
                              label_name=data.get("label_name"), label_index=data.get("label_index"),
                              label_column=args.label_column, **options)
-    if model.get("scaler") is not None:
-        X = apply_scaler(model["scaler"], X)
     return X, y
+
+
+#: evaluate/predict standardise (when the model has a scaler) this many bytes of float64 rows at a time.
+SCALE_CHUNK_BYTES = 1 << 24
+
+
+def _outputs(model: Dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """The network's inference-mode outputs on X, scaled by the model's scaler, in chunks of rows:
+    neither the scaled X nor, for a memory map or another dtype, a converted X exists whole."""
+    from .datasets import apply_scaler
+    from .losses import check_outputs
+    from .network import check_output, checked_input, infer
+    spec, params, scaler = model["spec"], model["params"], model.get("scaler")
+    X, n_out, _ = checked_input(spec, params, X, convert=False)
+    check_outputs(model["loss"], n_out)
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+        if scaler is None:
+            out = infer(spec, params, X)  # chunked, converting chunk by chunk
+        else:
+            step = max(1, SCALE_CHUNK_BYTES // (8 * max(1, X.shape[1])))
+            out = np.concatenate([infer(spec, params, apply_scaler(scaler, X[start:start + step]))
+                                  for start in range(0, X.shape[0], step)])
+    return check_output(spec, params, out)
 
 
 def _label_codes(model: Dict[str, Any], y: np.ndarray, where: str) -> np.ndarray:
@@ -684,13 +751,17 @@ def _label_codes(model: Dict[str, Any], y: np.ndarray, where: str) -> np.ndarray
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .train import evaluate
+    from .losses import check_targets
+    from .metrics import scores as metric_scores
     model = _load_model(args.model)
     X, y = _model_data(model, args)
     if y is None:
         raise CLIError(f"{args.data} holds no labels to evaluate against (only the {X.shape[1]} feature columns); "
                        "funcnn predict writes predictions for unlabelled data")
-    scores = evaluate(model["spec"], model["params"], X, _label_codes(model, y, args.data), loss=model["loss"])
+    output = _outputs(model, X)  # what funcnn.train.evaluate computes, with the scaler applied chunk by chunk
+    codes = check_targets(model["loss"], _label_codes(model, y, args.data), X.shape[0], output.shape[1],
+                          output.dtype)
+    scores = metric_scores(model["loss"], output, codes)
     for k, v in scores.items():
         print(f"{k} {v:.6f}")
     return 0
@@ -702,20 +773,21 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _prediction_table(model: Dict[str, Any], X: np.ndarray, proba: bool) -> Tuple[List[str], np.ndarray]:
-    """(header, values (n, k)) of the predictions in original labels, or of class probabilities."""
+def _prediction_table(model: Dict[str, Any], output: np.ndarray, proba: bool) -> Tuple[List[str], np.ndarray]:
+    """(header, values (n, k)) of the predictions in original labels, or of class probabilities,
+    from the network's outputs (:func:`_outputs`), as funcnn.predict / predict_proba make them."""
     from .datasets import decode_labels
-    from .network import predict, predict_proba
+    from .losses import decision, proba as to_proba
     loss, classes = model["loss"], model["classes"]
     data = model.get("data") or {}
     name = data.get("label_name") or ("label" if loss != "mean_squared_error" else "prediction")
     if proba:
         if loss == "mean_squared_error":
             raise CLIError("--proba needs a classifier; this model is a regression (mean_squared_error)")
-        out = predict_proba(model["spec"], model["params"], X, loss=loss)
+        out = to_proba(loss)(output)
         names = [str(c) for c in (classes.tolist() if classes is not None else range(out.shape[1]))]
         return names, out
-    out = predict(model["spec"], model["params"], X, loss=loss)
+    out = decision(loss)(output)
     if loss == "mean_squared_error":
         out = out.reshape(len(out), -1)
         return ([name] if out.shape[1] == 1 else [f"{name}_{j}" for j in range(out.shape[1])]), out
@@ -738,13 +810,13 @@ def _write_predictions(header: List[str], values: np.ndarray, path: Optional[str
             fh.write(buffer.getvalue())
 
 
-def _report_score(model: Dict[str, Any], X: np.ndarray, y: np.ndarray, source: str) -> None:
+def _report_score(model: Dict[str, Any], output: np.ndarray, y: np.ndarray, source: str) -> None:
     """A score on stderr for data that hold labels (stdout stays the predictions)."""
+    from .losses import decision
     from .metrics import r2
-    from .network import predict
     loss = model["loss"]
     if loss == "mean_squared_error":
-        out = predict(model["spec"], model["params"], X, loss=loss)
+        out = output
         print(f"funcnn predict: {source} holds the targets: r2 {r2(np.asarray(y, dtype=np.float64), out):.4f} "
               f"on {len(y)} rows", file=sys.stderr)
         return
@@ -753,7 +825,7 @@ def _report_score(model: Dict[str, Any], X: np.ndarray, y: np.ndarray, source: s
     except CLIError as exc:
         print(f"funcnn predict: no score: {exc}", file=sys.stderr)
         return
-    pred = predict(model["spec"], model["params"], X, loss=loss)
+    pred = decision(loss)(output)
     print(f"funcnn predict: {source} holds labels: accuracy {float(np.mean(pred == codes)):.4f} on {len(y)} rows",
           file=sys.stderr)
 
@@ -762,23 +834,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output is not None:
         _check_output(args.output, "--output", PREDICTION_EXTENSIONS)
     model = _load_model(args.model)
+    if args.proba and model["loss"] == "mean_squared_error":
+        raise CLIError("--proba needs a classifier; this model is a regression (mean_squared_error)")
     X, y = _model_data(model, args)
-    header, values = _prediction_table(model, X, args.proba)
+    output = _outputs(model, X)
+    header, values = _prediction_table(model, output, args.proba)
     _write_predictions(header, values, args.output)
     if args.output is not None:
         print(f"wrote {len(values)} predictions to {args.output}")
     if y is not None:
-        _report_score(model, X, y, args.data)
+        _report_score(model, output, y, args.data)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import sweep
-    from .checkpoint import save
-    from .datasets import apply_scaler, fit_scaler
-    from .network import init_params
-    from .train import evaluate
-
     if args.out is not None:
         _check_model_path(args.out, "--out")
     if args.plot is not None:
@@ -786,12 +855,71 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not _can_plot():
             raise CLIError("--plot needs matplotlib: pip install 'funcnn[plot]'")
     args.loss = "auto"
+    n_jobs = args.n_jobs if args.n_jobs is not None else (-1 if args.scheduler else 1)
+    with contextlib.ExitStack() as stack:
+        if args.scheduler is not None:  # first: an unreachable scheduler must not cost the data loading
+            stack.enter_context(_dask_scheduler(args.scheduler, args.scheduler_timeout))
+        return _sweep(args, n_jobs)
+
+
+@contextlib.contextmanager
+def _dask_scheduler(address: str, timeout: float):
+    """Inside: joblib's dask backend on a client of the Dask scheduler at ``address``; closed after.
+
+    Refused (CLIError, one line) when dask.distributed is missing, or when the scheduler cannot
+    be reached, or has no worker, within ``timeout`` seconds."""
+    try:
+        import joblib
+        from distributed import Client
+    except ImportError as exc:
+        raise CLIError(f"--scheduler needs dask.distributed ({exc}): pip install 'funcnn[dask]'") from None
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        scheme, location = parse_address(address if "://" in address else f"tcp://{address}")
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise CLIError(f"--scheduler {address}: not a Dask scheduler address such as tcp://10.0.0.5:8786 "
+                       f"({_error_text(exc)})") from None
+    try:
+        client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CLIError(f"--scheduler {address}: cannot reach a Dask scheduler within {timeout:g} s "
+                       f"({_error_text(exc)})") from None
+    try:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise CLIError(f"--scheduler {address}: the scheduler has no worker after {timeout:g} s; start one "
+                           f"with `dask worker {address}` ({_error_text(exc)})") from None
+        workers = client.scheduler_info().get("workers", {})
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        print(f"dask scheduler {client.scheduler.address}: {len(workers)} worker{'s' if len(workers) != 1 else ''}, "
+              f"{threads} thread{'s' if threads != 1 else ''}")
+        with client.as_current(), joblib.parallel_config(backend="dask"):
+            yield client
+    finally:
+        client.close()
+
+
+def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
+    from . import sweep
+    from .checkpoint import save
+    from .datasets import apply_scaler, fit_scaler, tail_split
+    from .network import init_params
+    from .train import evaluate
+
     d = _prepare(args)
     X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
                                                        d["loss"], d["classes"])
-    scaler = fit_scaler(X_train)
-    X_train, X_test = apply_scaler(scaler, X_train), apply_scaler(scaler, X_test)
-    X_tr, X_val, y_tr, y_val = _split_data(X_train, y_train, d["task"], args.validation_split, args.seed)
+    array_dir = _is_array_dir(args.data)
+    if array_dir:  # as train: the data as stored, the validation part the training part's last rows (views)
+        scaler = None
+        X_tr, X_val, y_tr, y_val = tail_split(X_train, y_train, test_size=args.validation_split)
+    else:
+        scaler = fit_scaler(X_train)
+        X_train, X_test = apply_scaler(scaler, X_train), apply_scaler(scaler, X_test)
+        X_tr, X_val, y_tr, y_val = _split_data(X_train, y_train, d["task"], args.validation_split, args.seed)
     lrs = args.lr or [DEFAULT_LR[args.optimizer]]
     hidden = [tuple(h) for h in (args.hidden or [DEFAULT_HIDDEN])]
     trials = sweep.grid(hidden=hidden, l2=args.l2, dropout=args.dropout, lr=lrs)
@@ -803,7 +931,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"({', '.join(str(args.seed + r) for r in range(args.repeats))}; the same for every trial); "
           f"every trial: {json.dumps(base)}")
     results = sweep.sweep(X_tr, y_tr, validation_data=(X_val, y_val), trials=trials, loss=loss, base=base,
-                          n_jobs=args.n_jobs, seed=args.seed, repeats=args.repeats)
+                          n_jobs=n_jobs, seed=args.seed, repeats=args.repeats)
     metric = results[0]["score_name"]
     for r in results:
         if r["error"]:
@@ -827,7 +955,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         # Retrain the chosen configuration on train + validation, then test once.
         spec = best["spec"]
-        X_all, y_all = np.concatenate([X_tr, X_val]), np.concatenate([y_tr, y_val])
+        if array_dir:  # X_tr, X_val are X_train's two parts in order: no concatenated copy
+            X_all, y_all = X_train, y_train
+        else:
+            X_all, y_all = np.concatenate([X_tr, X_val]), np.concatenate([y_tr, y_val])
         params = init_params(spec, X_all.shape[1], seed=args.seed)
         trial = {**base, **best["trial"]}
         params, history = _train_checked(spec, params, X_all, y_all, loss=loss,

@@ -2,9 +2,11 @@
 
 Names are scikit-learn's bundled sets (``digits``, ``iris``, ``wine``, ``breast-cancer``,
 ``diabetes``), its 2-D generators (``moons``, ``circles``, ``blobs``) and MNIST-format
-data on disk (``fashion-mnist``, ``mnist``). Paths are ``.npz``, ``.csv``/``.txt`` files
-or a directory of MNIST IDX files (and, for :func:`load_features`, ``.npy`` feature files).
-Everything here is a plain function of its arguments.
+data on disk (``fashion-mnist``, ``mnist``). Paths are ``.npz``, ``.csv``/``.txt`` files,
+a directory of MNIST IDX files, or a directory holding ``X.npy`` and ``y.npy`` (data larger
+than memory: X is opened memory-mapped, see :func:`load_npy_directory`); for
+:func:`load_features`, also ``.npy`` feature files. Everything here is a plain function of
+its arguments.
 
 Labels are returned as the file holds them (numbers, strings, booleans). This is where
 files and users meet the library, so this is where class labels are encoded for the pure
@@ -19,13 +21,13 @@ import csv
 import gzip
 import math
 import os
-import secrets
 import zipfile
 import zlib
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .checkpoint import atomic_write
 from .validation import as_rng, check_number, check_X
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -302,29 +304,6 @@ def _random_state(seed: Any) -> Optional[int]:
     return int(seed)
 
 
-def _atomic_write(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a sibling temp file, then ``os.replace``: ``path`` is never half-written.
-
-    TODO(issue 10 review): funcnn.checkpoint has the fuller atomic writer (stale-temp cleanup,
-    long names, directory fsync) but only as a private function; once it is public, write_idx
-    should call it and this copy should go.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        # "xb" (not mkstemp) so the file gets the usual umask-derived permissions
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # --------------------------------------------------------------------------- IDX files
 
 _IDX_DTYPES: Dict[int, np.dtype] = {
@@ -399,7 +378,7 @@ def write_idx(path: PathLike, array: Any) -> PathLike:
     payload = head + body
     if os.fspath(path).endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)  # mtime=0: reproducible bytes
-    _atomic_write(path, payload)
+    atomic_write(path, lambda fh: fh.write(payload))
     return path
 
 
@@ -753,6 +732,99 @@ def _load_npy(path: str) -> np.ndarray:
     return _as_features(arr, path)
 
 
+# --------------------------------------------------------------------------- X.npy / y.npy directories
+
+#: The files of an array directory: the features (opened memory-mapped) and the labels (optional for predict).
+NPY_X, NPY_Y = "X.npy", "y.npy"
+
+
+def directory_kind(directory: PathLike) -> str:
+    """``"npy"`` for a directory holding ``X.npy`` (and usually ``y.npy``), ``"idx"`` for one holding
+    MNIST IDX files; a directory holding both kinds, or neither, is a ``ValueError`` naming what it found."""
+    directory = os.fspath(directory)
+    arrays = [name for name in (NPY_X, NPY_Y) if os.path.isfile(os.path.join(directory, name))]
+    idx = sorted(name for name in os.listdir(directory)
+                 if "-idx" in name or ".idx" in name) if os.path.isdir(directory) else []
+    if arrays and idx:
+        raise ValueError(f"{directory}: holds both array files ({', '.join(arrays)}) and MNIST IDX files "
+                         f"({', '.join(idx[:4])}{', ...' if len(idx) > 4 else ''}); a data directory must hold "
+                         "one kind: move one of them elsewhere")
+    if NPY_X in arrays:
+        return "npy"
+    if idx:
+        return "idx"
+    if arrays:  # y.npy alone
+        raise ValueError(f"{directory}: holds {NPY_Y} but no {NPY_X}; an array data directory needs the "
+                         f"features in {NPY_X} (and the labels in {NPY_Y})")
+    raise ValueError(f"{directory}: not a data directory: expected {NPY_X} (+ {NPY_Y}), or MNIST IDX files "
+                     "(train-images-idx3-ubyte[.gz], ...)")
+
+
+def load_npy_directory(directory: PathLike, *, labels: str = "required"
+                       ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(X, y)`` from ``directory/X.npy`` and ``directory/y.npy``: X **memory-mapped**, y in memory.
+
+    X is ``np.load(..., mmap_mode="r")``: nothing is read until rows are used, its dtype is the
+    file's (``uint8`` images stay ``uint8``), and samples of more than one axis are flattened
+    to rows by a reshape, which is a view. ``funcnn.train`` reads and converts it one minibatch
+    at a time, ``predict``/``evaluate`` one chunk at a time, so data larger than memory train.
+    X is not scanned for NaN here (``train``/``evaluate`` check it chunk by chunk). y is loaded
+    with ``allow_pickle=False`` and returned as :func:`load` returns labels. ``labels``:
+    ``"required"`` (a missing ``y.npy`` is a ``FileNotFoundError``) or ``"optional"`` (y is
+    then None).
+    """
+    if labels not in ("required", "optional"):
+        raise ValueError(f"labels must be 'required' or 'optional', got {labels!r}")
+    directory = os.fspath(directory)
+    x_path, y_path = os.path.join(directory, NPY_X), os.path.join(directory, NPY_Y)
+    try:
+        X = np.load(x_path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{x_path}: not a readable .npy array ({exc})") from exc
+    if not isinstance(X, np.ndarray) or X.dtype == object or X.dtype.kind not in "biuf":
+        raise ValueError(f"{x_path}: X must be a numeric array, got dtype {getattr(X, 'dtype', type(X).__name__)}")
+    if X.ndim < 2:
+        raise ValueError(f"{x_path}: X must be at least 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.ndim > 2:
+        X = X.reshape(X.shape[0], -1)  # a view of the memory map (C order)
+    if not os.path.isfile(y_path):
+        if labels == "optional":
+            return X, None
+        raise FileNotFoundError(f"{directory}: no {NPY_Y}: training and evaluating need labels ({NPY_Y} beside "
+                                f"{NPY_X}); funcnn predict reads {NPY_X} alone")
+    try:
+        y = np.load(y_path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{y_path}: not a readable .npy array ({exc})") from exc
+    return _check_pair(X, _as_labels(y, y_path), directory)
+
+
+def tail_split(X: Any, y: Any, *, test_size: float = 0.25
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(X_train, X_test, y_train, y_test)`` in the data's own order: the **last** rows are the test part.
+
+    The parts are slices, i.e. views (of a memory map too): nothing is copied. ``test_size`` is
+    a fraction in (0, 1) (``ceil(test_size * n)`` rows, as scikit-learn counts them) or a number
+    of rows. Use it for data stored in random order (``scripts/make_large_dataset.py`` writes
+    them shuffled); :func:`split` shuffles and stratifies, which copies.
+    """
+    if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
+        n_test = int(check_number(test_size, "test_size", low=1, integer=True))
+    else:
+        test_size = check_number(test_size, "test_size", low=0, high=1, low_open=True, high_open=True)
+        n_test = math.ceil(test_size * X.shape[0])
+    n = X.shape[0]
+    if y is not None and len(y) != n:
+        raise ValueError(f"X has {n} samples but y has {len(y)} labels")
+    if not 0 < n_test < n:
+        raise ValueError(f"test_size={test_size} leaves {n - n_test} of {n} rows for training and {n_test} for "
+                         "testing; both parts need at least one row")
+    cut = n - n_test
+    return X[:cut], X[cut:], (None if y is None else y[:cut]), (None if y is None else y[cut:])
+
+
 # --------------------------------------------------------------------------- registry
 
 def _bundled(loader_name: str, regression: bool = False) -> Callable[..., Arrays]:
@@ -860,15 +932,18 @@ def _resolve(source: Any) -> Tuple[str, str]:
         if suffix in (".csv", ".txt", ".tsv"):
             return "csv", path
         raise ValueError(f"{path}: unsupported file type {suffix or '(no extension)'!r}; "
-                         f"load reads {', '.join(_FILE_SUFFIXES)} files and MNIST directories")
+                         f"load reads {', '.join(_FILE_SUFFIXES)} files and data directories (X.npy + y.npy, or MNIST "
+                         "IDX files)")
     raise DatasetNotFoundError(
         f"{source!r} is neither a known dataset nor an existing file or directory; "
         f"known names: {', '.join(sorted(DATASETS))} (or a path to {', '.join(_FILE_SUFFIXES)} "
-        f"or a directory of MNIST IDX files)")
+        f"or a directory holding X.npy + y.npy or MNIST IDX files)")
 
 
 def load(source: Union[str, PathLike], **options: Any) -> Arrays:
-    """Name or path → (X (n, d), y (n,)); X float64 (float32 in [0, 1] for MNIST data).
+    """Name or path → (X (n, d), y (n,)); X float64 (float32 in [0, 1] for MNIST data; for a
+    directory holding ``X.npy`` and ``y.npy``, X memory-mapped in the file's dtype, see
+    :func:`load_npy_directory`).
 
     y is returned as the data hold it: int64 for whole numbers, float64 for other numbers,
     str for text labels, bool for booleans (see :func:`encode_labels` for the codes the
@@ -889,6 +964,9 @@ def load(source: Union[str, PathLike], **options: Any) -> Arrays:
     if kind == "csv":
         _check_options(value, options, _CSV_OPTIONS)
         return load_csv(value, **options)
+    if directory_kind(value) == "npy":
+        _check_options(value, options, ())
+        return load_npy_directory(value)
     _check_options(value, options, ("split",))
     return load_mnist(value, **options)
 
@@ -902,6 +980,8 @@ def load_features(source: Union[str, PathLike], n_features: int, *, feature_name
 
     * ``.npy``: the features only (images are flattened to rows).
     * ``.npz``: ``X``, and ``y`` when the archive has it.
+    * a directory holding ``X.npy`` (and ``y.npy``, optional here): X memory-mapped, as
+      :func:`load_npy_directory`.
     * a dataset name or an MNIST directory: as :func:`load`.
     * CSV (delimiter sniffed, header auto-detected, a row index dropped, as :func:`read_csv`):
 
@@ -931,6 +1011,8 @@ def load_features(source: Union[str, PathLike], n_features: int, *, feature_name
     elif kind == "csv":
         X, y = _csv_features(value, n_features, feature_names, label_name, label_index, label_column,
                              header, delimiter, index_column)
+    elif kind == "dir" and directory_kind(value) == "npy":
+        X, y = load_npy_directory(value, labels="optional")
     else:
         X, y = load(source)
     if X.shape[1] != n_features:
@@ -976,7 +1058,7 @@ def _mnist_directory(source: Any, options: Mapping[str, Any]) -> Optional[str]:
     if kind == "name" and value in _MNIST_NAMES:
         _check_options(value, options, ("directory",))
         return os.fspath(options.get("directory", DEFAULT_MNIST_DIR))
-    if kind == "dir":
+    if kind == "dir" and directory_kind(value) == "idx":
         _check_options(value, options, ())
         return value
     return None
@@ -1009,12 +1091,20 @@ def split(X: Any, y: Any, *, test_size: float = 0.25, seed: Any = 0, stratify: O
 def load_train_test(source: Union[str, PathLike], *, test_size: float = 0.25, seed: Any = 0,
                     stratify: Optional[bool] = None, **options: Any
                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, X_test, y_train, y_test): MNIST's official split, else :func:`split` of :func:`load`.
+    """(X_train, X_test, y_train, y_test): MNIST's official split; for a directory holding
+    ``X.npy``/``y.npy``, :func:`tail_split` (the last ``test_size`` of the rows, views of the
+    memory map: nothing is copied); else :func:`split` of :func:`load`.
 
     ``stratify=None`` stratifies class labels (:func:`infer_task`) when every class has at
     least two samples; for MNIST-format data ``test_size`` and ``seed`` do not apply (the
-    files fix the split). Labels come back as :func:`load` returns them.
+    files fix the split), for an ``X.npy`` directory ``seed`` and ``stratify`` do not (the
+    files' order does). Labels come back as :func:`load` returns them.
     """
+    kind, value = _resolve(source)
+    if kind == "dir" and directory_kind(value) == "npy":
+        _check_options(value, options, ())
+        X, y = load_npy_directory(value)
+        return tail_split(X, y, test_size=test_size)
     directory = _mnist_directory(source, options)
     if directory is not None:
         X_train, y_train = load_mnist(directory, split="train")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -35,7 +36,7 @@ from .layers import check_spec, mlp
 from .network import check_params, init_params
 from . import network as _network
 from .optimizers import by_name
-from .train import new_run, train, train_epoch
+from .train import DivergenceWarning, diverged, new_run, train, train_epoch
 from .validation import check_dtype, check_sample_weight
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "expected_failed_checks"]
@@ -176,13 +177,27 @@ class _NeuralNet(BaseEstimator):
             X, X_val, y, y_val = parts[:4]
             w = None if w is None else parts[4]
             validation_data = (X_val, y_val)
-        params, history = train(spec, params, X, y, loss=self._loss(), optimizer=self._optimizer(),
-                                epochs=self.epochs, batch_size=self.batch_size, l2=self.l2,
-                                validation_data=validation_data, seed=seed, sample_weight=w,
-                                early_stopping=early_stopping, progress=bool(self.verbose))
+        self.run_ = None
+        if early_stopping is None:
+            # train() is new_run + `epochs` x train_epoch (bit for bit); running those here keeps
+            # the whole training state, so a later partial_fit continues Adam's state exactly.
+            run = new_run(spec, params, self._optimizer(), seed=seed)
+            for epoch in range(self.epochs):
+                run = train_epoch(spec, run, X, y, loss=self._loss(), optimizer=self._optimizer(),
+                                  batch_size=self.batch_size, l2=self.l2, sample_weight=w)
+                if self.verbose:
+                    print(f"epoch {epoch + 1}/{self.epochs}  loss {run['history']['loss'][-1]:.4f}")
+            if diverged(run["history"].get("loss", []), run["initial_loss"]):
+                warnings.warn(f"training diverged: the loss went from {run['initial_loss']:.4g} to "
+                              f"{run['history']['loss'][-1]:.4g}; try a smaller lr", DivergenceWarning)
+            params, history, self.run_ = run["params"], run["history"], run
+        else:
+            params, history = train(spec, params, X, y, loss=self._loss(), optimizer=self._optimizer(),
+                                    epochs=self.epochs, batch_size=self.batch_size, l2=self.l2,
+                                    validation_data=validation_data, seed=seed, sample_weight=w,
+                                    early_stopping=early_stopping, progress=bool(self.verbose))
         self.spec_, self.params_, self.history_ = spec, params, history
         self.loss_, self.seed_ = self._loss(), seed
-        self.run_ = None  # train() keeps its optimizer state to itself: see partial_fit
         return self
 
     def _partial_fit(self, X, y, classes, sample_weight):
@@ -196,7 +211,7 @@ class _NeuralNet(BaseEstimator):
             spec, params = self._build(X.shape[1], n_outputs, seed)
             self.spec_, self.loss_, self.seed_ = spec, self._loss(), seed
             self.run_ = new_run(spec, params, optimizer, seed=seed)
-        elif self.run_ is None:  # fitted by fit(): start a run from its params
+        elif self.run_ is None:  # fitted by fit() with early stopping: start a run from its params
             self.run_ = new_run(self.spec_, self.params_, optimizer, seed=self.seed_)
         self.run_ = train_epoch(self.spec_, self.run_, X, y, loss=self.loss_, optimizer=optimizer,
                                 batch_size=self.batch_size, l2=self.l2, sample_weight=w)
@@ -270,8 +285,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         """One epoch on (X, y), continuing the optimizer state and the shuffling stream.
 
         ``classes`` (all labels there will be) is required on the first call, as in
-        scikit-learn. ``early_stopping`` and ``epochs`` do not apply. After ``fit``, the
-        first ``partial_fit`` starts a new run (fresh optimizer state) from the fitted params.
+        scikit-learn. ``early_stopping`` and ``epochs`` do not apply. After ``fit`` it continues
+        fit's run exactly (with early stopping, which ends on the best epoch's params, it starts
+        a new run from the fitted params).
         """
         if not hasattr(self, "params_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
@@ -321,8 +337,8 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch on (X, y), continuing the optimizer state and the shuffling stream.
 
-        ``early_stopping`` and ``epochs`` do not apply. After ``fit``, the first
-        ``partial_fit`` starts a new run (fresh optimizer state) from the fitted params.
+        ``early_stopping`` and ``epochs`` do not apply. After ``fit`` it continues fit's run
+        exactly (after a fit with early stopping, it starts a new run from the fitted params).
         """
         return self._partial_fit(X, y, None, sample_weight)
 

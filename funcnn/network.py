@@ -26,6 +26,7 @@ Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
 Cache = Dict[str, Any]
 LayerParams = List[Dict[str, np.ndarray]]
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Inference (predict, evaluate) runs in chunks of about this many bytes of converted input
 # (at least MIN_CHUNK rows): memory stays bounded, and every chunk is a GEMM of the same height
@@ -113,24 +114,24 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
     expected = param_keys(spec)
-    missing = [k for k in expected if k not in params]
-    if missing:
-        raise ValueError(f"params is missing key(s) {missing} required by the spec (expected keys {expected})")
-    extra = sorted(set(params) - set(expected), key=str)
-    if extra:
+    if len(params) != len(expected) or not all(k in params for k in expected):
+        missing = [k for k in expected if k not in params]
+        if missing:
+            raise ValueError(f"params is missing key(s) {missing} required by the spec (expected keys {expected})")
+        extra = sorted(set(params) - set(expected), key=str)
         raise ValueError(f"params has key(s) {extra} that the spec does not define (expected keys {expected})")
     dtype = None
     for k in expected:
         v = params[k]
-        if not isinstance(v, np.ndarray):
+        if type(v) is not np.ndarray and not isinstance(v, np.ndarray):
             raise TypeError(f"params[{k!r}] must be a NumPy array, got {type(v).__name__}")
-        if v.dtype not in (np.float32, np.float64):
-            raise TypeError(f"params[{k!r}] must be float32 or float64, got {v.dtype}")
-        if dtype is None:
+        if v.dtype != dtype:
+            if dtype is not None:
+                raise TypeError(f"params[{k!r}] has dtype {v.dtype} but {expected[0]!r} has {dtype}: "
+                                "all params must share one dtype")
+            if v.dtype not in _FLOATS:
+                raise TypeError(f"params[{k!r}] must be float32 or float64, got {v.dtype}")
             dtype = v.dtype
-        elif v.dtype != dtype:
-            raise TypeError(f"params[{k!r}] has dtype {v.dtype} but {expected[0]!r} has {dtype}: "
-                            "all params must share one dtype")
     in_shape = as_shape(n_inputs) if n_inputs is not None else input_shape(spec, params)
     n_outputs = None
     if in_shape is not None:
@@ -376,7 +377,7 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     dtype = next(iter(params.values())).dtype if dtype is None else np.dtype(dtype)
     n = X.shape[0]
     if chunk is None:
-        row = max(1, int(np.prod(X.shape[1:], dtype=np.int64)) * dtype.itemsize)
+        row = max(1, math.prod(X.shape[1:]) * dtype.itemsize)
         chunk = max(MIN_CHUNK, INFERENCE_CHUNK_BYTES // row)
 
     def run(part):

@@ -89,7 +89,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import losses as _losses
-from .datasets import n_outputs as _data_n_outputs
+from . import datasets
 from .metrics import scores
 from . import optimizers as _optimizers
 from .validation import check_dtype, check_number, check_sample_weight, check_X
@@ -475,7 +475,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
         raise TypeError("validation_data must be a pair (X_val, y_val)")
     X_val = check_X(validation_data[0], dtype, X.shape[1], name="validation_data X")
     y_val = validation_data[1]
-    n_outputs = _data_n_outputs(loss, y, y_val)
+    n_outputs = datasets.n_outputs(loss, y, y_val)
     _losses.check_targets(loss, y, X.shape[0], n_outputs, dtype)
     _losses.check_targets(loss, y_val, X_val.shape[0], n_outputs, dtype, name="validation_data y")
     sample_weight = check_sample_weight(sample_weight, X.shape[0], dtype)
@@ -497,15 +497,21 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
         parallel_kwargs["n_jobs"] = n_jobs
     if backend is not None:
         parallel_kwargs["backend"] = backend
+    parallel = None
     if "return_as" in inspect.signature(joblib.Parallel).parameters:
-        parallel_kwargs["return_as"] = "generator"   # ordered; lets keep_params drop params as they arrive
+        try:  # ordered; lets keep_params drop params as they arrive
+            parallel = joblib.Parallel(**parallel_kwargs, return_as="generator")
+        except ValueError:  # a backend without generators (Ray's): the results come as one list
+            parallel = None
+    if parallel is None:
+        parallel = joblib.Parallel(**parallel_kwargs)
 
     results: List[Result] = []
     leader: Optional[Result] = None
     runs: List[Result] = []
     # The parent's own pools are limited too: that covers n_jobs=1 and thread-based backends.
     with _blas_threads(blas_threads):
-        for run in joblib.Parallel(**parallel_kwargs)(tasks):
+        for run in parallel(tasks):
             runs.append(run)  # in task order: a trial's repeats arrive one after another
             if len(runs) < repeats:
                 continue

@@ -450,9 +450,9 @@ def gather(X: np.ndarray, idx: Optional[np.ndarray], out: np.ndarray) -> np.ndar
     if idx is None:
         dest[...] = X
     elif X.dtype == out.dtype:
-        np.take(X, idx, axis=0, out=dest, mode="clip")  # "clip": idx is valid; "raise" would buffer
+        X.take(idx, axis=0, out=dest, mode="clip")  # "clip": idx is valid; "raise" would buffer
     else:
-        dest[...] = np.take(X, idx, axis=0, mode="clip")
+        dest[...] = X.take(idx, axis=0, mode="clip")
     return dest
 
 

@@ -46,3 +46,12 @@ def digits():
     from sklearn.preprocessing import StandardScaler
     X, y = load_digits(return_X_y=True)
     return StandardScaler().fit_transform(X), y
+
+
+def optimizer_cases():
+    """Optimizers that exercise every branch of every rule (momentum, nesterov, schedules, weight decay)."""
+    from funcnn import optimizers as O
+    from funcnn import schedules as S
+    return [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nesterov=True), O.rmsprop(1e-2),
+            O.rmsprop(S.exponential(0.1, 0.7), decay=0.5, eps=1e-3), O.adam(1e-2),
+            O.adam(S.warmup(S.cosine(0.1, 4), 2), beta1=0.5, beta2=0.8, eps=1e-2, weight_decay=0.1)]

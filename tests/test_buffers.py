@@ -11,7 +11,7 @@ import funcnn as F
 from funcnn import layers, losses, network
 from funcnn import optimizers as O
 from funcnn import schedules as S
-from conftest import frozen
+from conftest import frozen, optimizer_cases
 
 # One example per layer type: (layer dict, one sample's input shape). Every type must have one.
 EXAMPLES = {
@@ -124,9 +124,7 @@ def test_loss_core_with_and_without_buffer(name, dtype, weighted):
     assert v1 == v3 and _bits(g1, g3)
 
 
-OPTS = [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nesterov=True), O.rmsprop(1e-2),
-        O.rmsprop(S.exponential(0.1, 0.7), decay=0.5, eps=1e-3), O.adam(1e-2),
-        O.adam(S.warmup(S.cosine(0.1, 4), 2), beta1=0.5, beta2=0.8, eps=1e-2, weight_decay=0.1)]
+OPTS = optimizer_cases()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -154,3 +154,20 @@ def test_train_a_cnn_from_the_shipped_spec_on_idx_files(tmp_path):
     assert model["params"]["running_var_2"].shape == (32,) and not (model["params"]["running_var_2"] == 1).all()
     ev = cli("evaluate", "model.npz", "--data", str(data), cwd=tmp_path).stdout
     assert "accuracy" in ev
+
+
+def test_sweep_scheduler_without_distributed_is_one_line_exit_1(monkeypatch, capsys):
+    from funcnn import cli as C
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if funcnn[dask] were not installed
+    assert C.main(["sweep", "--scheduler", "tcp://127.0.0.1:8786", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("funcnn sweep: error: --scheduler needs dask.distributed")
+    assert "pip install 'funcnn[dask]'" in err[0]
+
+
+def test_sweep_scheduler_bad_address_is_one_line_exit_1(capsys):
+    pytest.importorskip("distributed")
+    from funcnn import cli as C
+    assert C.main(["sweep", "--scheduler", "localhost:87x", "--scheduler-timeout", "1", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a Dask scheduler address" in err[0]

@@ -265,15 +265,39 @@ def test_partial_fit_k_times_is_fit_with_k_epochs(blobs, regression, kind):
     np.testing.assert_array_equal(stepped.predict(X), fitted.predict(X))
 
 
-def test_partial_fit_after_fit_starts_a_run_from_the_fitted_params(blobs):
+def test_partial_fit_after_fit_continues_the_run_exactly(blobs):
+    X, y = blobs
+    clf = NeuralNetClassifier(**{**FAST, "epochs": 3}).fit(X, y)
+    assert clf.run_["epoch"] == 3
+    clf.partial_fit(X, y)
+    longer = NeuralNetClassifier(**{**FAST, "epochs": 4}).fit(X, y)
+    assert_tree_equal(clf.params_, longer.params_)
+    assert clf.history_ == longer.history_
+
+
+def test_fit_equals_train(blobs):
     X, y = blobs
     clf = NeuralNetClassifier(**FAST).fit(X, y)
+    params, history = F.train(clf.spec_, F.init_params(clf.spec_, X.shape[1], seed=clf.seed_, dtype=clf.dtype),
+                              X, LabelEncoderForTest(y), loss=clf.loss_, optimizer=F.adam(FAST["lr"]),
+                              epochs=clf.epochs, batch_size=clf.batch_size, l2=clf.l2, seed=clf.seed_,
+                              progress=False)
+    assert_tree_equal(clf.params_, params)
+
+
+def test_partial_fit_after_an_early_stopped_fit_starts_a_run_from_the_fitted_params(blobs):
+    X, y = blobs
+    clf = NeuralNetClassifier(**{**FAST, "early_stopping": True}).fit(X, y)
     assert clf.run_ is None  # train() returns params and history, not its optimizer state
     run = new_run(clf.spec_, clf.params_, F.adam(FAST["lr"]), seed=clf.seed_)
     run = train_epoch(clf.spec_, run, X, y, loss=clf.loss_, optimizer=F.adam(FAST["lr"]), batch_size=32, l2=1e-4)
     clf.partial_fit(X, y)
     assert_tree_equal(clf.params_, run["params"])
     assert clf.run_["epoch"] == 1
+
+
+def LabelEncoderForTest(y):
+    return np.unique(y, return_inverse=True)[1]
 
 
 def test_partial_fit_state_is_plain_data(blobs):

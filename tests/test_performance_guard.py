@@ -20,7 +20,7 @@ from funcnn import layers, losses, network
 from funcnn import optimizers as O
 from funcnn import schedules as S
 from funcnn.train import train
-from conftest import assert_tree_equal
+from conftest import assert_tree_equal, optimizer_cases
 
 CE = "softmax_cross_entropy"
 
@@ -124,9 +124,7 @@ def test_labels_are_validated_once_not_per_batch(monkeypatch):
     assert len(calls) == 2  # y and the validation y, up front: not once per each of the 120 batches
 
 
-OPTS = [O.sgd(0.1), O.sgd(0.05, momentum=0.9), O.sgd(0.05, momentum=0.8, nesterov=True), O.rmsprop(1e-2),
-        O.rmsprop(S.exponential(0.1, 0.7), decay=0.5, eps=1e-3), O.adam(1e-2),
-        O.adam(S.warmup(S.cosine(0.1, 4), 2), beta1=0.5, beta2=0.8, eps=1e-2, weight_decay=0.1)]
+OPTS = optimizer_cases()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

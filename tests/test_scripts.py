@@ -256,3 +256,24 @@ def test_benchmark_help_runs_from_any_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for option in ("--quick", "--frameworks", "--latency", "--scaling", "--compare", "--forced-kernels"):
         assert option in proc.stdout
+
+
+@pytest.mark.parametrize("synthetic", [False, True])
+def test_make_large_dataset_quick(tmp_path, synthetic):
+    """--quick writes 5000 rows as X.npy (uint8, (n, 784)) + y.npy (int64): a data directory funcnn reads
+    memory-mapped. Fashion-MNIST rows come from a tiny IDX directory written here; a missing one falls
+    back to synthetic images."""
+    from funcnn import datasets as D
+    source = write_tiny_mnist(str(tmp_path / "mnist"), n_train=300, n_test=100)
+    out = tmp_path / "big"
+    extra = ["--source-dir", str(tmp_path / "nothing")] if synthetic else ["--source-dir", source]
+    result = load_script("make_large_dataset").main(["--quick", "--out", str(out), *extra])
+    assert result["rows"] == 5000 and result["kind"] == ("synthetic" if synthetic else "fashion-mnist")
+    X, y = D.load(str(out))
+    assert X.dtype == np.uint8 and X.shape == (5000, 784) and isinstance(X, np.memmap)
+    assert y.dtype == np.int64 and set(np.unique(y)) <= set(range(10)) and len(np.unique(y)) == 10
+    assert result["x_bytes"] == X.nbytes + 128  # the .npy header
+    assert len(np.unique(X[:200], axis=0)) == 200  # replicated rows differ (shifts, jitter)
+    again = load_script("make_large_dataset").main(["--quick", "--out", str(tmp_path / "again"), *extra])
+    assert again["rows"] == 5000
+    assert (out / "X.npy").read_bytes() == (tmp_path / "again" / "X.npy").read_bytes()  # same seed, same bytes
