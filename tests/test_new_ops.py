@@ -9,7 +9,7 @@ import funcnn as F
 from funcnn import layers as L
 from funcnn import losses as LS
 from funcnn import optimizers as O
-from funcnn.gradcheck import check_gradients, gradient_errors, numerical_gradient, relative_error
+from funcnn.gradcheck import check_gradients, numerical_gradient, relative_error
 from funcnn.train import evaluate, train
 from conftest import assert_tree_equal
 
