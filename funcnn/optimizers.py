@@ -21,9 +21,11 @@ Every optimizer also takes ``clip_norm`` (gradient clipping by global norm, as
 ``torch.nn.utils.clip_grad_norm_`` before the step; see :func:`clip_factor`), stored in its
 dict only when set.
 
-Each update allocates only the arrays it returns plus at most one scratch array per
-parameter, and works with ``out=`` on those, because the optimizer runs once per minibatch
-over every weight and extra elementwise passes are pure memory traffic.
+Each optimizer is one rule per array (``OPTIMIZERS[name]["rule"]``) in NumPy's out= idiom:
+``update`` applies it to every array with fresh output arrays (plus one scratch array each);
+``funcnn.train`` applies the very same rule to all parameters at once, concatenated into one
+flat buffer, in place (:func:`apply_rule`). Elementwise arithmetic rounds each element alike
+either way, so the two agree bit for bit.
 """
 from __future__ import annotations
 

@@ -6,9 +6,8 @@ They fail if someone reintroduces what made the loop slow:
 * a float64 array in a float32 run (every array entering or leaving a layer, the loss and
   the optimizer step is checked);
 * per-batch validation of the labels;
-* an in-place optimizer step that drifts from the public ``update`` (bit for bit for sgd
-  and rmsprop, to rounding for adam, whose slots are scaled inside the loop), or a loop
-  that mutates the params it has handed out.
+* an in-place optimizer step on the flat buffers that drifts from the public ``update``
+  (bit for bit, every optimizer), or a loop that mutates the params it has handed out.
 """
 import tracemalloc
 
