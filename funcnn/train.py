@@ -419,6 +419,7 @@ def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
     ws["p"] = {k: ws["p"][k] for k in keys}  # the params' order
     ws["lparams"] = _network.layer_params(spec, ws["p"])
     ws["lgrads"] = _network.layer_params(spec, ws["g"])
+    ws["stateful"] = len(ws["flat_keys"]) < len(keys)  # any running state (batch norm) to set per step
     batch = data["n"] if data["batch_size"] is None else min(data["batch_size"], data["n"])
     X, y = data["X"], data["y"]
     ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=dtype)
@@ -490,8 +491,9 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
             if factor != 1.0:
                 G *= factor  # update()'s g * factor, on the flat buffer (its padding stays 0)
             _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
-            for k, v in _network.new_state(spec, ws["lparams"], caches).items():
-                ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]
+            if ws["stateful"]:
+                for k, v in _network.new_state(spec, ws["lparams"], caches).items():
+                    ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]
             ws["step"] += 1
             total += value
             counted += 1
