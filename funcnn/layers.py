@@ -288,8 +288,15 @@ def _no_params(layer, in_shape, rng, dtype, before_relu):
     return {}
 
 
+def positive_part(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``max(x, 0)`` elementwise (NaN stays NaN), into ``out`` when given (which may be ``x``)."""
+    # Against an array of zeros, not the scalar 0: NumPy's maximum vectorises only the
+    # array-array loop, which is 1.7-2x faster here (32k to 1.6M float32) even counting the zeros.
+    return np.maximum(x, np.zeros(x.shape, x.dtype), out=out)
+
+
 def _relu_forward(layer, p, x, training, rng, out=None):
-    y = np.maximum(x, 0, out=out)
+    y = positive_part(x, out=out)
     return y, y
 
 
@@ -454,7 +461,7 @@ def _elu_forward(layer, p, x, training, rng, out=None):
     np.copyto(slope, 1, where=x > 0)  # d elu / dx: 1 for x > 0, alpha exp(x) otherwise (before out is written)
     np.expm1(neg, out=neg)
     neg *= alpha
-    y = np.maximum(x, 0, out=out)     # x for x > 0 (plus alpha expm1(0) = 0), alpha (e^x - 1) otherwise
+    y = positive_part(x, out=out)     # x for x > 0 (plus alpha expm1(0) = 0), alpha (e^x - 1) otherwise
     y += neg
     return y, slope
 
@@ -466,7 +473,7 @@ def _softplus_forward(layer, p, x, training, rng, out=None):
     np.negative(t, out=t)
     np.exp(t, out=t)
     np.log1p(t, out=t)
-    y = np.maximum(x, 0, out=out)
+    y = positive_part(x, out=out)
     y += t
     return y, slope
 
@@ -744,8 +751,60 @@ LAYERS: Dict[str, Dict[str, Any]] = {
 INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "max_pool", "avg_pool", "flatten", "reshape"})
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def spec_key(spec: Any) -> Optional[Tuple[Any, ...]]:
+    """A hashable value that determines ``spec`` whole, types included (``1``, ``True`` and ``1.0``
+    differ), or None when a value is not a plain str/int/float/bool/None (or a list of them).
+
+    The key under which facts derived from a spec alone (validity, shapes, keys) are memoised:
+    a spec is a list of mutable dicts, so nothing is kept by identity, only by content.
+    """
+    if type(spec) is not list and type(spec) is not tuple:
+        return None
+    parts: List[Any] = []
+    for layer in spec:
+        if type(layer) is not dict:
+            return None
+        for k, v in layer.items():
+            t = type(v)
+            if t not in _PLAIN:
+                if t is not list and t is not tuple:
+                    return None
+                v = tuple((type(e), e) for e in v)
+                for e, _ in v:
+                    if e not in _PLAIN:
+                        return None
+            parts.append((k, t, v))
+        parts.append(None)  # the end of a layer
+    return tuple(parts)
+
+
+def remember(memo: Dict[Any, Any], key: Any, value: Any, size: int = 64) -> Any:
+    """``memo[key] = value``, dropping the oldest entries beyond ``size``; returns ``value``."""
+    while len(memo) >= size:
+        memo.pop(next(iter(memo)), None)
+    memo[key] = value
+    return value
+
+
+# Keys (spec_key) of specs that passed check_spec: a predict call validates its spec again, and
+# the full check of a 5-layer spec costs 4-5x its key.
+_VALID_SPECS: Dict[Tuple[Any, ...], bool] = {}
+
+
 def check_spec(spec: Any) -> None:
     """Raise ``TypeError``/``ValueError`` naming the layer index and key if ``spec`` is not valid."""
+    key = spec_key(spec)
+    if key is not None and key in _VALID_SPECS:
+        return
+    _check_spec(spec)
+    if key is not None:
+        remember(_VALID_SPECS, key, True)
+
+
+def _check_spec(spec: Any) -> None:
     if not isinstance(spec, (list, tuple)):
         raise TypeError(f"spec must be a list of layer dicts, got {type(spec).__name__}")
     if len(spec) == 0:

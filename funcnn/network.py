@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import losses as _losses
-from .layers import INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key
+from .layers import INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key, remember, spec_key
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -91,14 +91,49 @@ def shapes(spec: Spec, in_shape: Shape) -> List[Tuple[Dict[str, Shape], Shape]]:
     return out
 
 
-def input_shape(spec: Spec, params: Params) -> Optional[Shape]:
-    """The per-sample input shape the params imply, when a dense layer comes first (else None)."""
+def _input_key(spec: Spec) -> Optional[str]:
+    """The key of the W whose rows fix the input width (a dense layer first, after elementwise layers), or None."""
     first = first_trainable(spec)
     if spec[first]["type"] == "dense" and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
-        W = params.get(f"W_{first}")
-        if isinstance(W, np.ndarray) and W.ndim == 2:
-            return (W.shape[0],)
+        return f"W_{first}"
     return None
+
+
+def input_shape(spec: Spec, params: Params) -> Optional[Shape]:
+    """The per-sample input shape the params imply, when a dense layer comes first (else None)."""
+    key = _input_key(spec)
+    W = None if key is None else params.get(key)
+    if isinstance(W, np.ndarray) and W.ndim == 2:
+        return (W.shape[0],)
+    return None
+
+
+# Per spec_key: the input key and the expected keys; per (spec_key, input shape): every array's
+# shape and the output width. check_params runs on every predict call; these facts depend on
+# the spec's content alone.
+_KEYS: Dict[Any, Tuple[Optional[str], List[str], frozenset]] = {}
+_LAYOUTS: Dict[Any, Tuple[List[Tuple[int, str, Shape]], int]] = {}
+
+
+def _spec_keys(spec: Spec, key: Any) -> Tuple[Optional[str], List[str], frozenset]:
+    facts = _KEYS.get(key) if key is not None else None
+    if facts is None:
+        expected = param_keys(spec)
+        facts = (_input_key(spec), expected, frozenset(expected))
+        if key is not None:
+            remember(_KEYS, key, facts)
+    return facts
+
+
+def _layout(spec: Spec, key: Any, in_shape: Shape) -> Tuple[List[Tuple[int, str, Shape]], int]:
+    facts = _LAYOUTS.get((key, in_shape)) if key is not None else None
+    if facts is None:
+        per_layer = shapes(spec, in_shape)
+        facts = ([(i, f"{name}_{i}", tuple(shape)) for i, (own, _) in enumerate(per_layer)
+                  for name, shape in own.items()], per_layer[-1][1][-1])
+        if key is not None:
+            remember(_LAYOUTS, (key, in_shape), facts)
+    return facts
 
 
 def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool = True
@@ -113,8 +148,9 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of arrays, got {type(params).__name__}")
-    expected = param_keys(spec)
-    if len(params) != len(expected) or not all(k in params for k in expected):
+    key = spec_key(spec)
+    first_W, expected, expected_set = _spec_keys(spec, key)
+    if len(params) != len(expected) or not expected_set.issuperset(params):
         missing = [k for k in expected if k not in params]
         if missing:
             raise ValueError(f"params is missing key(s) {missing} required by the spec (expected keys {expected})")
@@ -132,16 +168,18 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
             if v.dtype not in _FLOATS:
                 raise TypeError(f"params[{k!r}] must be float32 or float64, got {v.dtype}")
             dtype = v.dtype
-    in_shape = as_shape(n_inputs) if n_inputs is not None else input_shape(spec, params)
+    if n_inputs is not None:
+        in_shape = as_shape(n_inputs)
+    else:
+        W = None if first_W is None else params[first_W]
+        in_shape = (W.shape[0],) if W is not None and W.ndim == 2 else None
     n_outputs = None
     if in_shape is not None:
-        for i, (own, out_shape) in enumerate(shapes(spec, in_shape)):
-            for name, shape in own.items():
-                key = f"{name}_{i}"
-                if params[key].shape != tuple(shape):
-                    raise ValueError(f"params[{key!r}] has shape {params[key].shape}, expected {tuple(shape)} "
-                                     f"for spec[{i}] ({spec[i]['type']}) on inputs of shape {in_shape}")
-        n_outputs = out_shape[-1]
+        arrays, n_outputs = _layout(spec, key, in_shape)
+        for i, k, shape in arrays:
+            if params[k].shape != shape:
+                raise ValueError(f"params[{k!r}] has shape {params[k].shape}, expected {shape} "
+                                 f"for spec[{i}] ({spec[i]['type']}) on inputs of shape {in_shape}")
     if finite:
         check_finite(params, "params")
     n_in = None if in_shape is None else (in_shape[0] if len(in_shape) == 1 else in_shape)

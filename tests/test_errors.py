@@ -99,3 +99,52 @@ def test_bad_input(case):
     _, fn, exc, pattern = case
     with pytest.raises(exc, match=pattern):
         fn()
+
+
+# --- validation facts are memoised by the spec's content, never by identity ---------------
+
+def test_spec_key_tells_types_apart():
+    from funcnn.layers import spec_key
+    keys = {spec_key([{"type": "dense", "units": u}]) for u in (1, True, 1.0)}
+    assert len(keys) == 3 and None not in keys
+    assert spec_key([{"type": "dense", "units": np.int64(3)}]) is None  # not a plain value: no memo
+    assert spec_key([{"type": "reshape", "shape": [2, 2]}]) != spec_key([{"type": "reshape", "shape": [2, 2.0]}])
+    assert spec_key("dense") is None and spec_key([["dense"]]) is None
+
+
+@pytest.mark.parametrize("bad, exc, msg", [
+    (True, TypeError, r"spec\[0\].*'units'"), (4.0, TypeError, r"spec\[0\].*'units'"),
+    (0, ValueError, r"spec\[0\].*'units'.*got 0")])
+def test_a_spec_mutated_after_a_valid_call_is_checked_again(bad, exc, msg):
+    spec = [F.dense(4), F.relu(), F.dense(3)]
+    params = F.init_params(spec, 2, seed=0)
+    F.predict(spec, params, X, loss=CE)  # valid: its facts are memoised
+    spec[0]["units"] = bad
+    with pytest.raises(exc, match=msg):
+        F.predict(spec, params, X, loss=CE)
+    with pytest.raises(exc, match=msg):
+        F.layers.check_spec(spec)
+
+
+def test_params_mutated_after_a_valid_call_are_checked_again():
+    spec = [F.dense(4), F.relu(), F.dense(3)]
+    params = dict(F.init_params(spec, 2, seed=0))
+    F.predict(spec, params, X, loss=CE)
+    params["W_2"] = np.zeros((5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"params\['W_2'\] has shape \(5, 3\), expected \(4, 3\)"):
+        F.predict(spec, params, X, loss=CE)
+    params["W_2"] = np.zeros((4, 3), np.float32)
+    params["extra"] = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match=r"key\(s\) \['extra'\]"):
+        F.predict(spec, params, X, loss=CE)
+    del params["extra"], params["b_2"]
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['b_2'\]"):
+        F.predict(spec, params, X, loss=CE)
+
+
+def test_the_memo_stays_bounded():
+    from funcnn import layers, network
+    for units in range(1, 200):
+        spec = [F.dense(units), F.relu(), F.dense(2)]
+        F.predict(spec, F.init_params(spec, 2, seed=0), X, loss=CE)
+    assert len(layers._VALID_SPECS) <= 64 and len(network._KEYS) <= 64 and len(network._LAYOUTS) <= 64
