@@ -36,7 +36,7 @@ from .layers import check_spec, mlp
 from .network import check_params, init_params
 from . import network as _network
 from .optimizers import by_name
-from .train import DivergenceWarning, diverged, new_run, train, train_epoch
+from .train import DivergenceWarning, divergence_floor, diverged, new_run, train, train_epoch
 from .validation import check_dtype, check_sample_weight
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "expected_failed_checks"]
@@ -187,7 +187,8 @@ class _NeuralNet(BaseEstimator):
                                   batch_size=self.batch_size, l2=self.l2, sample_weight=w)
                 if self.verbose:
                     print(f"epoch {epoch + 1}/{self.epochs}  loss {run['history']['loss'][-1]:.4f}")
-            if diverged(run["history"].get("loss", []), run["initial_loss"]):
+            if diverged(run["history"].get("loss", []), run["initial_loss"],
+                        divergence_floor(self._loss(), check_params(spec, run["params"])[1])):
                 warnings.warn(f"training diverged: the loss went from {run['initial_loss']:.4g} to "
                               f"{run['history']['loss'][-1]:.4g}; try a smaller lr", DivergenceWarning)
             params, history, self.run_ = run["params"], run["history"], run

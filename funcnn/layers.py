@@ -288,11 +288,30 @@ def _no_params(layer, in_shape, rng, dtype, before_relu):
     return {}
 
 
+# A read-only block of zeros per dtype for positive_part (allocating fresh zeros per call would
+# cost page faults on large arrays; a block is reused, and bounded).
+_ZERO_BLOCK = 1 << 16
+_ZEROS: Dict[np.dtype, np.ndarray] = {}
+
+
 def positive_part(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``max(x, 0)`` elementwise (NaN stays NaN), into ``out`` when given (which may be ``x``)."""
-    # Against an array of zeros, not the scalar 0: NumPy's maximum vectorises only the
-    # array-array loop, which is 1.7-2x faster here (32k to 1.6M float32) even counting the zeros.
-    return np.maximum(x, np.zeros(x.shape, x.dtype), out=out)
+    # NumPy vectorises maximum's array-array loop, not the array-scalar one: against a block
+    # of zeros it runs 2-3x faster (32k to 700k float32 elements, this machine).
+    if out is None:
+        out = np.empty_like(x)
+    if x.dtype.kind != "f" or not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return np.maximum(x, 0, out=out)
+    zeros = _ZEROS.get(x.dtype)
+    if zeros is None:
+        zeros = np.zeros(_ZERO_BLOCK, x.dtype)
+        zeros.flags.writeable = False
+        _ZEROS[x.dtype] = zeros
+    xf, of = x.reshape(-1), out.reshape(-1)
+    for start in range(0, xf.shape[0], _ZERO_BLOCK):
+        stop = min(start + _ZERO_BLOCK, xf.shape[0])
+        np.maximum(xf[start:stop], zeros[:stop - start], out=of[start:stop])
+    return out
 
 
 def _relu_forward(layer, p, x, training, rng, out=None):

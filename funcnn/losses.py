@@ -18,6 +18,7 @@ Registries, in the manner of scikit-learn's ``neural_network/_base.py``:
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -293,6 +294,8 @@ OPTIONS: Dict[str, Dict[str, Tuple[Any, Callable[[Any, str], Any]]]] = {
 
 def resolve(loss: Any) -> Tuple[str, Dict[str, Any]]:
     """``(name, options)`` of a loss given as a name or as ``{"name": ..., **options}``; checked."""
+    if type(loss) is str and loss in LOSSES:  # the common case, once per minibatch in train
+        return loss, {}
     if isinstance(loss, dict):
         name = loss.get("name")
         options = {k: v for k, v in loss.items() if k != "name"}
@@ -352,6 +355,18 @@ def check_outputs(loss: Any, n_outputs: Optional[int]) -> None:
 def is_classification(loss: Any) -> bool:
     """True for the losses whose predictions are class labels."""
     return resolve(loss)[0] in PROBA
+
+
+def chance_level(loss: Any, n_outputs: int) -> Optional[float]:
+    """The loss of an uninformed classifier (uniform probabilities): ``log k`` for softmax
+    cross-entropy over k classes, ``log 2`` for binary cross-entropy; None for regression losses,
+    whose scale depends on the targets."""
+    name = resolve(loss)[0]
+    if name == "softmax_cross_entropy":
+        return math.log(n_outputs)
+    if name == "binary_cross_entropy":
+        return math.log(2.0)
+    return None
 
 
 def check_targets(loss: Any, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:

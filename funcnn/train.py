@@ -59,7 +59,11 @@ MONITOR_MODES = {"loss": "min", "val_loss": "min", "accuracy": "max", "val_accur
 # * some epoch's mean loss exceeded ``BLOWUP_FACTOR * start`` and ``end > start / 2`` — it blew
 #   up and never really recovered (Adam at lr 10 on digits: start 3.1, epoch 1 at 2.8e5, then
 #   stuck near 3.1 predicting one class). A working run ends far below its start.
+# Neither counts for a classifier whose last loss is at most DIVERGENCE_FLOOR x its chance
+# level (log k): a well-fit model trained on shows tiny, noisy losses (first minibatch 1e-5,
+# epoch 3e-4), which the relative rules alone would call divergence.
 DIVERGENCE_FACTOR = 1.25
+DIVERGENCE_FLOOR = 0.1
 BLOWUP_FACTOR = 10.0
 
 
@@ -293,7 +297,7 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     finally:
         if bar is not None:
             bar.close()
-    _warn_if_diverged(history, book)
+    _warn_if_diverged(history, book, divergence_floor(loss, data["n_out"]))
     if es is not None and es["restore_best"] and book["best_params"] is not None:
         params = book["best_params"]
     return params, history
@@ -319,17 +323,26 @@ def _early_stopping_step(es, book, history, params, epoch) -> None:
         book["stopped"] = book["wait"] >= es["patience"]
 
 
-def diverged(losses: Sequence[float], start: Optional[float]) -> bool:
-    """Whether a run with epoch losses ``losses`` that started at ``start`` diverged (rule above)."""
-    if not losses or start is None or not start > 0:
+def divergence_floor(loss: Any, n_outputs: int) -> float:
+    """Losses at or below this never count as diverged: a tenth of the classifier's chance level
+    (:func:`funcnn.losses.chance_level`), 0 for regression. A well-fit model's minibatch losses are
+    tiny and noisy: the first batch may score 1e-5 and the epoch 3e-4 without anything amiss."""
+    level = _losses.chance_level(loss, n_outputs)
+    return 0.0 if level is None else DIVERGENCE_FLOOR * level
+
+
+def diverged(losses: Sequence[float], start: Optional[float], floor: float = 0.0) -> bool:
+    """Whether a run with epoch losses ``losses`` that started at ``start`` diverged (rule above;
+    never when the last loss is at most ``floor``, see :func:`divergence_floor`)."""
+    if not losses or start is None or not start > 0 or not losses[-1] > floor:
         return False
     end = losses[-1]
     return end > DIVERGENCE_FACTOR * start or (max(losses) > BLOWUP_FACTOR * start and end > start / 2)
 
 
-def _warn_if_diverged(history: History, book: Dict[str, Any]) -> None:
+def _warn_if_diverged(history: History, book: Dict[str, Any], floor: float) -> None:
     start = book.get("initial_loss")
-    if diverged(history["loss"], start):
+    if diverged(history["loss"], start, floor):
         warnings.warn(f"training diverged: the loss went from {start:.4g} to {max(history['loss']):.4g} and ended "
                       f"at {history['loss'][-1]:.4g}; try a smaller learning rate", DivergenceWarning, stacklevel=3)
 

@@ -170,6 +170,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--data-dir", default=DEFAULT_MNIST_DIR,
                         help=f"Fashion-MNIST IDX files (default {DEFAULT_MNIST_DIR})")
     parser.add_argument("--mnist-dir", default=None, help="digit MNIST IDX files (default: none, skipped)")
+    parser.add_argument("--only", choices=("fashion", "mnist"), default=None,
+                        help="run one data set only (default: Fashion-MNIST, then MNIST with --mnist-dir)")
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {EPOCHS}; 1 with --quick)")
     parser.add_argument("--flips", action=argparse.BooleanOptionalAction, default=FLIPS,
                         help=f"random left-right flips of half the training images each epoch (default {FLIPS})")
@@ -182,6 +184,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     jobs = [("fashion", "Fashion-MNIST", args.data_dir, FASHION_NAMES)]
     if args.mnist_dir is not None:
         jobs.append(("mnist", "MNIST", args.mnist_dir, [str(i) for i in range(10)]))
+    if args.only == "mnist" and args.mnist_dir is None:
+        parser.error("--only mnist needs --mnist-dir")
+    if args.only is not None:
+        jobs = [job for job in jobs if job[0] == args.only]
     results: Dict[str, Any] = {}
     rows = []
     for tag, title, directory, names in jobs:

@@ -158,3 +158,29 @@ def test_resuming_a_different_run_is_refused(tmp_path, change, pattern):
         F.train(SPEC, F.init_params(SPEC, 4, seed=0), Xr, y, epochs=3, checkpoint=path, **kw)
     assert path in str(info.value)
     assert open(path, "rb").read() == before
+
+
+def test_divergence_floor_for_classifiers():
+    from funcnn.train import divergence_floor, diverged
+    assert divergence_floor("softmax_cross_entropy", 10) == pytest.approx(0.1 * np.log(10))
+    assert divergence_floor("binary_cross_entropy", 1) == pytest.approx(0.1 * np.log(2))
+    assert divergence_floor("mean_squared_error", 3) == 0.0
+    assert not diverged([3.47e-4], 1.25e-5, floor=0.23)   # a well-fit model: tiny, noisy losses
+    assert diverged([0.5], 0.01, floor=0.23)              # real damage above a tenth of chance
+    assert diverged([3.47e-4], 1.25e-5)                    # regression: no floor, the relative rule
+
+
+def test_training_a_fitted_classifier_on_does_not_warn():
+    """Before: continuing a converged digits model for one epoch warned (first batch 1e-5, epoch 3e-4)."""
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    spec = F.layers.mlp([64], n_outputs=10)
+    params, h = F.train(spec, F.init_params(spec, 64, seed=0), X, y, loss="softmax_cross_entropy",
+                        optimizer=F.optimizers.adam(3e-3), epochs=60, batch_size=32, seed=0, progress=False)
+    assert h["loss"][-1] < 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        for seed in range(5):
+            params, _ = F.train(spec, params, X, y, loss="softmax_cross_entropy", optimizer=F.optimizers.adam(3e-3),
+                                epochs=1, batch_size=32, seed=seed, progress=False)
