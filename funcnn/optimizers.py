@@ -282,12 +282,13 @@ def _adam_rule(opt: Optimizer, lr: float, t: int, p: np.ndarray, g: np.ndarray,
     m, v = slots
     b1, b2, eps = float(opt["beta1"]), float(opt["beta2"]), float(opt["eps"])
     wd = float(opt["weight_decay"])
-    # m + (1-b1)(g - m) is torch's exp_avg.lerp_(grad, 1-b1).
-    np.subtract(g, m, out=tmp)
-    tmp *= 1.0 - b1
-    np.add(m, tmp, out=new_m)
-    np.multiply(g, 1.0 - b2, out=tmp)
-    tmp *= g
+    # b1 m + (1-b1) g (optax's and JAX's form; torch's lerp m + (1-b1)(g - m) is the same number
+    # up to rounding and costs a three-array pass more), then b2 v + (1-b2) g**2.
+    np.multiply(m, b1, out=new_m)
+    np.multiply(g, 1.0 - b1, out=tmp)
+    new_m += tmp
+    np.square(g, out=tmp)
+    tmp *= 1.0 - b2
     np.multiply(v, b2, out=new_v)
     new_v += tmp
     c1 = 1.0 - b1 ** t
