@@ -28,7 +28,9 @@ How it measures
 * Each framework runs in its own subprocess (this script with ``--worker``), so peak memory
   (``ru_maxrss``, and ``VmHWM`` reset once the data and model are set up) is its own. The
   processes stay alive and the parent runs them one epoch at a time, rotating the order
-  every round, so load changes on the machine hit all of them alike. The first epoch is a
+  every round, so load changes on the machine hit all of them alike; each timed command waits
+  0.3 s first (SETTLE_SECONDS), so that threads still spinning after the previous process's job
+  (OpenMP, OpenBLAS) do not take its CPU. The first epoch is a
   warm-up (setup, JIT compiles); the tables give the median of the others, and every ratio
   is the median of per-round ratios (each pair ran back to back) with its range.
 * The data is loaded once by the parent (``funcnn.datasets.load_mnist`` from
@@ -772,6 +774,17 @@ def rotated(ws, r):
     return ws[k:] + ws[:k]
 
 
+# Pause before each timed command: a runtime's worker threads may spin on for a while after its
+# job (OpenMP's spin-wait in PyTorch, 200 ms by default with Intel's runtime; OpenBLAS's threads),
+# and would take CPU from the next process's timed job.
+SETTLE_SECONDS = 0.3
+
+
+def settled_ask(w, cmd):
+    time.sleep(SETTLE_SECONDS)
+    return ask(w, cmd)
+
+
 def run_set(cols, task, opts, epochs, predicts, latency_calls, log, notes):
     """Start one worker per column, alternate epochs, predictions and latency rounds, finish them."""
     path = prepare_data(task, opts, opts["cache"], notes)
@@ -788,7 +801,7 @@ def run_set(cols, task, opts, epochs, predicts, latency_calls, log, notes):
                 workers.append(w)
         for r in range(epochs):
             for w in rotated(workers, r):
-                reply = ask(w, "epoch")
+                reply = settled_ask(w, "epoch")
                 w["epochs"].append(reply["epoch_time"])
                 w["epoch_info"].append(reply)
             log(f"  epoch {r + 1}/{epochs}: " + "  ".join(f"{w['id']} {w['epochs'][-1]:.3f}s" for w in workers))
@@ -800,11 +813,11 @@ def run_set(cols, task, opts, epochs, predicts, latency_calls, log, notes):
         served = [w for w in workers if w["framework"] != "gemm" and w["id"] != "funcnn-sgd0"]
         for r in range(predicts):
             for w in rotated(served, r):
-                w["predict"].append(ask(w, "predict")["predict_time"])
+                w["predict"].append(settled_ask(w, "predict")["predict_time"])
         rounds = (4 if latency_calls >= 4 else 1) if latency_calls else 0
         for r in range(rounds):
             for w in rotated(served, r):
-                w["latency"] += ask(w, f"latency {latency_calls // rounds}")["latency"]
+                w["latency"] += settled_ask(w, f"latency {latency_calls // rounds}")["latency"]
         for w in workers:
             w["final"] = ask(w, "finish")
             w["proc"].wait()
