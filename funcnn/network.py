@@ -99,15 +99,6 @@ def _input_key(spec: Spec) -> Optional[str]:
     return None
 
 
-def input_shape(spec: Spec, params: Params) -> Optional[Shape]:
-    """The per-sample input shape the params imply, when a dense layer comes first (else None)."""
-    key = _input_key(spec)
-    W = None if key is None else params.get(key)
-    if isinstance(W, np.ndarray) and W.ndim == 2:
-        return (W.shape[0],)
-    return None
-
-
 # Per spec_key: the input key and the expected keys; per (spec_key, input shape): every array's
 # shape and the output width. check_params runs on every predict call; these facts depend on
 # the spec's content alone.
