@@ -124,3 +124,24 @@ def test_predict_conventions():
     np.testing.assert_allclose(F.predict(spec, params, X, loss="mean_squared_error"), z[:, None])
     with pytest.raises(ValueError, match="regression"):
         F.predict_proba(spec, params, X, loss="mean_squared_error")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (1, 65536), (70000,), (2, 300, 250), (4, 40, 40, 30)])
+def test_positive_part_is_max_x_0_blocks_views_and_nan(shape, dtype):
+    """positive_part (ReLU's, ELU's and softplus's max(x, 0)) against np.maximum: one block of
+    zeros and several (the block is 65536 elements), strided views, in place, NaN and ±inf."""
+    from funcnn.layers import positive_part
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::997] = np.nan
+    x.reshape(-1)[1::1009] = np.inf
+    x.reshape(-1)[2::1013] = -np.inf
+    want = np.maximum(x, 0)
+    np.testing.assert_array_equal(positive_part(x), want)
+    view = x[..., ::2]  # not contiguous: the scalar loop
+    np.testing.assert_array_equal(positive_part(view), np.maximum(view, 0))
+    y = x.copy()
+    assert positive_part(y, out=y) is y
+    np.testing.assert_array_equal(y, want)
+    x.flags.writeable = False
+    np.testing.assert_array_equal(positive_part(x), want)
