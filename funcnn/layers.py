@@ -324,11 +324,17 @@ def _relu_backward(layer, p, y, g, need_dx, out=None):
     return np.multiply(g, y > 0, out=_out(out, "dx")), {}
 
 
-def _leaky_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"alpha"}))
-    alpha = layer.get("alpha", 0.01)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
-        _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
+def _alpha_check(default: float) -> Callable[[Layer, str], None]:
+    """The check of a layer whose one key is an optional non-negative ``alpha`` (leaky_relu, elu)."""
+    def check(layer: Layer, where: str) -> None:
+        _check_keys(layer, where, frozenset({"alpha"}))
+        alpha = layer.get("alpha", default)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
+            _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
+    return check
+
+
+_leaky_check = _alpha_check(0.01)
 
 
 def _leaky_forward(layer, p, x, training, rng, out=None):
@@ -465,11 +471,7 @@ def _gelu_forward(layer, p, x, training, rng, out=None):
     return y, d
 
 
-def _elu_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"alpha"}))
-    alpha = layer.get("alpha", 1.0)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
-        _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
+_elu_check = _alpha_check(1.0)
 
 
 def _elu_forward(layer, p, x, training, rng, out=None):
