@@ -584,3 +584,35 @@ def test_chunked_inference_of_a_cnn(monkeypatch, chunk):
     small = network.infer(spec, params, X, chunk=chunk)
     np.testing.assert_allclose(small, whole, rtol=1e-5, atol=1e-5)
     assert_tree_equal(network.infer(spec, params, X, chunk=chunk), small)
+
+
+def test_default_inference_chunks_count_the_widest_layer_output(monkeypatch):
+    """Without a chunk, inference sizes its chunks by the widest array a pass makes, not by the
+    input alone: a 28x28x1 image grows to 28x28x16 after the first convolution, so 600 images run
+    in chunks of MIN_CHUNK rows (sized by the input, 8 MB would hold 2675 images: one chunk of
+    134 MB activations). A dense network keeps input-sized chunks; the output is the same."""
+    from funcnn import network
+    spec = [L.conv2d(16, 3, padding="same"), L.relu(), L.max_pool(2), L.flatten(), L.dense(3)]
+    assert network.widest_row(spec, (28, 28, 1)) == 28 * 28 * 16
+    mlp = L.mlp([8], n_outputs=3)
+    assert network.widest_row(mlp, (784,)) == 784
+    params = F.init_params(spec, (28, 28, 1), seed=0)
+    X = frozen(np.random.default_rng(0).random((600, 28, 28, 1)).astype(np.float32))
+    heights = []
+    real = network.run_forward
+
+    def spy(spec_, lparams, part, *args, **kwargs):
+        heights.append(part.shape[0])
+        return real(spec_, lparams, part, *args, **kwargs)
+    monkeypatch.setattr(network, "run_forward", spy)
+    out = network.infer(spec, params, X)
+    expected_chunk = max(network.MIN_CHUNK, network.INFERENCE_CHUNK_BYTES // (28 * 28 * 16 * 4))
+    assert heights == [expected_chunk] * 3 and expected_chunk < 600
+    assert_tree_equal(out, network.infer(spec, params, X, chunk=expected_chunk))
+    heights.clear()
+    mparams = F.init_params(mlp, 784, seed=0)
+    network.infer(mlp, mparams, frozen(np.zeros((600, 784), np.float32)))
+    assert heights == [600]  # 8 MB of 784-float rows: 2675 rows, one chunk
+    heights.clear()
+    F.predict(spec, params, X[:1], loss="softmax_cross_entropy")
+    assert heights == [1]
