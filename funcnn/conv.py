@@ -22,6 +22,12 @@ Pooling loops over the ``ph*pw`` offsets of a window the same way (strided slice
 windows dropped). Max pooling records which offset of each window held the first maximum
 (row-major within the window), and its gradient goes there only, as in PyTorch.
 
+Convolutions and poolings run per part of the samples (:func:`funcnn.parallel.map_parts`: four
+parts of a 128-sample minibatch, one below 32 samples), on two threads inside
+``funcnn.parallel.workers()``: each part's output and input gradient are slices of the
+whole, and the kernel and bias gradients are the parts' sums, added in order. Batch norm runs
+whole (its statistics are over the batch).
+
 Per-channel vectors (biases, batch-norm statistics) are tiled along the last two axes and
 broadcast over those long rows: NumPy runs that several times faster than a broadcast over
 rows of a few channels.
@@ -35,6 +41,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+
+from .parallel import map_parts, parts
 
 Pair = Tuple[int, int]
 Pads = Tuple[Pair, Pair]
@@ -143,28 +151,38 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: Pair, pa
                    out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``(y, cols)``: ``y`` ``(n, ho, wo, filters)`` and the im2col columns, which the backward pass
     reuses: returned when ``keep_cols`` and they fit in :data:`COLS_BYTES`, else None (then
-    they are made chunk by chunk of samples in one reused buffer, here and in the backward pass)."""
+    they are made chunk by chunk of samples in one reused buffer, here and in the backward pass).
+    Runs per part of the samples (:func:`funcnn.parallel.map_parts`)."""
     kh, kw, c, f = W.shape
-    k = kh * kw * c
     (ho, wo), _ = _out_hw(x.shape, (kh, kw), stride, pads)
     n = x.shape[0]
     out, target = _c_buffer(out, (n, ho, wo, f), x.dtype)
+    keep = keep_cols and _chunk_rows(n, ho * wo * kh * kw * c * x.dtype.itemsize) == n
+    cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype) if keep else None
+    map_parts(lambda a, z: _conv2d_forward_part(x[a:z], W, b, stride, pads, out[a:z],
+                                                None if cols is None else cols[a:z]), n)
+    return _done(out, target), cols
+
+
+def _conv2d_forward_part(x, W, b, stride, pads, y, cols) -> None:
+    """The forward pass of samples ``x`` into ``y`` (C-contiguous); through ``cols`` when given, else
+    chunk by chunk of samples (the last chunk overlapping: every GEMM has one height)."""
+    kh, kw, c, f = W.shape
+    k = kh * kw * c
     W2 = W.reshape(k, f)
-    step = _chunk_rows(n, ho * wo * k * x.dtype.itemsize)
-    if keep_cols and step == n:
-        cols = im2col(x, (kh, kw), stride, pads)
-        np.matmul(cols.reshape(n * ho * wo, k), W2, out=out.reshape(n * ho * wo, f))
-        rows = _rows(out)
-        rows += _tiled(b, rows)
-        return _done(out, target), cols
-    buf = np.empty((step, ho, wo, kh, kw, c), dtype=x.dtype)
-    for start in range(0, n, step):
-        start = min(start, n - step)  # the last chunk overlaps the one before: every GEMM has one height
-        cb = im2col(x[start:start + step], (kh, kw), stride, pads, out=buf)
-        np.matmul(cb.reshape(-1, k), W2, out=out[start:start + step].reshape(-1, f))
-    rows = _rows(out)
+    if cols is not None:
+        im2col(x, (kh, kw), stride, pads, out=cols)
+        np.matmul(cols.reshape(-1, k), W2, out=y.reshape(-1, f))
+    else:
+        n, ho, wo = y.shape[:3]
+        step = _chunk_rows(n, ho * wo * k * x.dtype.itemsize)
+        buf = np.empty((step, ho, wo, kh, kw, c), dtype=x.dtype)
+        for start in range(0, n, step):
+            start = min(start, n - step)
+            cb = im2col(x[start:start + step], (kh, kw), stride, pads, out=buf)
+            np.matmul(cb.reshape(-1, k), W2, out=y[start:start + step].reshape(-1, f))
+    rows = _rows(y)
     rows += _tiled(b, rows)
-    return _done(out, target), None
 
 
 def conv2d_backward(cols: Optional[np.ndarray], x: Optional[np.ndarray], x_shape: Tuple[int, ...], W: np.ndarray,
@@ -174,15 +192,46 @@ def conv2d_backward(cols: Optional[np.ndarray], x: Optional[np.ndarray], x_shape
     """``(dx, dW, db)`` from the forward's columns (or, when it kept none, its input ``x``) and
     ``g`` = d loss / d y (``dx`` None without ``need_dx``).
 
-    ``out`` may hold ``"dx"``, ``"W"`` and ``"b"`` buffers (C-contiguous).
+    Per part of the samples (:func:`funcnn.parallel.map_parts`): that part's input gradient, and
+    its kernel and bias gradients, summed over the parts in order. ``out`` may hold ``"dx"``,
+    ``"W"`` and ``"b"`` buffers (C-contiguous).
     """
     out = out or {}
+    kh, kw, c, f = W.shape
+    n = g.shape[0]
+    dx = None
+    if need_dx:
+        dx = out.get("dx")
+        dx = np.empty(x_shape, dtype=g.dtype) if dx is None else dx
+    bounds = parts(n)
+    dW, db = out.get("W"), out.get("b")
+    dW = np.empty((kh, kw, c, f), dtype=g.dtype) if dW is None else dW
+    db = np.empty((f,), dtype=g.dtype) if db is None else db
+    one = len(bounds) == 1
+
+    def part(a, z):
+        pW = dW if one else np.empty_like(dW)
+        pb = db if one else np.empty_like(db)
+        _conv2d_backward_part(None if cols is None else cols[a:z], None if x is None else x[a:z],
+                              (z - a,) + tuple(x_shape[1:]), W, g[a:z], stride, pads,
+                              None if dx is None else dx[a:z], pW, pb)
+        return pW, pb
+    results = map_parts(part, n)
+    if not one:
+        np.add(results[0][0], results[1][0], out=dW)
+        np.add(results[0][1], results[1][1], out=db)
+        for pW, pb in results[2:]:
+            dW += pW
+            db += pb
+    return dx, dW, db
+
+
+def _conv2d_backward_part(cols, x, x_shape, W, g, stride, pads, dx, dW, db) -> None:
+    """The gradients of samples ``g`` into ``dW``, ``db`` (C-contiguous) and, unless None, ``dx``."""
     kh, kw, c, f = W.shape
     k = kh * kw * c
     n, ho, wo = g.shape[:3]
     g2 = g.reshape(n * ho * wo, f)
-    dW = out.get("W")
-    dW = np.empty((kh, kw, c, f), dtype=g.dtype) if dW is None else dW
     dW2 = dW.reshape(k, f)
     if cols is not None:
         # cols.T @ g (not (g.T @ cols).T: with 2 OpenBLAS threads that shape can take 50x longer for small k)
@@ -200,11 +249,9 @@ def conv2d_backward(cols: Optional[np.ndarray], x: Optional[np.ndarray], x_shape
             else:
                 np.matmul(cb.reshape(-1, k).T, gc, out=part)
                 dW2 += part
-    db = _column_sums(g2, out=out.get("b"))
-    dx = None
-    if need_dx:
-        dx = conv2d_input_grad(g, W, x_shape, stride, pads, out=out.get("dx"))
-    return dx, dW, db
+    _column_sums(g2, out=db)
+    if dx is not None:
+        conv2d_input_grad(g, W, x_shape, stride, pads, out=dx)
 
 
 def conv2d_input_grad(g: np.ndarray, W: np.ndarray, x_shape: Tuple[int, ...], stride: Pair, pads: Pads,
@@ -254,35 +301,46 @@ def _pool_setup(x_shape, size, stride):
 def max_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """``(y, which)``: window maxima and, per output, the row-major index in its window of the
-    first maximum (uint8 for windows up to 256 elements, else intp)."""
+    first maximum (uint8 for windows up to 256 elements, else intp). Per part of the samples."""
     n, _, _, c = x.shape
     ho, wo, offsets = _pool_setup(x.shape, size, stride)
     if out is None:
         out = np.empty((n, ho, wo, c), dtype=x.dtype)
     itype = np.uint8 if size[0] * size[1] <= 256 else np.intp
     which = np.zeros((n, ho, wo, c), dtype=itype)
+    map_parts(lambda a, z: _max_pool_part(x[a:z], offsets, out[a:z], which[a:z]), n)
+    return out, which
+
+
+def _max_pool_part(x, offsets, out, which) -> None:
     _, _, rows, cols_ = offsets[0]
     out[...] = x[:, rows, cols_, :]
     better = np.empty(out.shape, dtype=bool)
-    step = np.empty(out.shape, dtype=itype)
+    step = np.empty(out.shape, dtype=which.dtype)
     for k, (_, _, rows, cols_) in enumerate(offsets[1:], start=1):
         s = x[:, rows, cols_, :]
         np.greater(s, out, out=better)  # strictly: ties keep the earlier offset
         np.maximum(out, s, out=out)
         # which = k where better, else unchanged: which += better * (k - which), in integers
-        np.subtract(k, which, out=step, dtype=itype, casting="unsafe")
+        # (np.copyto(which, k, where=better) measured 3.5x slower)
+        np.subtract(k, which, out=step, dtype=which.dtype, casting="unsafe")
         step *= better
         which += step
-    return out, which
 
 
 def max_pool_backward(which: np.ndarray, g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, stride: Pair,
                       out: Optional[np.ndarray] = None) -> np.ndarray:
-    """d loss / d x: each output's gradient goes to the first maximum of its window."""
+    """d loss / d x: each output's gradient goes to the first maximum of its window. Per part of the samples."""
     _, _, offsets = _pool_setup(x_shape, size, stride)
     dx = _pool_grad_buffer(x_shape, g, size, stride, out)
+    tiles = _tiles(x_shape, g.shape, size, stride)
+    map_parts(lambda a, z: _max_pool_grad_part(which[a:z], g[a:z], offsets, tiles, dx[a:z]), g.shape[0])
+    return dx
+
+
+def _max_pool_grad_part(which, g, offsets, tiles, dx) -> None:
     hit = np.empty(g.shape, dtype=bool)
-    part = None if _tiles(x_shape, g.shape, size, stride) else np.empty_like(g)
+    part = None if tiles else np.empty_like(g)
     for k, (_, _, rows, cols_) in enumerate(offsets):
         np.equal(which, k, out=hit)
         if part is None:  # windows do not overlap: each position is written once
@@ -290,7 +348,6 @@ def max_pool_backward(which: np.ndarray, g: np.ndarray, x_shape: Tuple[int, ...]
         else:
             np.multiply(g, hit, out=part)
             dx[:, rows, cols_, :] += part
-    return dx
 
 
 def _tiles(x_shape, y_shape, size, stride) -> bool:
@@ -309,32 +366,41 @@ def _pool_grad_buffer(x_shape, g, size, stride, out):
 
 
 def avg_pool_forward(x: np.ndarray, size: Pair, stride: Pair, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Window means (the sum of the ``ph*pw`` offsets' slices, divided by ``ph*pw``)."""
+    """Window means (the sum of the ``ph*pw`` offsets' slices, divided by ``ph*pw``). Per part of the samples."""
     n, _, _, c = x.shape
     ho, wo, offsets = _pool_setup(x.shape, size, stride)
     if out is None:
         out = np.empty((n, ho, wo, c), dtype=x.dtype)
+    map_parts(lambda a, z: _avg_pool_part(x[a:z], offsets, 1.0 / (size[0] * size[1]), out[a:z]), n)
+    return out
+
+
+def _avg_pool_part(x, offsets, scale, out) -> None:
     _, _, rows, cols_ = offsets[0]
     out[...] = x[:, rows, cols_, :]
     for _, _, rows, cols_ in offsets[1:]:
         out += x[:, rows, cols_, :]
-    out *= 1.0 / (size[0] * size[1])
-    return out
+    out *= scale
 
 
 def avg_pool_backward(g: np.ndarray, x_shape: Tuple[int, ...], size: Pair, stride: Pair,
                       out: Optional[np.ndarray] = None) -> np.ndarray:
-    """d loss / d x: each output's gradient spread evenly over its window."""
+    """d loss / d x: each output's gradient spread evenly over its window. Per part of the samples."""
     _, _, offsets = _pool_setup(x_shape, size, stride)
     dx = _pool_grad_buffer(x_shape, g, size, stride, out)
-    part = np.multiply(g, 1.0 / (size[0] * size[1]))
     tiles = _tiles(x_shape, g.shape, size, stride)
+    map_parts(lambda a, z: _avg_pool_grad_part(g[a:z], offsets, 1.0 / (size[0] * size[1]), tiles, dx[a:z]),
+              g.shape[0])
+    return dx
+
+
+def _avg_pool_grad_part(g, offsets, scale, tiles, dx) -> None:
+    part = np.multiply(g, scale)
     for _, _, rows, cols_ in offsets:
         if tiles:
             dx[:, rows, cols_, :] = part
         else:
             dx[:, rows, cols_, :] += part
-    return dx
 
 
 # --------------------------------------------------------------------------- batch norm

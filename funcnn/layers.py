@@ -20,7 +20,10 @@ Each entry of :data:`LAYERS` describes one type with plain functions and a few f
 * ``cache``: which of its arrays the forward's cache holds on to: ``"x"`` (its input),
   ``"y"`` (its output) or ``None`` (neither). The network decides from this alone which
   arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
-* ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``.
+* ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``;
+* ``by_parts``: the layer runs per part of the samples (:mod:`funcnn.parallel`): on threads
+  inside ``parallel.workers()``, which ``train`` and inference enter for networks with such a
+  layer (:func:`funcnn.network.uses_parts`); the same bits either way.
 
 **Buffers.** Every ``forward``/``backward`` computes its result once, in NumPy's ``out=``
 idiom: with ``out=None`` it allocates (the pure use), given buffers it writes into them
@@ -723,11 +726,11 @@ def _bn_new_state(layer, p, cache):
 
 
 def _entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
-           elementwise=False, activation=False) -> Dict[str, Any]:
+           elementwise=False, activation=False, by_parts=False) -> Dict[str, Any]:
     assert all(name.startswith(STATE_PREFIX) for name in state)
     return {"check": check, "shape": shape, "init": init, "forward": forward, "backward": backward,
             "trainable": tuple(trainable), "state": tuple(state), "new_state": new_state, "cache": cache,
-            "elementwise": elementwise, "activation": activation}
+            "elementwise": elementwise, "activation": activation, "by_parts": by_parts}
 
 
 LAYERS: Dict[str, Dict[str, Any]] = {
@@ -756,10 +759,11 @@ LAYERS: Dict[str, Dict[str, Any]] = {
     # reshape/flatten return a view of their input (the forward loop sees the shared memory)
     "reshape": _entry(_reshape_check, _reshape_shape, _no_params, _reshape_forward, _unreshape_backward),
     "flatten": _entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
+    # by_parts: runs per part of the samples, on threads inside funcnn.parallel.workers()
     "conv2d": _entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b"),
-                     cache="x"),
-    "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward),
-    "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward),
+                     cache="x", by_parts=True),
+    "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward, by_parts=True),
+    "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward, by_parts=True),
     # caches x - mean (a new array), so it may normalise in place
     "batch_norm": _entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),
                          state=("running_mean", "running_var"), new_state=_bn_new_state, elementwise=True),

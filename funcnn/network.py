@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import losses as _losses
+from . import parallel as _parallel
 from .layers import INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key, remember, spec_key
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
@@ -398,6 +399,12 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     return value, {k: grads[k] for k in trainable_keys(params)}
 
 
+def uses_parts(spec: Spec) -> bool:
+    """Whether a layer of ``spec`` runs per part of the samples (conv2d, pooling): then ``train`` and
+    inference run inside :func:`funcnn.parallel.workers`."""
+    return any(LAYERS[layer["type"]]["by_parts"] for layer in spec)
+
+
 def widest_row(spec: Spec, in_shape: Shape) -> int:
     """Elements per sample of the widest array an inference pass makes: the input or a layer's output."""
     return max([math.prod(in_shape)] + [math.prod(out) for _, out in shapes(spec, in_shape)])
@@ -422,15 +429,16 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
-    if n <= chunk:
-        return run(X)
-    first = run(X[:chunk])
-    out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
-    out[:chunk] = first
-    for start in range(chunk, n, chunk):
-        start = min(start, n - chunk)  # the last chunk overlaps: every GEMM has the same height
-        out[start:start + chunk] = run(X[start:start + chunk])
-    return out
+    with _parallel.workers(n >= 2 * _parallel.MIN_PART and uses_parts(spec)):
+        if n <= chunk:
+            return run(X)
+        first = run(X[:chunk])
+        out = np.empty((n,) + first.shape[1:], dtype=first.dtype)
+        out[:chunk] = first
+        for start in range(chunk, n, chunk):
+            start = min(start, n - chunk)  # the last chunk overlaps: every GEMM has the same height
+            out[start:start + chunk] = run(X[start:start + chunk])
+        return out
 
 
 def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:

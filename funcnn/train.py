@@ -43,6 +43,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import network as _network
 from . import optimizers as _optimizers
+from . import parallel as _parallel
 from .layers import check_spec
 from .network import Params, Spec
 from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
@@ -480,7 +481,8 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
     P, G, T, slots = ws["P"], ws["G"], ws["T"], ws["slots"]
     out = (P, slots, T)  # the rule updates params and slots in place
     total, counted, correct, first = 0.0, 0, 0, None
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below, by value
+    # divergence is reported below, by value; image layers run their sample parts on threads
+    with np.errstate(over="ignore", invalid="ignore"), _parallel.workers(_network.uses_parts(spec)):
         for b in range(n_batches):
             if full:  # the data as they are; forward never writes into its input
                 xb = X if X.dtype == data["dtype"] else gather(X, None, ws["xb"])

@@ -505,16 +505,19 @@ def _hand_loop(spec, params, X, y, opt, epochs, batch_size, seed, l2=0.0):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_train_is_the_hand_written_loop_bit_for_bit(dtype):
+@pytest.mark.parametrize("n, batch", [(20, 8), (90, 40)])
+def test_train_is_the_hand_written_loop_bit_for_bit(dtype, n, batch):
+    """Also with minibatches of 2 parts (40 and 10 samples: funcnn.parallel), which train runs on
+    two threads and the public functions one after the other."""
     rng = np.random.default_rng(6)
     spec = [L.reshape([6, 6, 1]), L.conv2d(3, 3, padding="same"), L.batch_norm(), L.relu(), L.max_pool(2),
             L.conv2d(4, 2, padding=1), L.batch_norm(0.5), L.elu(), L.avg_pool(2), L.flatten(), L.dense(3)]
     params = F.init_params(spec, 36, seed=0, dtype=dtype)
-    X, y = rng.normal(size=(20, 36)).astype(dtype), rng.integers(0, 3, 20)
+    X, y = rng.normal(size=(n, 36)).astype(dtype), rng.integers(0, 3, n)
     for opt in (O.adam(1e-2), O.sgd(0.05, momentum=0.9, clip_norm=0.5)):
-        got, _ = train(spec, params, X, y, loss=CE, optimizer=opt, epochs=2, batch_size=8, l2=1e-3, seed=3,
+        got, _ = train(spec, params, X, y, loss=CE, optimizer=opt, epochs=2, batch_size=batch, l2=1e-3, seed=3,
                        progress=False)
-        expected = _hand_loop(spec, params, X, y, opt, 2, 8, 3, l2=1e-3)
+        expected = _hand_loop(spec, params, X, y, opt, 2, batch, 3, l2=1e-3)
         assert_tree_equal(got, expected)
         assert not np.array_equal(got["running_mean_2"], params["running_mean_2"])
 

@@ -1,0 +1,146 @@
+"""funcnn.parallel: image layers run per part of the samples, on threads inside workers(); the
+parts depend on n alone, so the bits do not depend on the threads."""
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import funcnn as F
+from funcnn import conv as C
+from funcnn import layers as L
+from funcnn import network, parallel
+from conftest import assert_tree_equal, frozen
+
+
+def _blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("n, sizes", [(1, [1]), (31, [31]), (32, [16, 16]), (47, [24, 23]), (64, [16] * 4),
+                                      (128, [32] * 4), (130, [33, 33, 32, 32]), (1000, [250] * 4)])
+def test_parts_depend_on_n_alone(n, sizes):
+    bounds = parallel.parts(n)
+    assert [b - a for a, b in bounds] == sizes
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(b == a2 for (_, b), (a2, _) in zip(bounds, bounds[1:]))
+
+
+def test_map_parts_keeps_the_order_and_uses_two_threads_inside_workers():
+    seen = []
+
+    def fn(a, b):
+        seen.append(threading.get_ident())
+        return (a, b)
+    assert parallel.map_parts(fn, 128) == parallel.parts(128)
+    assert set(seen) == {threading.get_ident()} and parallel.active_workers() == 1
+    seen.clear()
+    with threadpool_limits(2, user_api="blas"):
+        with parallel.workers() as w:
+            assert w == 2 == parallel.active_workers()
+            assert _blas_threads() and set(_blas_threads()) == {1}  # BLAS yields its threads to the parts
+            assert parallel.map_parts(fn, 128) == parallel.parts(128)
+            with parallel.workers() as inner:  # nested: the same setting
+                assert inner == 2 and set(_blas_threads()) == {1}
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {2}  # restored at the outermost exit
+    assert len(set(seen)) == 2
+    assert parallel.active_workers() == 1
+
+
+def test_workers_restore_blas_after_an_exception_and_respect_one_blas_thread():
+    with threadpool_limits(2, user_api="blas"):
+        with pytest.raises(RuntimeError):
+            with parallel.workers():
+                raise RuntimeError("boom")
+        assert set(_blas_threads()) == {2} and parallel.active_workers() == 1
+    with threadpool_limits(1, user_api="blas"):  # e.g. a sweep's trial: no threads of ours either
+        with parallel.workers() as w:
+            assert w == 1
+            seen = set()
+            parallel.map_parts(lambda a, b: seen.add(threading.get_ident()), 128)
+            assert seen == {threading.get_ident()}
+    with parallel.workers(enabled=False) as w:
+        assert w == 1
+
+
+def _image_ops(n, dtype=np.float32):
+    rng = np.random.default_rng(0)
+    x = frozen(rng.normal(size=(n, 9, 8, 3)).astype(dtype))
+    W = frozen(rng.normal(size=(3, 2, 3, 5)).astype(dtype))
+    b = frozen(rng.normal(size=5).astype(dtype))
+    out = {}
+    for keep in (True, False):
+        y, cols = C.conv2d_forward(x, W, b, (2, 1), ((1, 1), (0, 1)), keep_cols=keep)
+        g = frozen(rng.normal(size=y.shape).astype(dtype))
+        out[f"conv{keep}"] = (y, C.conv2d_backward(cols, None if keep else x, x.shape, W, g, (2, 1),
+                                                   ((1, 1), (0, 1)), True))
+    for size, stride in (((2, 2), (2, 2)), ((3, 2), (1, 2))):
+        y, which = C.max_pool_forward(x, size, stride)
+        g = frozen(rng.normal(size=y.shape).astype(dtype))
+        out[f"max{size}{stride}"] = (y, which, C.max_pool_backward(which, g, x.shape, size, stride))
+        ya = C.avg_pool_forward(x, size, stride)
+        out[f"avg{size}{stride}"] = (ya, C.avg_pool_backward(g, x.shape, size, stride))
+    return out
+
+
+@pytest.mark.parametrize("n", [20, 64, 130])
+def test_image_ops_have_the_same_bits_on_threads_and_sequentially(n):
+    sequential = _image_ops(n)
+    with threadpool_limits(2, user_api="blas"), parallel.workers() as w:
+        assert w == 2
+        threaded = _image_ops(n)
+    assert_tree_equal(threaded, sequential)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_parts_are_the_arithmetic(dtype):
+    """A batch of 4 parts: outputs are the parts' outputs side by side, and the kernel and bias
+    gradients are the parts' gradients summed in order, bit for bit."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 7, 7, 2)).astype(dtype)
+    W, b = rng.normal(size=(3, 3, 2, 4)).astype(dtype), rng.normal(size=4).astype(dtype)
+    y, cols = C.conv2d_forward(x, W, b, (1, 1), ((1, 1), (1, 1)))
+    g = rng.normal(size=y.shape).astype(dtype)
+    dx, dW, db = C.conv2d_backward(cols, None, x.shape, W, g, (1, 1), ((1, 1), (1, 1)), True)
+    pieces = [C.conv2d_forward(x[a:z], W, b, (1, 1), ((1, 1), (1, 1))) for a, z in parallel.parts(64)]
+    assert len(pieces) == 4
+    assert_tree_equal(y, np.concatenate([p[0] for p in pieces]))
+    grads = [C.conv2d_backward(p[1], None, (z - a,) + x.shape[1:], W, g[a:z], (1, 1), ((1, 1), (1, 1)), True)
+             for p, (a, z) in zip(pieces, parallel.parts(64))]
+    assert_tree_equal(dx, np.concatenate([gr[0] for gr in grads]))
+    assert_tree_equal(dW, ((grads[0][1] + grads[1][1]) + grads[2][1]) + grads[3][1])
+    assert_tree_equal(db, ((grads[0][2] + grads[1][2]) + grads[2][2]) + grads[3][2])
+    # and it is the kernel gradient: the one-GEMM sum over all samples, to rounding
+    whole = (cols.reshape(-1, 18).T @ g.reshape(-1, 4)).reshape(W.shape)
+    np.testing.assert_allclose(dW, whole, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)
+
+
+def test_train_and_predict_of_a_cnn_use_the_workers_and_restore_blas(monkeypatch):
+    spec = [L.conv2d(4, 3, padding="same"), L.relu(), L.max_pool(2), L.flatten(), L.dense(3)]
+    assert network.uses_parts(spec) and not network.uses_parts(L.mlp([4], n_outputs=3))
+    params = F.init_params(spec, (8, 8, 1), seed=0)
+    rng = np.random.default_rng(2)
+    X, y = frozen(rng.normal(size=(96, 8, 8, 1)).astype(np.float32)), rng.integers(0, 3, 96)
+    seen = []
+    real = parallel.map_parts
+
+    def spy(fn, n):
+        seen.append((parallel.active_workers(), tuple(_blas_threads())))
+        return real(fn, n)
+    monkeypatch.setattr(C, "map_parts", spy)
+    with threadpool_limits(2, user_api="blas"):
+        trained, _ = F.train(spec, params, X, y, loss="softmax_cross_entropy", optimizer=F.optimizers.adam(1e-2),
+                             epochs=1, batch_size=32, progress=False)
+        assert seen and all(w == 2 and set(blas) == {1} for w, blas in seen)
+        assert set(_blas_threads()) == {2}
+        seen.clear()
+        labels = F.predict(spec, trained, X, loss="softmax_cross_entropy")
+        assert seen and all(w == 2 for w, _ in seen) and set(_blas_threads()) == {2}
+    seen.clear()
+    with threadpool_limits(1, user_api="blas"):  # the same bits with no threads at all
+        assert_tree_equal(F.predict(spec, trained, X, loss="softmax_cross_entropy"), labels)
+        again, _ = F.train(spec, params, X, y, loss="softmax_cross_entropy", optimizer=F.optimizers.adam(1e-2),
+                           epochs=1, batch_size=32, progress=False)
+    assert all(w == 1 for w, _ in seen)
+    assert_tree_equal(again, trained)
