@@ -429,7 +429,9 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
-    with _parallel.workers(n >= 2 * _parallel.MIN_PART and uses_parts(spec)):
+    if n <= chunk and not (n >= 2 * _parallel.MIN_PART and uses_parts(spec)):
+        return run(X)  # one chunk, no threads: the short path of a one-row predict
+    with _parallel.workers(uses_parts(spec)):
         if n <= chunk:
             return run(X)
         first = run(X[:chunk])

@@ -144,3 +144,23 @@ def test_train_and_predict_of_a_cnn_use_the_workers_and_restore_blas(monkeypatch
                            epochs=1, batch_size=32, progress=False)
     assert all(w == 1 for w, _ in seen)
     assert_tree_equal(again, trained)
+
+
+def test_dense_networks_leave_blas_alone(monkeypatch):
+    """No image layer: train and predict never enter the workers, BLAS keeps its threads."""
+    spec = L.mlp([8], n_outputs=3)
+    params = F.init_params(spec, 5, seed=0)
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(200, 5)).astype(np.float32), rng.integers(0, 3, 200)
+    seen = []
+    real = network.run_forward
+
+    def spy(*args, **kwargs):
+        seen.append((parallel.active_workers(), tuple(_blas_threads())))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(network, "run_forward", spy)
+    with threadpool_limits(2, user_api="blas"):
+        trained, _ = F.train(spec, params, X, y, loss="softmax_cross_entropy", optimizer=F.optimizers.sgd(0.1),
+                             epochs=1, batch_size=64, progress=False)
+        F.predict(spec, trained, X, loss="softmax_cross_entropy")
+    assert seen and all(w == 1 and set(blas) == {2} for w, blas in seen)
