@@ -359,7 +359,8 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     X, _, _ = checked_input(spec, params, X, finite_params=False)
     rng = as_rng(seed) if training else None
     lparams = layer_params(spec, params)
-    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
+    # image layers: inside the workers, as train, so BLAS runs the same threads (and bits) as there
+    with np.errstate(over="ignore", invalid="ignore"), _parallel.workers(uses_parts(spec)):
         output, caches = run_forward(spec, lparams, X, training, rng)
     check_output(spec, params, output)
     return output, {"layers": caches, "output_shape": output.shape,
@@ -378,7 +379,8 @@ def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Para
                          "(the forward output's shape)")
     if g.dtype != dtype:
         raise TypeError(f"grad_output has dtype {g.dtype}, expected {dtype} (the params' dtype)")
-    grads = run_backward(spec, layer_params(spec, params), cache["layers"], g, g_is_scratch=False)
+    with _parallel.workers(uses_parts(spec)):
+        grads = run_backward(spec, layer_params(spec, params), cache["layers"], g, g_is_scratch=False)
     return {k: grads[k] for k in trainable_keys(params)}  # the params' key order
 
 
@@ -394,8 +396,9 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None
-    value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.core(loss), l2, w,
-                                training, rng)
+    with _parallel.workers(uses_parts(spec)):
+        value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.core(loss), l2,
+                                       w, training, rng)
     return value, {k: grads[k] for k in trainable_keys(params)}
 
 
@@ -429,8 +432,8 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
-    if n <= chunk and not (n >= 2 * _parallel.MIN_PART and uses_parts(spec)):
-        return run(X)  # one chunk, no threads: the short path of a one-row predict
+    if n <= chunk and not uses_parts(spec):
+        return run(X)  # one chunk of a dense network: the short path of a one-row predict
     with _parallel.workers(uses_parts(spec)):
         if n <= chunk:
             return run(X)

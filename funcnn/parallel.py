@@ -16,8 +16,13 @@ its idle worker spins on the other; two parts of the whole layer keep both cores
 BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep`` runs
 its trials), the parts run one after the other on the calling thread.
 
-Outside :func:`workers` — ``forward``/``backward`` called directly, a dense network — the parts
-run sequentially: same bits, no threads started.
+The public ``forward``, ``backward``, ``value_and_grad``, ``predict`` and ``evaluate`` of a network
+with image layers enter :func:`workers` too, so their matrix products run with the same BLAS
+threads as in ``train`` (OpenBLAS can round the last bit differently with one thread and with
+two for some shapes): a hand-written loop of them reproduces ``train`` bit for bit. The building
+blocks (``funcnn.network.run_forward``, ``objective``, ...) do not: call them inside
+``with workers():`` for ``train``'s bits. Outside :func:`workers` the parts run one after the
+other: the same parts, no threads.
 """
 from __future__ import annotations
 
@@ -36,7 +41,8 @@ PARTS = 4
 MIN_PART = 16
 
 _lock = threading.Lock()
-_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "controller": None}
+# pool: the threads map_parts uses now (None outside workers()); threads: made once, kept
+_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "threads": None, "controller": None}
 
 
 def parts(n: int) -> List[Tuple[int, int]]:
@@ -94,7 +100,8 @@ def workers(enabled: bool = True) -> Iterator[int]:
 
     At the outermost entry: workers = min(:data:`PARTS`, BLAS's thread count), and BLAS limited
     to one thread until the outermost exit (restored even on an exception). Nested and
-    concurrent entries share that setting. ``enabled=False`` is a no-op (yields the current count).
+    concurrent entries share that setting. ``enabled=False`` is a no-op (yields the current
+    count). The worker threads are made once and wait, idle, between blocks.
     """
     if not enabled:
         yield _state["workers"]
@@ -106,7 +113,9 @@ def workers(enabled: bool = True) -> Iterator[int]:
             n = min(PARTS, max(blas)) if blas else 1
             if n > 1:
                 _state["limiter"] = controller.limit(limits=1)
-                _state["pool"] = ThreadPoolExecutor(n - 1, thread_name_prefix="funcnn-part")
+                if _state["threads"] is None or _state["threads"]._max_workers < n - 1:
+                    _state["threads"] = ThreadPoolExecutor(PARTS - 1, thread_name_prefix="funcnn-part")
+                _state["pool"] = _state["threads"]
             _state["workers"] = n
         _state["depth"] += 1
     try:
@@ -115,9 +124,7 @@ def workers(enabled: bool = True) -> Iterator[int]:
         with _lock:
             _state["depth"] -= 1
             if _state["depth"] == 0:
-                limiter, pool = _state["limiter"], _state["pool"]
+                limiter = _state["limiter"]
                 _state.update(limiter=None, pool=None, workers=1)
                 if limiter is not None:
                     limiter.restore_original_limits()
-                if pool is not None:
-                    pool.shutdown(wait=True)

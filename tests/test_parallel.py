@@ -164,3 +164,28 @@ def test_dense_networks_leave_blas_alone(monkeypatch):
                              epochs=1, batch_size=64, progress=False)
         F.predict(spec, trained, X, loss="softmax_cross_entropy")
     assert seen and all(w == 1 and set(blas) == {2} for w, blas in seen)
+
+
+def test_public_functions_of_a_cnn_run_with_trains_blas_threads(monkeypatch):
+    """forward, backward, value_and_grad and predict of an image network enter the workers (BLAS
+    at one thread, as inside train), so a hand-written loop of them has train's bits whatever
+    BLAS would round differently with two threads."""
+    spec = [L.conv2d(4, 3, padding="same"), L.max_pool(2), L.flatten(), L.dense(3)]
+    params = F.init_params(spec, (8, 8, 1), seed=0)
+    X = frozen(np.random.default_rng(4).normal(size=(40, 8, 8, 1)).astype(np.float32))
+    seen = []
+    for name in ("run_forward", "run_backward", "objective"):
+        real = getattr(network, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            seen.append((_name, tuple(_blas_threads())))
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(network, name, spy)
+    with threadpool_limits(2, user_api="blas"):
+        out, cache = F.forward(spec, params, X[:1])
+        F.backward(spec, params, cache, np.ones_like(out))
+        F.value_and_grad(spec, params, X, np.zeros(40, int), loss="softmax_cross_entropy")
+        F.predict(spec, params, X[:1], loss="softmax_cross_entropy")
+        assert set(_blas_threads()) == {2}
+    assert {n for n, _ in seen} == {"run_forward", "run_backward", "objective"}
+    assert all(set(blas) == {1} for _, blas in seen)
