@@ -27,8 +27,9 @@ other: the same parts, no threads.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 __all__ = ["PARTS", "MIN_PART", "parts", "map_parts", "workers", "active_workers"]
@@ -43,6 +44,18 @@ MIN_PART = 16
 _lock = threading.Lock()
 # pool: the threads map_parts uses now (None outside workers()); threads: made once, kept
 _state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "threads": None, "controller": None}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (multiprocessing's "fork", joblib's multiprocessing backend) inherits the
+    pool object but none of its threads, and perhaps a held lock: it starts afresh."""
+    global _lock
+    _lock = threading.Lock()
+    _state.update(depth=0, workers=1, limiter=None, pool=None, threads=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def parts(n: int) -> List[Tuple[int, int]]:
@@ -78,7 +91,11 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
     def group(j):
         return [fn(*bounds[i]) for i in range(j, len(bounds), w)]
     futures = [pool.submit(group, j) for j in range(1, w)]
-    groups = [group(0)] + [f.result() for f in futures]
+    try:
+        mine = group(0)
+    finally:
+        wait(futures)  # never return (or raise) while a worker may still write into the caller's arrays
+    groups = [mine] + [f.result() for f in futures]
     return [groups[i % w][i // w] for i in range(len(bounds))]
 
 
@@ -113,7 +130,7 @@ def workers(enabled: bool = True) -> Iterator[int]:
             n = min(PARTS, max(blas)) if blas else 1
             if n > 1:
                 _state["limiter"] = controller.limit(limits=1)
-                if _state["threads"] is None or _state["threads"]._max_workers < n - 1:
+                if _state["threads"] is None:
                     _state["threads"] = ThreadPoolExecutor(PARTS - 1, thread_name_prefix="funcnn-part")
                 _state["pool"] = _state["threads"]
             _state["workers"] = n

@@ -189,3 +189,38 @@ def test_public_functions_of_a_cnn_run_with_trains_blas_threads(monkeypatch):
         assert set(_blas_threads()) == {2}
     assert {n for n, _ in seen} == {"run_forward", "run_backward", "objective"}
     assert all(set(blas) == {1} for _, blas in seen)
+
+
+def _predict_in_child(args):
+    spec, params, X = args
+    return F.predict(spec, params, X, loss="softmax_cross_entropy")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork (POSIX)")
+def test_a_forked_child_makes_its_own_threads():
+    """After the parent used the workers, a fork-started child (no threads inherited) still
+    predicts, on threads of its own, with the parent's bits."""
+    import multiprocessing
+    spec = [L.conv2d(4, 3, padding="same"), L.max_pool(2), L.flatten(), L.dense(3)]
+    params = F.init_params(spec, (8, 8, 1), seed=0)
+    X = np.random.default_rng(5).normal(size=(64, 8, 8, 1)).astype(np.float32)
+    with threadpool_limits(2, user_api="blas"):
+        here = F.predict(spec, params, X, loss="softmax_cross_entropy")  # the parent's pool exists now
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            there = pool.apply_async(_predict_in_child, ((spec, params, X),)).get(timeout=120)
+    assert_tree_equal(there, here)
+
+
+def test_an_error_in_a_part_waits_for_the_others_and_propagates():
+    import time
+    finished = []
+
+    def fn(a, b):
+        if a == 0:
+            raise ValueError("part 0 failed")
+        time.sleep(0.05)
+        finished.append(a)
+    with threadpool_limits(2, user_api="blas"), parallel.workers():
+        with pytest.raises(ValueError, match="part 0 failed"):
+            parallel.map_parts(fn, 64)
+        assert sorted(finished) == [16, 48]  # the worker's parts (1 and 3) ended before the raise
