@@ -22,8 +22,9 @@ Each entry of :data:`LAYERS` describes one type with plain functions and a few f
   arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
 * ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``;
 * ``by_parts``: the layer runs per part of the samples (:mod:`funcnn.parallel`): on threads
-  inside ``parallel.workers()``, which ``train`` and inference enter for networks with such a
-  layer (:func:`funcnn.network.uses_parts`); the same bits either way.
+  inside ``parallel.workers()``, which ``train``, inference and the public forward/backward
+  functions enter for networks with such a layer (:func:`funcnn.network.uses_parts`); the same
+  bits either way.
 
 **Buffers.** Every ``forward``/``backward`` computes its result once, in NumPy's ``out=``
 idiom: with ``out=None`` it allocates (the pure use), given buffers it writes into them

@@ -403,8 +403,8 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
 
 
 def uses_parts(spec: Spec) -> bool:
-    """Whether a layer of ``spec`` runs per part of the samples (conv2d, pooling): then ``train`` and
-    inference run inside :func:`funcnn.parallel.workers`."""
+    """Whether a layer of ``spec`` runs per part of the samples (conv2d, pooling): then ``train``,
+    inference, ``forward``, ``backward`` and ``value_and_grad`` run inside :func:`funcnn.parallel.workers`."""
     return any(LAYERS[layer["type"]]["by_parts"] for layer in spec)
 
 

@@ -6,21 +6,21 @@ and bias gradients of the parts in order. The parts depend on ``n`` alone, never
 machine or on whether threads run them, so a result has the same bits run sequentially, on
 two threads or on sixteen.
 
-Threads run the parts only inside :func:`workers`, which ``train`` and inference enter for
-networks with image layers. It takes the threads BLAS would have used: as many workers as
-BLAS has threads at entry (at most :data:`PARTS`), and BLAS limited to one thread inside, so
-the cores are not oversubscribed. Measured on 2 cores (the small CNN of the benchmark, batch
-128): a training step 20-23 ms → 17-18 ms. OpenBLAS's two threads inside each matrix product
-leave the rest of the step (im2col, pooling, strided adds: about half of it) on one core, and
-its idle worker spins on the other; two parts of the whole layer keep both cores busy. With
-BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep`` runs
-its trials), the parts run one after the other on the calling thread.
+Threads run the parts only inside :func:`workers`. It takes the threads BLAS would have used: as
+many workers as BLAS has threads at entry (at most :data:`PARTS`), and BLAS limited to one
+thread inside, so the cores are not oversubscribed. Measured on 2 cores (the small CNN of the
+benchmark, batch 128): a training step 20-23 ms → 17-18 ms. OpenBLAS's two threads inside each
+matrix product left the rest of the step (im2col, pooling, strided adds: about half of it) on
+one core, and its idle worker spun on the other; parts of the whole layer keep both cores busy.
+With BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep``
+runs its trials), the parts run one after the other on the calling thread.
 
-The public ``forward``, ``backward``, ``value_and_grad``, ``predict`` and ``evaluate`` of a network
-with image layers enter :func:`workers` too, so their matrix products run with the same BLAS
-threads as in ``train`` (OpenBLAS can round the last bit differently with one thread and with
-two for some shapes): a hand-written loop of them reproduces ``train`` bit for bit. The building
-blocks (``funcnn.network.run_forward``, ``objective``, ...) do not: call them inside
+``train``, ``predict``/``evaluate`` and the public ``forward``, ``backward`` and
+``value_and_grad`` of a network with image layers (``funcnn.network.uses_parts``) enter
+:func:`workers`, so their matrix products all run with the same BLAS threads (OpenBLAS can
+round the last bit differently with one thread and with two for some shapes): a hand-written
+loop of the public functions reproduces ``train`` bit for bit. The building blocks
+(``funcnn.network.run_forward``, ``objective``, ...) do not enter it: call them inside
 ``with workers():`` for ``train``'s bits. Outside :func:`workers` the parts run one after the
 other: the same parts, no threads.
 """
@@ -30,7 +30,7 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Tuple
 
 __all__ = ["PARTS", "MIN_PART", "parts", "map_parts", "workers", "active_workers"]
 
