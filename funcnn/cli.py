@@ -679,14 +679,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _load_model(path: str) -> Dict[str, Any]:
     from .checkpoint import load
-    from .network import check_params
     model = load(path)
     if "loss" not in model:
         raise CLIError(f"{path}: the model file does not record its loss; save it with loss=... in the metadata")
-    model["n_features"] = check_params(model["spec"], model["params"])[0]
+    model["n_features"] = _n_features(path, model)
     classes = model.get("classes")
     model["classes"] = None if classes is None else np.asarray(classes)
     return model
+
+
+def _n_features(path: str, model: Dict[str, Any]) -> int:
+    """The flat input width a saved model takes: from its first dense layer's W, else (a spec that
+    starts with a reshape, e.g. a CNN on flat rows) from what the training data had, else from
+    the reshape's target shape."""
+    import math
+    from .network import check_params
+    n = check_params(model["spec"], model["params"])[0]
+    if n is None:
+        n = (model.get("data") or {}).get("n_features")
+    first = model["spec"][0]
+    if n is None and first["type"] == "reshape" and -1 not in first["shape"]:
+        n = math.prod(first["shape"])
+    if isinstance(n, tuple):
+        n = math.prod(n)
+    if n is None:
+        raise CLIError(f"{path}: cannot tell how many input features the model takes (its spec starts with a "
+                       f"{first['type']!r} layer and the file records no training data)")
+    return int(n)
 
 
 def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.ndarray, Optional[np.ndarray]]:

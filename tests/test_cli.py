@@ -154,6 +154,27 @@ def test_train_a_cnn_from_the_shipped_spec_on_idx_files(tmp_path):
     assert model["params"]["running_var_2"].shape == (32,) and not (model["params"]["running_var_2"] == 1).all()
     ev = cli("evaluate", "model.npz", "--data", str(data), cwd=tmp_path).stdout
     assert "accuracy" in ev
+    # predictions on a file of new flat rows: the CNN's input width comes from its training data
+    # (its spec starts with a reshape; there was "n_features must be an int, got None")
+    np.savetxt(tmp_path / "new.csv", rng.integers(0, 255, (7, 784)), delimiter=",", fmt="%d")
+    pred = cli("predict", "model.npz", "--data", "new.csv", cwd=tmp_path).stdout.split()
+    assert pred[0] == "label" and len(pred) == 8 and set(pred[1:]) <= {str(i) for i in range(10)}
+
+
+def test_predict_with_a_model_whose_spec_starts_with_a_reshape_and_records_no_data(tmp_path):
+    """A model saved from Python (no training-data metadata): the reshape's shape gives the width."""
+    spec = [F.layers.reshape([4, 4, 1]), F.layers.conv2d(2, 3, padding="same"), F.layers.flatten(),
+            F.layers.dense(3)]
+    params = F.init_params(spec, 16, seed=0)
+    F.save(str(tmp_path / "m.npz"), spec, params, loss="softmax_cross_entropy")
+    np.savetxt(tmp_path / "x.csv", np.random.default_rng(1).random((5, 16)), delimiter=",")
+    pred = cli("predict", "m.npz", "--data", "x.csv", cwd=tmp_path).stdout.split()
+    assert pred[0] == "label" and len(pred) == 6
+    spec[0] = F.layers.reshape([-1, 4, 1])  # the width cannot be told: a message, not a traceback
+    F.save(str(tmp_path / "m2.npz"), spec, params, loss="softmax_cross_entropy")
+    proc = cli("predict", "m2.npz", "--data", "x.csv", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "cannot tell how many input features" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_sweep_scheduler_without_distributed_is_one_line_exit_1(monkeypatch, capsys):
