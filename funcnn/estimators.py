@@ -139,7 +139,7 @@ class _NeuralNet(BaseEstimator):
             check_spec(self.spec)
             spec = copy.deepcopy(list(self.spec))
         params = init_params(spec, n_features, seed=seed, dtype=check_dtype(self.dtype))
-        n_out = check_params(spec, params)[1]
+        n_out = check_params(spec, params, n_features)[1]
         if n_out != n_outputs:
             raise ValueError(f"spec has {n_out} output(s) but this problem needs {n_outputs} "
                              f"(its last dense layer must have {n_outputs} units)")
@@ -188,7 +188,7 @@ class _NeuralNet(BaseEstimator):
                 if self.verbose:
                     print(f"epoch {epoch + 1}/{self.epochs}  loss {run['history']['loss'][-1]:.4f}")
             if diverged(run["history"].get("loss", []), run["initial_loss"],
-                        divergence_floor(self._loss(), check_params(spec, run["params"])[1])):
+                        divergence_floor(self._loss(), n_outputs)):
                 warnings.warn(f"training diverged: the loss went from {run['initial_loss']:.4g} to "
                               f"{run['history']['loss'][-1]:.4g}; try a smaller lr", DivergenceWarning)
             params, history, self.run_ = run["params"], run["history"], run

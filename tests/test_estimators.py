@@ -319,3 +319,20 @@ def test_partial_fit_errors(blobs):
         clf.partial_fit(X, y, classes=[0, 1])
     with pytest.raises(ValueError, match="features"):
         clf.partial_fit(X[:, :2], y)
+
+
+def test_a_cnn_spec_in_the_classifier():
+    """A spec that starts with a reshape (a CNN on flat rows, whose input width W cannot tell):
+    fit, predict with string labels, partial_fit and the output-count check all work (they
+    asked the params for the output count without the input width, and got None)."""
+    from funcnn import layers as L
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 36)).astype(np.float32)
+    y = np.array(["a", "b", "c"])[rng.integers(0, 3, 120)]
+    spec = [L.reshape([6, 6, 1]), L.conv2d(3, 3, padding="same"), L.relu(), L.max_pool(2), L.flatten(), L.dense(3)]
+    clf = NeuralNetClassifier(spec=spec, epochs=3, batch_size=40, seed=0, dtype="float32").fit(X, y)
+    assert set(clf.predict(X)) <= {"a", "b", "c"} and clf.params_["W_1"].shape == (3, 3, 1, 3)
+    clf.partial_fit(X, y)
+    assert 0 <= clf.score(X, y) <= 1
+    with pytest.raises(ValueError, match="spec has 2 output.* needs 3"):
+        NeuralNetClassifier(spec=spec[:-1] + [L.dense(2)], epochs=1).fit(X, y)
