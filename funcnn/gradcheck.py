@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 import numpy as np
 
 from . import losses as _losses
-from .validation import SeedLike, check_number
+from .validation import check_number
 from .network import Params, Spec, check_params, value_and_grad
 from .layers import check_spec
 

@@ -10,7 +10,6 @@ import pytest
 import funcnn as F
 from funcnn import layers, losses, network
 from funcnn import optimizers as O
-from funcnn import schedules as S
 from conftest import frozen, optimizer_cases
 
 # One example per layer type: (layer dict, one sample's input shape). Every type must have one.

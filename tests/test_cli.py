@@ -60,7 +60,7 @@ def test_csv_npz_regression_and_spec_file(tmp_path):
     np.savez(tmp_path / "r.npz", X=X, y=X @ [1.0, 2.0, 3.0] + 0.5)
     out = cli("train", "--data", "r.npz", "--epochs", "30", "--no-plot", "--quiet", cwd=tmp_path).stdout
     assert "mean_squared_error" in out and "test r2" in out
-    pred = cli("predict", "model.npz", "--data", "r.npz", "--output", "p.csv", cwd=tmp_path)
+    cli("predict", "model.npz", "--data", "r.npz", "--output", "p.csv", cwd=tmp_path)
     assert np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1).shape == (30,)  # the held-out quarter
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "prediction"
 

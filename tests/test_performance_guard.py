@@ -17,7 +17,6 @@ import pytest
 import funcnn as F
 from funcnn import layers, losses, network
 from funcnn import optimizers as O
-from funcnn import schedules as S
 from funcnn.train import train
 from conftest import assert_tree_equal, optimizer_cases
 
