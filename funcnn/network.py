@@ -432,9 +432,10 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
-    if n <= chunk and not uses_parts(spec):
+    by_parts = uses_parts(spec)
+    if n <= chunk and not by_parts:
         return run(X)  # one chunk of a dense network: the short path of a one-row predict
-    with _parallel.workers(uses_parts(spec)):
+    with _parallel.workers(by_parts):
         if n <= chunk:
             return run(X)
         first = run(X[:chunk])
