@@ -73,6 +73,7 @@ import numpy as np
 
 from .layers import check_spec, is_trainable_key
 from .network import check_params
+from .schedules import check_plateau_state
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -860,7 +861,15 @@ def _check_training_state(ts: Any, params: Dict[str, np.ndarray]) -> None:
                          "expected an int >= 0")
     trainable = {k: v for k, v in params.items() if is_trainable_key(k)}  # slots skip running state
     for slot, value in opt.items():
-        if slot != "step":
+        if slot == "micro":  # the optimizer state's scalars (funcnn.optimizers.scalar_names)
+            if not _is_int(value) or value < 0:
+                raise _Malformed(f"training_state['opt_state']['micro'] is {_short(value)}, expected an int >= 0")
+        elif slot == "plateau":
+            try:
+                check_plateau_state(value, "training_state['opt_state']['plateau']")
+            except (TypeError, ValueError) as exc:
+                raise _Malformed(str(exc)) from None
+        elif slot != "step":
             _check_like_params(value, trainable, f"training_state['opt_state'][{slot!r}]")
     rng = ts["rng_state"]
     name = rng.get("bit_generator")

@@ -4,7 +4,12 @@
 dtype of ``output``. "Mean over samples" is ``sum(w * l) / sum(w)`` with sample
 weights ``w`` (all ones by default). Every loss is stable for any finite logits.
 
-Classification: ``softmax_cross_entropy`` (option ``label_smoothing``), ``binary_cross_entropy``.
+Classification: ``softmax_cross_entropy`` (options ``label_smoothing``, ``class_weight``),
+``binary_cross_entropy`` (options ``pos_weight``, ``class_weight``; one output, or ``k`` outputs
+with ``(n, k)`` 0/1 targets: multi-label, the mean over samples and labels as
+``torch.nn.BCEWithLogitsLoss``). ``class_weight`` (a list of per-class weights, or a dict
+``{class: weight}``, missing classes 1) multiplies the sample weights: sample ``i`` weighs
+``sample_weight[i] * class_weight[y[i]]``, as scikit-learn defines it.
 Regression (mean over samples *and* outputs): ``mean_squared_error``, ``mean_absolute_error``,
 ``huber`` (option ``delta``, default 1.0). A loss with options is written
 ``{"name": "huber", "delta": 0.5}`` wherever a loss name is accepted (see :data:`OPTIONS`).
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -43,7 +49,21 @@ def _labels_softmax(y: Any, n: int, k: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _labels_binary(y: Any, n: int, k: int, dtype: np.dtype) -> np.ndarray:
-    return check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
+    """(n,) intp 0/1 labels for one output; an (n, k) intp 0/1 label-indicator matrix for k outputs."""
+    if k == 1:
+        return check_labels(y, n, 2, context="(binary_cross_entropy takes 0/1 labels)")
+    arr = np.asarray(y)
+    if arr.shape != (n, k):
+        raise ValueError(f"binary_cross_entropy with {k} outputs is multi-label: y must be an (n, k) = {(n, k)} "
+                         f"0/1 label-indicator matrix, got shape {arr.shape}"
+                         + ("; for one label among k classes use softmax_cross_entropy" if arr.ndim == 1 else ""))
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"binary_cross_entropy: y must hold 0/1 numbers, got dtype {arr.dtype}")
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"binary_cross_entropy: y[{i}, {j}] = {arr[i, j].item()!r}; multi-label targets must be 0 or 1")
+    return arr.astype(np.intp)
 
 
 def _regression_targets(y: Any, n: int, k: int, dtype: np.dtype, name: str = "mean_squared_error") -> np.ndarray:
@@ -72,19 +92,30 @@ def _public(name: str, output: Any, y: Any, sample_weight: Any, options: Dict[st
 
 
 def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
-                          label_smoothing: float = 0.0) -> LossResult:
+                          label_smoothing: float = 0.0, class_weight: Any = None) -> LossResult:
     """Mean of ``-log softmax(output)[i, y_i]``; output (n, k) logits, y (n,) ints in 0..k-1.
 
     ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
     ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
+    ``class_weight``: sample i weighs ``sample_weight[i] * class_weight[y_i]`` (module docstring).
     """
     return _public("softmax_cross_entropy", output, y, sample_weight,
-                   {"label_smoothing": _check_smoothing(label_smoothing)})
+                   {"label_smoothing": _check_smoothing(label_smoothing),
+                    "class_weight": _check_class_weight(class_weight, "softmax_cross_entropy: class_weight")})
 
 
-def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
-    return _public("binary_cross_entropy", output, y, sample_weight, {})
+def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
+                         pos_weight: Any = None, class_weight: Any = None) -> LossResult:
+    """Mean over samples and outputs of the log loss of ``sigmoid(output)`` (torch ``BCEWithLogitsLoss``).
+
+    output (n, k) logits; y (n,) or (n, 1) in {0, 1} when k == 1, an (n, k) 0/1 label-indicator
+    matrix when k > 1 (multi-label). Per element, with ``pos_weight`` p_j (one per output):
+    ``-(p_j t log s(z) + (1 - t) log(1 - s(z)))``. ``class_weight`` (one output only):
+    sample i weighs ``sample_weight[i] * class_weight[y_i]``.
+    """
+    return _public("binary_cross_entropy", output, y, sample_weight,
+                   {"pos_weight": _check_pos_weight(pos_weight, "binary_cross_entropy: pos_weight"),
+                    "class_weight": _check_class_weight(class_weight, "binary_cross_entropy: class_weight")})
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
@@ -137,8 +168,10 @@ def _scale_rows(grad: np.ndarray, wn: Optional[np.ndarray], total: float, factor
 
 
 def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
-                           out: Optional[np.ndarray] = None, label_smoothing: float = 0.0) -> LossResult:
+                           out: Optional[np.ndarray] = None, label_smoothing: float = 0.0,
+                           class_weight: Any = None) -> LossResult:
     n, k = output.shape
+    w = _class_weighted(w, labels, class_weight, k, output.dtype, "softmax_cross_entropy")
     total, wn = _weights(w, n)
     flat = np.arange(0, n * k, k)  # index of (i, labels[i]) in the flattened (n, k) array
     flat += labels
@@ -170,16 +203,30 @@ def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[n
 
 
 def _binary_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
-                          out: Optional[np.ndarray] = None) -> LossResult:
-    total, wn = _weights(w, output.shape[0])
-    z = output[:, 0]
-    t = labels.astype(output.dtype)
-    # log(1 + exp(z)) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
-    per_sample = np.maximum(z, 0) - t * z + np.log1p(np.exp(-np.abs(z)))
-    value = _reduce(per_sample, wn, total)
+                          out: Optional[np.ndarray] = None, pos_weight: Any = None,
+                          class_weight: Any = None) -> LossResult:
+    n, k = output.shape
+    if class_weight is not None:
+        if k != 1:
+            raise ValueError("binary_cross_entropy: class_weight applies to one output (0/1 labels); with "
+                             f"{k} outputs (multi-label) weigh the positives of each label with pos_weight")
+        w = _class_weighted(w, labels, class_weight, 2, output.dtype, "binary_cross_entropy")
+    total, wn = _weights(w, n)
+    t = labels.astype(output.dtype).reshape(n, k)  # (n,) labels of one output are its one column
+    # softplus(z) - t z, written as max(z, 0) - t z + log1p(exp(-|z|)): never overflows.
+    per_elem = np.maximum(output, 0) - t * output + np.log1p(np.exp(-np.abs(output)))
     grad = stable_sigmoid(output, out=out)
-    grad[:, 0] -= t
-    _scale_rows(grad, wn, total)
+    grad -= t
+    if pos_weight is not None:
+        # p_j scales the positives' term: each element weighs 1 + (p_j - 1) t (p_j where t = 1, 1 where
+        # t = 0), in its value and its gradient alike.
+        scale = t * (_pos_weights(pos_weight, k, output.dtype) - 1)
+        scale += 1
+        per_elem *= scale
+        grad *= scale
+    per_sample = per_elem[:, 0] if k == 1 else np.add.reduce(per_elem, axis=1) / k
+    value = _reduce(per_sample, wn, total)
+    _scale_rows(grad, wn, total, 1.0 / k)
     return value, grad
 
 
@@ -226,6 +273,99 @@ def _huber(output: np.ndarray, target: np.ndarray, w: Optional[np.ndarray], out:
     return value, diff
 
 
+def _check_pos_weight(value: Any, where: str = "binary_cross_entropy: pos_weight") -> Any:
+    """None, or a list of positive floats (one per output; a number is a list of one)."""
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        value = [value]
+    arr = np.asarray(value) if isinstance(value, (list, tuple, np.ndarray)) else None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or arr.dtype == object or arr.dtype == bool \
+            or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{where} must be a positive number or a list of them (one per output), got {value!r}")
+    return [float(check_number(v.item(), f"{where}[{i}]", low=0.0, low_open=True)) for i, v in enumerate(arr)]
+
+
+def _check_class_weight(value: Any, where: str = "class_weight") -> Any:
+    """None, a list of non-negative floats (weight of class 0, 1, ...) or a dict {int class: weight}.
+
+    Dict keys may be ints or their decimal strings (a dict read back from JSON); they come back as str
+    keys in ascending class order, so the option is the same data before and after a JSON round trip.
+    ``"balanced"`` is resolved from the training labels by ``train`` (:func:`balanced_class_weight`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "balanced":
+            raise ValueError(f"{where}='balanced' is computed from the training labels: pass it to funcnn.train, "
+                             "the scikit-learn adapters or the CLI, or pass per-class weights here")
+        raise ValueError(f"{where} must be None, 'balanced', a list or a dict {{class: weight}}, got {value!r}")
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            try:
+                c = int(key) if not isinstance(key, (bool, np.bool_, float)) else None
+            except (TypeError, ValueError):
+                c = None
+            if c is None or c < 0 or (isinstance(key, str) and key != str(c)):
+                raise ValueError(f"{where}: class {key!r} is not a class index (an int >= 0, labels as funcnn "
+                                 "encodes them: 0..k-1)")
+            out[c] = float(check_number(v, f"{where}[{key!r}]", low=0.0))
+        return {str(c): out[c] for c in sorted(out)}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.ndim != 1 or arr.dtype == object or arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{where} must be a list of numbers (one per class), got {value!r}")
+        return [float(check_number(v.item(), f"{where}[{i}]", low=0.0)) for i, v in enumerate(arr)]
+    raise TypeError(f"{where} must be None, 'balanced', a list or a dict {{class: weight}}, "
+                    f"got {type(value).__name__}")
+
+
+def _class_weights(class_weight: Any, k: int, name: str) -> np.ndarray:
+    """The (k,) float64 weights of classes 0..k-1 (1 for a class a dict leaves out)."""
+    if isinstance(class_weight, dict):
+        cw = np.ones(k)
+        for key, v in class_weight.items():
+            if int(key) >= k:
+                raise ValueError(f"{name}: class_weight names class {key}, but the network has classes 0..{k - 1}")
+            cw[int(key)] = v
+        return cw
+    if len(class_weight) != k:
+        raise ValueError(f"{name}: class_weight has {len(class_weight)} entries, expected {k} (one per class)")
+    return np.asarray(class_weight, dtype=np.float64)
+
+
+def _class_weighted(w: Optional[np.ndarray], labels: np.ndarray, class_weight: Any, k: int, dtype: np.dtype,
+                    name: str) -> Optional[np.ndarray]:
+    """``w * class_weight[labels]`` (``class_weight[labels]`` when w is None), in ``dtype``."""
+    if class_weight is None:
+        return w
+    cw = _class_weights(class_weight, k, name).astype(dtype)[labels]
+    return cw if w is None else cw * w
+
+
+def _pos_weights(pos_weight: Any, k: int, dtype: np.dtype) -> np.ndarray:
+    if len(pos_weight) != k:
+        raise ValueError(f"binary_cross_entropy: pos_weight has {len(pos_weight)} entries, expected {k} "
+                         "(one per output)")
+    return np.asarray(pos_weight, dtype=dtype)
+
+
+def balanced_class_weight(labels: Any, n_classes: int, sample_weight: Any = None) -> list:
+    """scikit-learn's ``"balanced"`` weights of classes 0..n_classes-1: ``n / (n_classes * count_c)``.
+
+    ``labels`` are intp labels (as :func:`check_targets` returns them). As scikit-learn's
+    ``compute_class_weight``, sample weights do not enter (they multiply afterwards). A class
+    absent from ``labels`` is a ValueError (its weight would be infinite).
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels.reshape(-1), minlength=n_classes)
+    missing = [c for c in range(n_classes) if counts[c] == 0]
+    if missing:
+        raise ValueError(f"class_weight='balanced': class(es) {missing} do not occur in the training labels")
+    return [float(v) for v in labels.size / (n_classes * counts.astype(np.float64))]
+
+
 def _check_delta(value: Any, where: str = "huber: delta") -> float:
     return float(check_number(value, where, low=0.0, low_open=True))
 
@@ -235,6 +375,9 @@ def _check_smoothing(value: Any, where: str = "softmax_cross_entropy: label_smoo
 
 
 def _binary_proba(output: np.ndarray) -> np.ndarray:
+    """(n, 2) ``[1 - p, p]`` for one output (as scikit-learn); (n, k) ``sigmoid`` for k outputs (multi-label)."""
+    if output.shape[1] != 1:
+        return stable_sigmoid(output)
     p1 = stable_sigmoid(output[:, 0])
     return np.stack([1 - p1, p1], axis=1)
 
@@ -274,7 +417,7 @@ PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softmax_cross_entropy": lambda out: out.argmax(axis=1),
     # sigmoid(z) > 0.5 exactly when z > 0, as scikit-learn's MLPClassifier decides.
-    "binary_cross_entropy": lambda out: (out[:, 0] > 0).astype(np.intp),
+    "binary_cross_entropy": lambda out: ((out[:, 0] if out.shape[1] == 1 else out) > 0).astype(np.intp),
     "mean_squared_error": lambda out: out,
     "mean_absolute_error": lambda out: out,
     "huber": lambda out: out,
@@ -284,8 +427,8 @@ DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 # name → {option: (default, check(value, where) -> value)}: the keyword options a loss takes.
 # ``loss=`` arguments take a name, or a dict ``{"name": ..., **options}`` (JSON, like a layer spec).
 OPTIONS: Dict[str, Dict[str, Tuple[Any, Callable[[Any, str], Any]]]] = {
-    "softmax_cross_entropy": {"label_smoothing": (0.0, _check_smoothing)},
-    "binary_cross_entropy": {},
+    "softmax_cross_entropy": {"label_smoothing": (0.0, _check_smoothing), "class_weight": (None, _check_class_weight)},
+    "binary_cross_entropy": {"pos_weight": (None, _check_pos_weight), "class_weight": (None, _check_class_weight)},
     "mean_squared_error": {},
     "mean_absolute_error": {},
     "huber": {"delta": (1.0, _check_delta)},
@@ -343,9 +486,6 @@ def check_outputs(loss: Any, n_outputs: Optional[int]) -> None:
     loss = resolve(loss)[0]
     if n_outputs is None:
         return
-    if loss == "binary_cross_entropy" and n_outputs != 1:
-        raise ValueError(f"binary_cross_entropy needs a network with 1 output (a logit), this one has {n_outputs}; "
-                         "use softmax_cross_entropy for several classes")
     if loss == "softmax_cross_entropy" and n_outputs < 2:
         raise ValueError("softmax_cross_entropy needs a network with at least 2 outputs (one per class), this "
                          "one has 1: its loss would be 0 whatever the data; use binary_cross_entropy for 2 "

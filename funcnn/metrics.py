@@ -19,12 +19,16 @@ __all__ = ["accuracy", "correct", "r2", "scores"]
 
 def correct(loss: str, output: np.ndarray, labels: np.ndarray) -> int:
     """How many rows of ``output`` the loss's decision rule classifies as ``labels`` says."""
-    return int(np.count_nonzero(_losses.decision(loss)(output) == labels))
+    hit = _losses.decision(loss)(output) == labels
+    # multi-label: a row counts when every label is right (scikit-learn's subset accuracy)
+    return int(np.count_nonzero(hit if hit.ndim == 1 else hit.all(axis=1)))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
     """Fraction (weighted: share of the weight) of ``y_pred == y_true``."""
     hit = np.asarray(y_true) == np.asarray(y_pred)
+    if hit.ndim == 2:  # a label-indicator matrix: subset accuracy, as accuracy_score
+        hit = hit.all(axis=1)
     if sample_weight is None:
         return float(np.count_nonzero(hit)) / hit.shape[0]
     w = np.asarray(sample_weight, dtype=np.float64)

@@ -29,10 +29,11 @@ either way, so the two agree bit for bit.
 """
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -45,7 +46,10 @@ Optimizer = Dict[str, Any]
 Params = Dict[str, np.ndarray]
 State = Dict[str, Any]
 
-__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS", "apply_rule", "slot_names", "check_state", "clip_factor", "OPTIONAL"]
+__all__ = ["sgd", "rmsprop", "adam", "by_name", "validate", "init_state", "update", "OPTIMIZERS", "CONSTRUCTORS", "apply_rule", "slot_names", "check_state", "clip_factor", "OPTIONAL",
+           "chain", "clip_by_global_norm", "add_decayed_weights", "freeze", "accumulate_gradients", "ema",
+           "TRANSFORMS", "apply_step", "observe", "current_lr", "averaged_params", "mask_keys", "scalar_names",
+           "is_general", "base_of"]
 
 # Keys every optimizer may carry besides its own: ``clip_norm`` (gradient clipping by global
 # norm; absent or None = off). Constructors store it only when it is set, so the dicts of
@@ -128,8 +132,8 @@ def check_state(opt: Optimizer, params: Params, state: Any) -> int:
     """Validate ``state`` (from :func:`init_state` or :func:`update`) against ``opt`` and ``params``; return the step."""
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict (from init_state), got {type(state).__name__}")
-    slots = OPTIMIZERS[opt["name"]]["slots"](opt)
-    expected = {"step", *slots}
+    slots = slot_names(opt)
+    expected = {"step", *slots, *scalar_names(opt)}
     if state.keys() != expected:
         missing = sorted(expected - state.keys())
         extra = sorted(state.keys() - expected, key=str)
@@ -138,6 +142,11 @@ def check_state(opt: Optimizer, params: Params, state: Any) -> int:
         raise ValueError(f"state does not fit optimizer {opt['name']!r}: {' and '.join(parts)}; "
                          f"expected keys {sorted(expected)} (create it with init_state)")
     step = schedules.check_step(state["step"], "state['step']")
+    if "micro" in expected:
+        every = _parts(opt)["every"]
+        check_number(state["micro"], "state['micro']", low=0, high=every - 1, integer=True)
+    if "plateau" in expected:
+        schedules.check_plateau_state(state["plateau"])
     trainable = {k: p for k, p in params.items() if is_trainable_key(k)}
     for slot in slots:
         _check_like(trainable, state[slot], f"state[{slot!r}]")
@@ -156,8 +165,12 @@ def validate(optimizer: Any) -> Optimizer:
         raise TypeError(f"an optimizer must be a dict (e.g. funcnn.optimizers.adam()), "
                         f"got {type(optimizer).__name__}")
     name = optimizer.get("name")
+    if name == "chain":
+        _parts(optimizer)
+        return optimizer
     if not isinstance(name, str) or name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer name {name!r}; expected one of {sorted(OPTIMIZERS)}")
+        raise ValueError(f"unknown optimizer name {name!r}; expected one of {sorted(OPTIMIZERS)}"
+                         + (" (a transform: put it in optimizers.chain([...]))" if name in TRANSFORMS else ""))
     entry = OPTIMIZERS[name]
     expected = {"lr", *entry["defaults"]}
     given = set(optimizer) - {"name"} - set(OPTIONAL)
@@ -362,16 +375,44 @@ def init_state(optimizer: Optimizer, params: Params) -> State:
     """The state before the first update: ``{"step": 0, slot: {key: zeros_like(params[key])}}``."""
     validate(optimizer)
     _check_params(params)
-    slots = OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
     state: State = {"step": 0}
-    for slot in slots:
-        state[slot] = {key: np.zeros_like(p) for key, p in params.items() if is_trainable_key(key)}
+    for slot in slot_names(optimizer):
+        if slot == "ema":  # the average starts at the initial params
+            state[slot] = {key: p.copy() for key, p in params.items() if is_trainable_key(key)}
+        else:
+            state[slot] = {key: np.zeros_like(p) for key, p in params.items() if is_trainable_key(key)}
+    if "micro" in scalar_names(optimizer):
+        state["micro"] = 0
+    if "plateau" in scalar_names(optimizer):
+        state["plateau"] = schedules.init_plateau()
     return state
 
 
 def slot_names(optimizer: Optimizer) -> Tuple[str, ...]:
-    """The state's per-array slots, in the order the rule takes them (``("m", "v")`` for adam)."""
-    return tuple(OPTIMIZERS[optimizer["name"]]["slots"](optimizer))
+    """The state's per-array slots, in the order the rule takes them (``("m", "v")`` for adam).
+
+    A chain has its base optimizer's slots, then ``"acc"`` (accumulate_gradients) and ``"ema"`` (ema).
+    """
+    if optimizer["name"] != "chain":
+        return tuple(OPTIMIZERS[optimizer["name"]]["slots"](optimizer))
+    parts = _parts(optimizer)
+    return slot_names(parts["base"]) + (("acc",) if parts["every"] > 1 else ()) + \
+        (("ema",) if parts["ema"] is not None else ())
+
+
+def scalar_names(optimizer: Optimizer) -> Tuple[str, ...]:
+    """The state's entries besides ``"step"`` that are not per-array slots: ``"micro"`` (minibatches
+    accumulated since the last update, with accumulate_gradients) and ``"plateau"`` (a
+    reduce_on_plateau rate's state)."""
+    parts = _parts(optimizer)
+    return (("micro",) if parts["every"] > 1 else ()) + \
+        (("plateau",) if schedules.is_plateau(parts["base"]["lr"]) else ())
+
+
+def is_general(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer`` needs :func:`apply_step` (a chain, or a reduce_on_plateau rate) rather
+    than the bare rule (:func:`apply_rule` after clipping)."""
+    return optimizer["name"] == "chain" or schedules.is_plateau(optimizer["lr"])
 
 
 def apply_rule(optimizer: Optimizer, step: int, p: np.ndarray, g: np.ndarray, slots: Tuple[np.ndarray, ...],
@@ -427,6 +468,14 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
     _check_like(trainable, grads, "grads")
     step = check_state(optimizer, params, state)
     names = slot_names(optimizer)
+    if is_general(optimizer):
+        # apply_step works in place: on fresh copies here, on train's flat buffers there
+        new_params = {k: p.copy() for k, p in params.items()}
+        new_state = {k: ({key: a.copy() for key, a in v.items()} if k in names else
+                         (dict(v) if isinstance(v, dict) else v)) for k, v in state.items()}
+        with np.errstate(over="ignore", invalid="ignore"):
+            apply_step(optimizer, new_state, {k: new_params[k] for k in trainable}, grads)
+        return new_params, new_state
     new_params: Params = dict(params)  # a layer's running state is carried over as it is
     new_slots: Dict[str, Params] = {slot: {} for slot in names}
     with np.errstate(over="ignore", invalid="ignore"):
@@ -438,3 +487,275 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
             for slot, arr in zip(names, new_arrays):
                 new_slots[slot][key] = arr
     return new_params, {"step": step + 1, **new_slots}
+
+
+# --------------------------------------------------------------------------- transforms (optax's chain, as data)
+#
+# ``chain([...])`` is a dict holding a list of transform dicts around exactly one base optimizer
+# (sgd, rmsprop or adam), in optax's manner but as data (JSON, checkpointable):
+#
+#     chain([clip_by_global_norm(1.0), adam(1e-3), add_decayed_weights(1e-2, mask="W*")])
+#
+# One update (:func:`apply_step`), in this order whatever the list order (each kind has one place):
+#
+# 1. ``accumulate_gradients(k)`` (optax's MultiSteps): the gradients are summed over k calls; the
+#    k-th call goes on with their mean ``acc / k``, the others stop here (no step is counted);
+# 2. ``clip_by_global_norm(c)``: gradients times :func:`clip_factor` (over the keys not frozen);
+# 3. ``add_decayed_weights(wd, mask)``: the keys the mask matches are multiplied by ``1 - lr * wd``
+#    (decoupled decay, torch.optim.AdamW's first line, with the base's rate of this step);
+# 4. the base optimizer's rule, on every key not frozen;
+# 5. ``freeze(mask)``: matching keys keep their params and slots (no transform touches them);
+# 6. ``ema(decay)``: ``ema = decay * ema + (1 - decay) * params`` after the step (state["ema"], which
+#    starts at the initial params); :func:`averaged_params` gives the params with it.
+#
+# A mask is None (every trainable key), an fnmatch pattern or a list of them, matched against the
+# params keys: "W*" (every weight matrix and kernel: W_0, W_2.body.0, Wq_3), "*.body.*" (inside
+# residual bodies), "b_*". A mask that matches no key is a ValueError (a typo would do nothing).
+
+TRANSFORMS: Dict[str, Dict[str, Any]] = {}
+
+
+def _check_mask(mask: Any, where: str) -> Any:
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        return mask
+    if isinstance(mask, (list, tuple)) and mask and all(isinstance(m, str) for m in mask):
+        return list(mask)
+    raise TypeError(f"{where}: mask must be None, an fnmatch pattern (str) or a non-empty list of them, got {mask!r}")
+
+
+def mask_keys(mask: Any, keys: Sequence[str], where: str = "mask") -> List[str]:
+    """The keys (in their order) that ``mask`` matches: all for None, else any of its fnmatch patterns."""
+    if mask is None:
+        return list(keys)
+    patterns = [mask] if isinstance(mask, str) else list(mask)
+    hit = [k for k in keys if any(fnmatch.fnmatchcase(k, pat) for pat in patterns)]
+    if not hit:
+        raise ValueError(f"{where} {mask!r} matches none of the params keys {list(keys)[:8]}"
+                         + (" ..." if len(keys) > 8 else ""))
+    return hit
+
+
+def clip_by_global_norm(max_norm: float) -> Dict[str, Any]:
+    """Scale every gradient by ``min(1, max_norm / (norm + 1e-6))`` (torch ``clip_grad_norm_``; :func:`clip_factor`)."""
+    return {"name": "clip_by_global_norm",
+            "max_norm": float(check_number(max_norm, "clip_by_global_norm: max_norm", low=0.0, low_open=True))}
+
+
+def add_decayed_weights(weight_decay: float, mask: Any = None) -> Dict[str, Any]:
+    """Decoupled weight decay on the keys ``mask`` matches: ``p *= 1 - lr * weight_decay`` before the step."""
+    return {"name": "add_decayed_weights",
+            "weight_decay": float(check_number(weight_decay, "add_decayed_weights: weight_decay", low=0.0)),
+            "mask": _check_mask(mask, "add_decayed_weights")}
+
+
+def freeze(mask: Any) -> Dict[str, Any]:
+    """The keys ``mask`` matches are not trained: their params and optimizer slots stay as they are."""
+    if mask is None:
+        raise ValueError("freeze: mask=None would freeze every array; name the keys to freeze")
+    return {"name": "freeze", "mask": _check_mask(mask, "freeze")}
+
+
+def accumulate_gradients(every: int) -> Dict[str, Any]:
+    """Update once every ``every`` calls with the mean of their gradients (optax ``MultiSteps``)."""
+    return {"name": "accumulate_gradients",
+            "every": check_number(every, "accumulate_gradients: every", low=1, integer=True)}
+
+
+def ema(decay: float) -> Dict[str, Any]:
+    """Keep ``ema = decay * ema + (1 - decay) * params`` after every step (``state["ema"]``)."""
+    return {"name": "ema", "decay": float(check_number(decay, "ema: decay", low=0.0, high=1.0, high_open=True))}
+
+
+TRANSFORMS.update({
+    "clip_by_global_norm": {"make": clip_by_global_norm, "keys": ("max_norm",)},
+    "add_decayed_weights": {"make": add_decayed_weights, "keys": ("weight_decay", "mask")},
+    "freeze": {"make": freeze, "keys": ("mask",)},
+    "accumulate_gradients": {"make": accumulate_gradients, "keys": ("every",)},
+    "ema": {"make": ema, "keys": ("decay",)},
+})
+_ONCE = ("clip_by_global_norm", "accumulate_gradients", "ema")
+
+
+def chain(transforms: Sequence[Any]) -> Optimizer:
+    """An optimizer made of transforms around one base optimizer (see the section comment above)."""
+    if not isinstance(transforms, (list, tuple)):
+        raise TypeError(f"chain: transforms must be a list of dicts, got {type(transforms).__name__}")
+    opt = {"name": "chain", "transforms": [dict(t) if isinstance(t, dict) else t for t in transforms]}
+    _parts(opt)
+    return opt
+
+
+def _parts(optimizer: Optimizer) -> Dict[str, Any]:
+    """A chain (or a plain optimizer) as ``{"base", "every", "clip", "decays", "freeze", "ema"}``; checked."""
+    if optimizer.get("name") != "chain":
+        return {"base": optimizer, "every": 1, "clip": optimizer.get("clip_norm"), "decays": [], "freeze": [],
+                "ema": None}
+    if set(optimizer) != {"name", "transforms"}:
+        raise ValueError(f"chain: expected exactly the keys ['name', 'transforms'], got {sorted(optimizer, key=str)}")
+    items = optimizer["transforms"]
+    if not isinstance(items, list):
+        raise TypeError(f"chain: 'transforms' must be a list, got {type(items).__name__}")
+    parts: Dict[str, Any] = {"base": None, "every": 1, "clip": None, "decays": [], "freeze": [], "ema": None}
+    seen: List[str] = []
+    for i, t in enumerate(items):
+        where = f"chain transform {i}"
+        if not isinstance(t, dict):
+            raise TypeError(f"{where}: must be a dict, got {type(t).__name__}")
+        name = t.get("name")
+        if name in OPTIMIZERS:
+            if parts["base"] is not None:
+                raise ValueError(f"{where}: a second optimizer ({name!r}); a chain has exactly one of {sorted(OPTIMIZERS)}")
+            try:
+                parts["base"] = validate(t)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{where}: {exc}") from None
+            if t.get("clip_norm") is not None:
+                raise ValueError(f"{where}: clip_norm inside a chain; use clip_by_global_norm in the chain instead")
+            continue
+        if name not in TRANSFORMS:
+            raise ValueError(f"{where}: unknown name {name!r}; expected an optimizer {sorted(OPTIMIZERS)} or a "
+                             f"transform {sorted(TRANSFORMS)}")
+        entry = TRANSFORMS[name]
+        if set(t) - {"name"} != set(entry["keys"]):
+            raise ValueError(f"{where} ({name}): expected exactly the keys {sorted(entry['keys'])} besides 'name', "
+                             f"got {sorted(set(t) - {'name'}, key=str)}")
+        if name in _ONCE and name in seen:
+            raise ValueError(f"{where}: {name} appears twice")
+        seen.append(name)
+        try:
+            entry["make"](**{k: t[k] for k in entry["keys"]})
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        if name == "accumulate_gradients":
+            parts["every"] = int(t["every"])
+        elif name == "clip_by_global_norm":
+            parts["clip"] = float(t["max_norm"])
+        elif name == "add_decayed_weights":
+            parts["decays"].append((float(t["weight_decay"]), t["mask"]))
+        elif name == "freeze":
+            parts["freeze"].append(t["mask"])
+        else:
+            parts["ema"] = float(t["decay"])
+    if parts["base"] is None:
+        raise ValueError(f"chain: no optimizer among the transforms; add one of {sorted(OPTIMIZERS)}")
+    if parts["decays"] and parts["base"].get("weight_decay"):
+        raise ValueError("chain: both adam(weight_decay=...) and add_decayed_weights; keep one (the transform "
+                         "takes a mask)")
+    return parts
+
+
+def base_of(optimizer: Optimizer) -> Optimizer:
+    """The base optimizer (sgd, rmsprop or adam dict) of a chain; a plain optimizer itself."""
+    return _parts(optimizer)["base"]
+
+
+def current_lr(optimizer: Optimizer, state: State) -> float:
+    """The learning rate of the next update: the base's ``lr`` at ``state["step"]`` (times a plateau's scale)."""
+    base = _parts(optimizer)["base"]
+    step = schedules.check_step(state["step"], "state['step']")
+    if schedules.is_plateau(base["lr"]):
+        return schedules.plateau_lr(base["lr"], step, schedules.check_plateau_state(state["plateau"]))
+    return schedules.resolve_lr(base["lr"], step)
+
+
+def observe(optimizer: Optimizer, state: State, value: Any) -> State:
+    """The state after one monitored ``value`` (a new dict; ``state`` is not modified).
+
+    Feeds a reduce_on_plateau rate (``state["plateau"]``, :func:`funcnn.schedules.observe_plateau`);
+    ``funcnn.train`` calls it once per epoch with ``history[monitor][-1]``, after validation. A
+    hand-written loop does the same: ``state = observe(opt, state, val_loss)``. Without a plateau
+    rate the state is returned as it is.
+    """
+    base = _parts(validate(optimizer))["base"]
+    if not schedules.is_plateau(base["lr"]):
+        return state
+    plateau = schedules.check_plateau_state(state.get("plateau") if isinstance(state, dict) else None)
+    return {**state, "plateau": schedules.observe_plateau(base["lr"], plateau, value, state["step"])}
+
+
+def averaged_params(optimizer: Optimizer, params: Params, state: State) -> Params:
+    """``params`` with every trainable array replaced by its exponential moving average (``state["ema"]``)."""
+    if _parts(validate(optimizer))["ema"] is None:
+        raise ValueError("averaged_params needs an optimizer with an ema transform: chain([..., ema(0.999)])")
+    check_state(optimizer, params, state)
+    return {k: (state["ema"][k].copy() if k in state["ema"] else p) for k, p in params.items()}
+
+
+def apply_step(optimizer: Optimizer, state: State, params: Params, grads: Params,
+               flat: Optional[Dict[str, Any]] = None) -> bool:
+    """One update of a chain (or of a reduce_on_plateau optimizer) IN PLACE: ``params`` (the trainable
+    arrays), the slot arrays and the scalars of ``state`` are overwritten; ``grads`` is read only,
+    unless ``flat`` is given. Returns whether a step was made (False while gradients accumulate).
+
+    ``flat`` (``funcnn.train``'s buffers): ``{"P", "G", "T", "slots": {name: flat array}}``, every
+    array of ``params``, ``grads`` and the state's slots a view into them; the rule, accumulation,
+    clipping and the average then run on the flat arrays (elementwise: the same bits as per key).
+    :func:`update` calls this on fresh copies. Trusting: the caller validated everything.
+    """
+    parts = _parts(optimizer)
+    base, keys = parts["base"], list(params)
+    names = slot_names(base)
+    frozen = set()
+    for mask in parts["freeze"]:
+        frozen.update(mask_keys(mask, keys, "freeze: mask"))
+    every = parts["every"]
+    if every > 1:
+        if flat is not None:
+            acc = flat["slots"]["acc"]
+            acc += flat["G"]
+        else:
+            for k in keys:
+                state["acc"][k] += grads[k]
+        state["micro"] += 1
+        if state["micro"] < every:
+            return False
+        state["micro"] = 0
+        if flat is not None:
+            np.divide(acc, float(every), out=flat["G"])
+            acc.fill(0)
+        else:
+            grads = {k: np.divide(state["acc"][k], float(every)) for k in keys}
+            for k in keys:
+                state["acc"][k].fill(0)
+    live = [k for k in keys if k not in frozen]
+    factor = clip_factor({k: grads[k] for k in live}, parts["clip"])
+    if factor != 1.0:
+        if flat is not None:
+            flat["G"] *= factor
+        else:
+            grads = {k: np.multiply(g, factor) for k, g in grads.items()}
+    step = state["step"]
+    lr = current_lr(optimizer, state)
+    rule_opt = {**base, "lr": lr}
+    stash = {k: (params[k].copy(), [state[n][k].copy() for n in names]) for k in frozen} if flat is not None else {}
+    for wd, mask in parts["decays"]:
+        for k in mask_keys(mask, keys, "add_decayed_weights: mask"):
+            if k not in frozen:
+                np.multiply(params[k], 1.0 - lr * wd, out=params[k])
+    if flat is not None:
+        slots = tuple(flat["slots"][n] for n in names)
+        apply_rule(rule_opt, step, flat["P"], flat["G"], slots, (flat["P"], slots, flat["T"]))
+        for k, (p_old, s_old) in stash.items():  # frozen: as they were
+            params[k][...] = p_old
+            for n, a in zip(names, s_old):
+                state[n][k][...] = a
+    else:
+        for k in live:
+            slots = tuple(state[n][k] for n in names)
+            apply_rule(rule_opt, step, params[k], grads[k], slots, (params[k], slots, np.empty_like(params[k])))
+    if parts["ema"] is not None:
+        d = parts["ema"]
+        if flat is not None:
+            avg = flat["slots"]["ema"]
+            avg *= d
+            np.multiply(flat["P"], 1.0 - d, out=flat["T"])
+            avg += flat["T"]
+        else:
+            for k in keys:
+                avg = state["ema"][k]
+                avg *= d
+                avg += np.multiply(params[k], 1.0 - d)
+    state["step"] = step + 1
+    return True

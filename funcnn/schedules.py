@@ -96,6 +96,9 @@ def warmup(schedule_or_lr: Union[float, Schedule], warmup_steps: int) -> Schedul
     """
     if isinstance(schedule_or_lr, dict):
         inner = validate(schedule_or_lr)
+        if inner["name"] == "reduce_on_plateau":
+            raise ValueError("warmup: the inner schedule cannot be reduce_on_plateau; put the warm-up inside it: "
+                             "reduce_on_plateau(warmup(lr, n), ...)")
     elif isinstance(schedule_or_lr, numbers.Real) and not isinstance(schedule_or_lr, (bool, np.bool_)):
         inner = constant(schedule_or_lr)
     else:
@@ -196,3 +199,121 @@ def resolve_lr(lr: LearningRate, step: int) -> float:
     if isinstance(lr, numbers.Real) and not isinstance(lr, (bool, np.bool_)):
         return _check_lr(lr, "lr")
     raise TypeError(f"lr must be a number, a schedule dict or a callable of the step, got {lr!r}")
+
+
+# --------------------------------------------------------------------------- reduce on plateau
+#
+# The one schedule that is not a formula of the step: its rate also depends on the values of a
+# monitored quantity, once per epoch. Its state — ``{"best", "wait", "cooldown", "scale"}`` —
+# lives in the optimizer state (``state["plateau"]``, see funcnn.optimizers), so checkpoints
+# carry it and a resumed run continues bit for bit.
+
+PLATEAU_MODES = ("min", "max")
+PLATEAU_THRESHOLD_MODES = ("rel", "abs")
+PLATEAU_EPS = 1e-8  # torch's: a reduction smaller than this is not made
+
+
+def reduce_on_plateau(lr: Union[float, Schedule], factor: float = 0.1, patience: int = 10,
+                      threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
+                      min_lr: float = 0.0, mode: str = "min", monitor: Any = None) -> Schedule:
+    """torch ``ReduceLROnPlateau``: multiply the rate by ``factor`` after ``patience`` epochs without improvement.
+
+    ``lr`` is a number or another schedule (evaluated at the step, then scaled). The rate is
+    ``max(inner(t) * scale, min_lr)``; :func:`observe_plateau` is fed one monitored value per epoch
+    (``funcnn.train`` does it with ``history[monitor][-1]``; ``monitor=None`` means ``"val_loss"``
+    with validation data, else ``"loss"``). Improvement ("rel", mode "min"): ``v < best (1 - threshold)``;
+    "abs": ``v < best - threshold`` (mirrored for "max"). After a reduction, ``cooldown`` epochs pass
+    before counting again.
+    """
+    if isinstance(lr, dict):
+        inner: Any = validate(lr)
+        if inner["name"] == "reduce_on_plateau":
+            raise ValueError("reduce_on_plateau: lr must not be another reduce_on_plateau")
+    else:
+        inner = _check_lr(lr, "reduce_on_plateau: lr")
+    if mode not in PLATEAU_MODES:
+        raise ValueError(f"reduce_on_plateau: mode must be one of {PLATEAU_MODES}, got {mode!r}")
+    if threshold_mode not in PLATEAU_THRESHOLD_MODES:
+        raise ValueError(f"reduce_on_plateau: threshold_mode must be one of {PLATEAU_THRESHOLD_MODES}, "
+                         f"got {threshold_mode!r}")
+    if monitor is not None and not isinstance(monitor, str):
+        raise TypeError(f"reduce_on_plateau: monitor must be None or a history key (str), got {monitor!r}")
+    return {"name": "reduce_on_plateau", "lr": inner,
+            "factor": float(check_number(factor, "reduce_on_plateau: factor", low=0.0, high=1.0,
+                                         low_open=True, high_open=True)),
+            "patience": check_number(patience, "reduce_on_plateau: patience", low=0, integer=True),
+            "threshold": float(check_number(threshold, "reduce_on_plateau: threshold", low=0.0)),
+            "threshold_mode": threshold_mode,
+            "cooldown": check_number(cooldown, "reduce_on_plateau: cooldown", low=0, integer=True),
+            "min_lr": float(check_number(min_lr, "reduce_on_plateau: min_lr", low=0.0)),
+            "mode": mode, "monitor": monitor}
+
+
+def _plateau_formula(s: Schedule, step: int) -> float:
+    raise ValueError("reduce_on_plateau depends on monitored values, not on the step alone: use it as an "
+                     "optimizer's lr (its state lives in the optimizer state; funcnn.optimizers.current_lr)")
+
+
+SCHEDULES["reduce_on_plateau"] = _plateau_formula
+_CONSTRUCTORS["reduce_on_plateau"] = reduce_on_plateau
+_KEYS["reduce_on_plateau"] = tuple(inspect.signature(reduce_on_plateau).parameters)
+__all__ += ["reduce_on_plateau", "is_plateau", "init_plateau", "plateau_lr", "observe_plateau",
+            "check_plateau_state"]
+
+
+def is_plateau(lr: Any) -> bool:
+    """Whether ``lr`` is a reduce_on_plateau schedule (whose state the optimizer state carries)."""
+    return isinstance(lr, dict) and lr.get("name") == "reduce_on_plateau"
+
+
+def init_plateau() -> Dict[str, Any]:
+    """The plateau state before any monitored value: no best yet, nothing waited, scale 1."""
+    return {"best": None, "wait": 0, "cooldown": 0, "scale": 1.0}
+
+
+def check_plateau_state(state: Any, where: str = "state['plateau']") -> Dict[str, Any]:
+    """ValueError/TypeError unless ``state`` is a plateau state (as :func:`init_plateau` makes)."""
+    if not isinstance(state, dict) or set(state) != {"best", "wait", "cooldown", "scale"}:
+        raise ValueError(f"{where} must be a dict with keys best, wait, cooldown, scale (from init_state), "
+                         f"got {state!r:.120}")
+    if state["best"] is not None:
+        check_number(state["best"], f"{where}['best']")
+    check_number(state["wait"], f"{where}['wait']", low=0, integer=True)
+    check_number(state["cooldown"], f"{where}['cooldown']", low=0, integer=True)
+    check_number(state["scale"], f"{where}['scale']", low=0.0, high=1.0, low_open=True)
+    return state
+
+
+def plateau_lr(schedule: Schedule, step: int, state: Dict[str, Any]) -> float:
+    """The rate for the update after ``step`` earlier ones: ``max(inner(step) * scale, min_lr)``."""
+    return max(resolve_lr(schedule["lr"], step) * state["scale"], schedule["min_lr"])
+
+
+def observe_plateau(schedule: Schedule, state: Dict[str, Any], value: Any, step: int) -> Dict[str, Any]:
+    """The plateau state after the monitored ``value`` (a new dict; torch's ``ReduceLROnPlateau.step``).
+
+    ``step`` is the optimizer's step count (the inner schedule's rate there decides whether a
+    reduction is still above ``min_lr``). A non-finite value is a ValueError.
+    """
+    value = float(check_number(value, "reduce_on_plateau: the monitored value"))
+    best, wait, cooldown, scale = state["best"], state["wait"], state["cooldown"], state["scale"]
+    t = schedule["threshold"]
+    if best is None:
+        better = True
+    elif schedule["mode"] == "min":
+        better = value < (best * (1.0 - t) if schedule["threshold_mode"] == "rel" else best - t)
+    else:
+        better = value > (best * (1.0 + t) if schedule["threshold_mode"] == "rel" else best + t)
+    if better:
+        best, wait = value, 0
+    else:
+        wait += 1
+    if cooldown > 0:
+        cooldown -= 1
+        wait = 0
+    if wait > schedule["patience"]:
+        old = plateau_lr(schedule, step, state)
+        if old - max(old * schedule["factor"], schedule["min_lr"]) > PLATEAU_EPS:
+            scale *= schedule["factor"]
+        cooldown, wait = schedule["cooldown"], 0
+    return {"best": best, "wait": wait, "cooldown": cooldown, "scale": scale}

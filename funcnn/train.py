@@ -44,6 +44,7 @@ from . import metrics as _metrics
 from . import network as _network
 from . import optimizers as _optimizers
 from . import parallel as _parallel
+from . import schedules as _schedules
 from .layers import check_spec
 from .network import Params, Spec
 from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
@@ -108,10 +109,17 @@ def train_epoch(spec: Spec, run: Run, X: Any, y: Any, *, loss: str, optimizer: D
         raise TypeError("run must be the dict new_run() or train_epoch() returned")
     data = _check_data(spec, run["params"], X, y, loss, optimizer, batch_size, l2, sample_weight)
     _optimizers.check_state(data["optimizer"], run["params"], run["opt_state"])
+    recorded = ["loss"] + (["accuracy"] if data["classification"] else [])
+    plateau = _plateau_monitor(data["optimizer"], recorded, False, None)
+    if plateau is not None and plateau["scorer"] is not None:
+        raise ValueError("train_epoch has no validation data: a reduce_on_plateau rate can monitor "
+                         f"{recorded} here, or feed it yourself with funcnn.optimizers.observe")
     rng = rng_from_state(run["rng_state"])
     ws = _workspace(spec, run["params"], run["opt_state"], data["optimizer"], data)
     history = {k: list(v) for k, v in run["history"].items()}
     initial = _epoch(spec, ws, data, rng, run["epoch"] + 1, history)
+    if plateau is not None:
+        ws["state"] = _optimizers.observe(data["optimizer"], ws["state"], history[plateau["key"]][-1])
     return {"params": _export_params(ws), "opt_state": _export_state(ws), "rng_state": rng.bit_generator.state,
             "epoch": run["epoch"] + 1, "history": history,
             "initial_loss": run.get("initial_loss") if run.get("initial_loss") is not None else initial}
@@ -120,7 +128,14 @@ def train_epoch(spec: Spec, run: Run, X: Any, y: Any, *, loss: str, optimizer: D
 # --------------------------------------------------------------------------- checking the arguments
 
 def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight) -> Dict[str, Any]:
-    """Everything one epoch needs, validated once: data (not converted: minibatches are), targets, settings."""
+    """Everything one epoch needs, validated once: data (not converted: minibatches are), targets, settings.
+
+    A loss ``{"name": ..., "class_weight": "balanced"}`` comes back with the class weights computed from
+    ``y`` (:func:`funcnn.losses.balanced_class_weight`, scikit-learn's definition)."""
+    balanced = isinstance(loss, dict) and isinstance(loss.get("class_weight"), str) and \
+        loss["class_weight"] == "balanced"
+    if balanced:
+        loss = {k: v for k, v in loss.items() if k != "class_weight"}
     _losses.get(loss)
     check_spec(spec)
     n_in, n_out, dtype = _network.check_params(spec, params)
@@ -137,6 +152,11 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
     n = X.shape[0]
     y = _losses.check_targets(loss, y, n, n_out, dtype)
     w = check_sample_weight(sample_weight, n, dtype)
+    if balanced:
+        if y.ndim != 1:
+            raise ValueError("class_weight='balanced' needs one label per sample; multi-label targets take "
+                             "pos_weight (one per label)")
+        loss = {**loss, "class_weight": _losses.balanced_class_weight(y, max(n_out, 2))}
     return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
             "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
             "classification": _losses.is_classification(loss)}
@@ -153,24 +173,25 @@ def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.nd
     return X_val, y_val
 
 
-def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional[Dict[str, Any]]:
+def _check_early_stopping(early_stopping: Any, has_validation: bool,
+                          recorded: Sequence[str] = tuple(MONITOR_MODES)) -> Optional[Dict[str, Any]]:
+    """The early-stopping settings, checked: ``monitor`` (a history key, a scikit-learn scorer name or a
+    callable), ``key`` (the history key its values go to), ``mode``, ``patience``, ``min_delta``, ``restore_best``."""
     if early_stopping is None:
         return None
     if isinstance(early_stopping, numbers.Integral) and not isinstance(early_stopping, bool):
         early_stopping = {"patience": int(early_stopping)}
     if not isinstance(early_stopping, dict):
         raise TypeError("early_stopping must be None, an int (patience) or a dict "
-                        f"{{'monitor', 'patience', 'min_delta', 'restore_best'}}, got {type(early_stopping).__name__}")
-    unknown = sorted(set(early_stopping) - {"monitor", "patience", "min_delta", "restore_best"})
+                        "{'monitor', 'mode', 'patience', 'min_delta', 'restore_best'}, "
+                        f"got {type(early_stopping).__name__}")
+    unknown = sorted(set(early_stopping) - {"monitor", "mode", "patience", "min_delta", "restore_best"}, key=str)
     if unknown:
         raise ValueError(f"early_stopping has unknown key(s) {unknown}; "
-                         "allowed: monitor, patience, min_delta, restore_best")
-    es = {"monitor": "val_loss" if has_validation else "loss", "patience": 10, "min_delta": 0.0,
+                         "allowed: monitor, mode, patience, min_delta, restore_best")
+    es = {"monitor": "val_loss" if has_validation else "loss", "mode": None, "patience": 10, "min_delta": 0.0,
           "restore_best": True, **early_stopping}
-    if es["monitor"] not in MONITOR_MODES:
-        raise ValueError(f"early_stopping['monitor'] must be one of {sorted(MONITOR_MODES)}, got {es['monitor']!r}")
-    if es["monitor"].startswith("val_") and not has_validation:
-        raise ValueError(f"early_stopping monitors {es['monitor']!r} but no validation_data was given")
+    es.update(monitor_settings(es["monitor"], es["mode"], has_validation, recorded, "early_stopping"))
     es["patience"] = check_number(es["patience"], "early_stopping['patience']", low=1, integer=True)
     es["min_delta"] = float(check_number(es["min_delta"], "early_stopping['min_delta']", low=0.0))
     if not isinstance(es["restore_best"], (bool, np.bool_)):
@@ -179,10 +200,88 @@ def _check_early_stopping(early_stopping: Any, has_validation: bool) -> Optional
     return es
 
 
+_MAX_WORDS = ("acc", "score", "auc", "f1", "r2", "precision", "recall", "jaccard")
+_MIN_WORDS = ("loss", "error", "mse", "mae")
+
+
+def _infer_mode(name: str) -> Optional[str]:
+    if name in MONITOR_MODES:
+        return MONITOR_MODES[name]
+    low = name.lower()
+    if any(w in low for w in _MIN_WORDS):
+        return "min"
+    if any(w in low for w in _MAX_WORDS):
+        return "max"
+    return None
+
+
+def monitor_settings(monitor: Any, mode: Any, has_validation: bool, recorded: Sequence[str],
+                     where: str) -> Dict[str, Any]:
+    """``{"monitor", "key", "mode", "scorer"}`` for a monitored quantity, checked before training.
+
+    ``monitor`` is a key ``train`` records (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``), the
+    name of a scikit-learn scorer (``"f1_macro"``, ``"roc_auc"``, ``"neg_log_loss"``; computed on the
+    validation data, recorded as ``history["val_" + name]``, mode "max"), or a callable
+    ``fn(spec, params, X_val, y_val) -> float`` (recorded as ``history["val_" + fn.__name__]``;
+    ``mode`` given, or inferred from the name: "loss"/"error" → min, "acc"/"score"/"f1"/... → max).
+    """
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"{where}['mode'] must be 'min', 'max' or None (inferred), got {mode!r}")
+    if callable(monitor):
+        name = getattr(monitor, "__name__", "")
+        name = name if name.isidentifier() else "monitor"
+        key, inferred, scorer = f"val_{name}", _infer_mode(name), monitor
+    elif isinstance(monitor, str) and monitor in recorded:
+        key, inferred, scorer = monitor, _infer_mode(monitor), None
+    elif isinstance(monitor, str) and monitor in MONITOR_MODES:
+        raise ValueError(f"{where} monitors {monitor!r} but " + ("no validation_data was given" if
+                         monitor.startswith("val_") and not has_validation else
+                         f"this run records only {list(recorded)} (accuracy is for classification losses)"))
+    elif isinstance(monitor, str):
+        scorer = _sklearn_scorer(monitor, recorded, where)
+        key, inferred = f"val_{monitor}", "max"
+    else:
+        raise TypeError(f"{where}['monitor'] must be a history key, a scikit-learn scorer name or a callable "
+                        f"(spec, params, X_val, y_val) -> float, got {monitor!r}")
+    if (scorer is not None or key.startswith("val_")) and not has_validation:
+        raise ValueError(f"{where} monitors {key!r} but no validation_data was given")
+    mode = mode or inferred
+    if mode is None:
+        raise ValueError(f"{where}: cannot tell whether {key!r} should go down or up; give 'mode': 'min' or 'max'")
+    return {"monitor": monitor, "key": key, "mode": mode, "scorer": scorer}
+
+
+def _sklearn_scorer(name: str, recorded: Sequence[str], where: str) -> Callable[..., float]:
+    """``fn(spec, params, X_val, y_val, loss)`` scoring as scikit-learn's scorer ``name`` (greater is better)."""
+    try:
+        from sklearn.metrics import get_scorer, get_scorer_names
+    except ImportError:  # pragma: no cover - scikit-learn is a core dependency
+        raise ValueError(f"{where}['monitor'] = {name!r} is not a history key {sorted(recorded)}") from None
+    if name not in get_scorer_names():
+        raise ValueError(f"{where}['monitor'] = {name!r} is neither a history key {sorted(recorded)} nor a "
+                         "scikit-learn scorer name (sklearn.metrics.get_scorer_names())")
+    scorer = get_scorer(name)
+    score_func, sign = scorer._score_func, scorer._sign
+    kwargs, response = dict(scorer._kwargs), scorer._response_method
+    response = response if isinstance(response, str) else "predict_proba"
+
+    def score(spec, params, X_val, y_val, loss):
+        output = _network.infer(spec, params, X_val)
+        if response == "predict":
+            pred = _losses.decision(loss)(output)
+            pred = pred[:, 0] if pred.ndim == 2 and pred.shape[1] == 1 else pred
+        else:
+            pred = _losses.proba(loss)(output)
+            if pred.ndim == 2 and pred.shape[1] == 2 and np.ndim(y_val) == 1:
+                pred = pred[:, 1]  # binary: the positive class's column, as scikit-learn's scorers
+        return sign * float(score_func(y_val, pred, **kwargs))
+    return score
+
+
 def _improved(es: Dict[str, Any], value: float, best: Optional[float]) -> bool:
     if best is None:
         return True
-    if MONITOR_MODES[es["monitor"]] == "min":
+    if es["mode"] == "min":
         return value < best - es["min_delta"]
     return value > best + es["min_delta"]
 
@@ -238,7 +337,10 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     optimizer = data["optimizer"]
     epochs = check_number(epochs, "epochs", low=0, integer=True)
     val = _check_validation(validation_data, data)
-    es = _check_early_stopping(early_stopping, val is not None)
+    recorded = ["loss"] + (["accuracy"] if data["classification"] else []) + \
+        (["val_loss"] + (["val_accuracy"] if data["classification"] else []) if val is not None else [])
+    es = _check_early_stopping(early_stopping, val is not None, recorded)
+    plateau = _plateau_monitor(optimizer, recorded, val is not None, es)
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
         if not callable(cb):
@@ -254,6 +356,9 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
         history["val_loss"] = []
         if data["classification"]:
             history["val_accuracy"] = []
+    for extra in (es, plateau):
+        if extra is not None and extra["scorer"] is not None:
+            history[extra["key"]] = []
     state = _optimizers.init_state(optimizer, params)
     book = {"epoch": 0, "best_value": None, "best_params": None, "best_epoch": None, "wait": 0, "stopped": False,
             "initial_loss": None}
@@ -280,6 +385,11 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
             params = _export_params(ws)
             if val is not None:
                 _validate_epoch(spec, params, val, data, history)
+            for extra in (es, plateau):
+                if extra is not None and extra["scorer"] is not None:
+                    history[extra["key"]].append(_monitored(extra, spec, params, val, data))
+            if plateau is not None:  # after validation, as torch's scheduler.step(val_loss)
+                ws["state"] = _optimizers.observe(optimizer, ws["state"], history[plateau["key"]][-1])
             book["epoch"] = epoch
             _early_stopping_step(es, book, history, params, epoch)
             for cb in callbacks:
@@ -298,9 +408,12 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     finally:
         if bar is not None:
             bar.close()
-    _warn_if_diverged(history, book, divergence_floor(loss, data["n_out"]))
+    _warn_if_diverged(history, book, divergence_floor(data["loss"], data["n_out"]))
     if es is not None and es["restore_best"] and book["best_params"] is not None:
         params = book["best_params"]
+    elif ws is not None and "ema" in ws["slot_names"]:
+        # an ema transform: the averaged weights are the result (Keras's use_ema)
+        params = _optimizers.averaged_params(optimizer, params, _export_state(ws))
     return params, history
 
 
@@ -313,10 +426,36 @@ def _validate_epoch(spec, params, val, data, history) -> None:
         history["val_accuracy"].append(scores["accuracy"])
 
 
+def _monitored(settings, spec, params, val, data) -> float:
+    """The value of a scorer or callable monitor on the validation data (finite, or a ValueError)."""
+    X_val, y_val = val
+    fn = settings["scorer"]
+    if isinstance(settings["monitor"], str):
+        value = fn(spec, params, X_val, y_val, data["loss"])
+    else:
+        value = fn(spec, params, X_val, y_val)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"the monitor {settings['key']!r} returned {value!r}; it must return a finite number")
+    return float(value)
+
+
+def _plateau_monitor(optimizer, recorded, has_validation, es) -> Optional[Dict[str, Any]]:
+    """The monitor settings of a reduce_on_plateau rate (None without one); default val_loss, else loss."""
+    sched = _optimizers.base_of(optimizer)["lr"]
+    if not _schedules.is_plateau(sched):
+        return None
+    monitor = sched["monitor"] or ("val_loss" if has_validation else "loss")
+    if es is not None and monitor == es["monitor"] and es["scorer"] is not None:
+        return {**es, "scorer": None}  # the same scorer: its values are recorded once, by early stopping
+    return monitor_settings(monitor, sched["mode"], has_validation, recorded, "reduce_on_plateau")
+
+
 def _early_stopping_step(es, book, history, params, epoch) -> None:
     if es is None:
         return
-    value = history[es["monitor"]][-1]
+    value = history[es["key"]][-1]
     if _improved(es, value, book["best_value"]):
         book.update(best_value=value, best_params=params, best_epoch=epoch, wait=0)
     else:
@@ -356,16 +495,28 @@ def _checkpoint_config(path, metadata, spec, data, val, es, seed) -> Tuple[str, 
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"checkpoint_metadata must be a dict, got {type(metadata).__name__}")
     _checkpoint.check_metadata(metadata or {}, reserved_extra=("loss", "training_state"))
-    if callable(data["optimizer"]["lr"]):
+    if callable(_optimizers.base_of(data["optimizer"])["lr"]):
         raise TypeError("checkpoint needs a learning rate that can be saved: a number or a "
                         "funcnn.schedules dict, not a function")
-    config = {"loss": data["loss"], "optimizer": data["optimizer"], "batch_size": data["batch_size"],
+    loss_name, loss_options = _losses.resolve(data["loss"])
+    config = {"loss": loss_name, **({"loss_options": loss_options} if loss_options else {}),
+              "optimizer": data["optimizer"], "batch_size": data["batch_size"],
               "l2": data["l2"], "n_samples": data["n"], "n_features": data["n_in"], "dtype": str(data["dtype"]),
               "seed": seed if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) else None,
-              "sample_weight": _checkpoint.data_digest(data["w"]), "early_stopping": es,
+              "sample_weight": _checkpoint.data_digest(data["w"]), "early_stopping": _plain_monitor(es),
               "validation_data": None if val is None else _checkpoint.data_digest(*val),
               "data": _checkpoint.data_digest(data["X"], data["y"])}
     return path, config
+
+
+def _plain_monitor(es: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """Early-stopping settings as data for the checkpoint config: a callable monitor by its qualified name."""
+    if es is None:
+        return None
+    monitor = es["monitor"]
+    if callable(monitor):
+        monitor = f"callable:{getattr(monitor, '__module__', '?')}.{getattr(monitor, '__qualname__', '?')}"
+    return {**{k: v for k, v in es.items() if k != "scorer"}, "monitor": monitor}
 
 
 def _unpack(path, resumed, history) -> Tuple[Params, Dict[str, Any], History, Dict[str, Any], np.random.Generator]:
@@ -427,6 +578,13 @@ def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
         ws["p"][k][...] = params[k]
         for name, v in zip(names, ws["s"]):
             v[k][...] = state[name][k]
+    # a chain or a plateau rate: optimizers.apply_step on these views and flat buffers, with the
+    # state's scalars (step, micro, plateau) in ws["state"]
+    ws["general"] = _optimizers.is_general(optimizer)
+    ws["state"] = {**{k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items() if k not in names},
+                   **dict(zip(names, ws["s"]))}
+    ws["flat"] = {"P": ws["P"], "G": ws["G"], "T": ws["T"], "slots": dict(zip(names, ws["slots"]))}
+    ws["ptrain"] = {k: ws["p"][k] for k in flat_keys}
     for k in keys:
         if k not in ws["p"]:
             ws["p"][k] = params[k].copy()
@@ -450,8 +608,10 @@ def _export_params(ws) -> Params:
 
 def _export_state(ws) -> Dict[str, Any]:
     """The optimizer state, as :func:`funcnn.optimizers.update` would have returned it (fresh arrays)."""
-    return {"step": ws["step"], **{name: {k: v[k].copy() for k in ws["flat_keys"]}
-                                   for name, v in zip(ws["slot_names"], ws["s"])}}
+    scalars = {k: (dict(v) if isinstance(v, dict) else v) for k, v in ws["state"].items()
+               if k not in ws["slot_names"]} if ws["general"] else {"step": ws["step"]}
+    return {**scalars, **{name: {k: v[k].copy() for k in ws["flat_keys"]}
+                          for name, v in zip(ws["slot_names"], ws["s"])}}
 
 
 def gather(X: np.ndarray, idx: Optional[np.ndarray], out: np.ndarray) -> np.ndarray:
@@ -502,14 +662,17 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
                                          f"the loss is {value}; try a smaller learning rate")
             if data["classification"]:
                 correct += _metrics.correct(loss, output, yb)
-            factor = _optimizers.clip_factor(ws["g"], optimizer.get("clip_norm"))
-            if factor != 1.0:
-                G *= factor  # update()'s g * factor, on the flat buffer (its padding stays 0)
-            _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
+            if ws["general"]:  # update()'s apply_step, on the flat buffers
+                _optimizers.apply_step(optimizer, ws["state"], ws["ptrain"], ws["g"], ws["flat"])
+            else:
+                factor = _optimizers.clip_factor(ws["g"], optimizer.get("clip_norm"))
+                if factor != 1.0:
+                    G *= factor  # update()'s g * factor, on the flat buffer (its padding stays 0)
+                _optimizers.apply_rule(optimizer, ws["step"], P, G, slots, out)
+                ws["step"] += 1
             if ws["stateful"]:
                 for k, v in _network.new_state(spec, ws["lparams"], caches).items():
                     ws["p"][k][...] = v  # running state: set after the step, as update() then cache["state"]
-            ws["step"] += 1
             total += value
             counted += 1
             first = value if first is None else first

@@ -69,7 +69,7 @@ CASES = [
     ("string labels", vg(y=np.array(["a", "b", "c"])), TypeError, r"integer labels"),
     ("binary label 2", vg(spec=BIN_SPEC, params=BIN_P, y=np.array([0, 2, 1]), loss="binary_cross_entropy"),
      ValueError, r"y\[1\] = 2 is out of range.*0\.\.1"),
-    ("binary with 3 outputs", vg(y=np.array([0, 1, 1]), loss="binary_cross_entropy"), ValueError, r"1 output"),
+    ("binary with 3 outputs", vg(y=np.array([0, 1, 1]), loss="binary_cross_entropy"), ValueError, r"multi-label: y must be an \(n, k\).*softmax_cross_entropy"),
     ("length mismatch", vg(y=np.array([0, 1])), ValueError, r"y has 2 rows but X has 3 samples"),
     ("2-D labels", vg(y=np.zeros((3, 2), int)), ValueError, r"1-D"),
     ("negative sample_weight", vg(sample_weight=[1, -1, 1]), ValueError, r"sample_weight must be non-negative.*index 1"),

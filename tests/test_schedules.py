@@ -95,7 +95,7 @@ def test_resolve_lr_kinds():
 
 
 def test_registry_drives_evaluation():
-    assert set(S.SCHEDULES) == {"constant", "step_decay", "exponential", "cosine", "warmup"}
+    assert set(S.SCHEDULES) == {"constant", "step_decay", "exponential", "cosine", "warmup", "reduce_on_plateau"}
     s = S.cosine(0.1, 10)
     assert S.SCHEDULES["cosine"](s, 3) == S.value(s, 3)
 

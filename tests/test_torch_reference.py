@@ -120,6 +120,12 @@ def test_fixture_covers_the_public_types():
     assert {k for c in conv for k in (c["kernel"] if isinstance(c["kernel"], list) else [c["kernel"]])} >= {1, 2, 3}
     assert {case_meta("loss", c)["loss"] for c in cases("loss")} == set(LS.LOSSES)
     options = {(case_meta("loss", c)["loss"], k) for c in cases("loss") for k in case_meta("loss", c).get("options", {})}
+    # the training-control options (class weights, pos_weight) meet torch in their own file
+    with np.load(os.path.join(HERE, "data", "torch_training_control.npz"), allow_pickle=False) as npz:
+        control = json.loads(str(npz["cases"]))["cases"]
+    names = {"bce": "binary_cross_entropy", "ce": "softmax_cross_entropy"}
+    options |= {(names[c.split("/")[0]], k) for c, m in control.items() if c.split("/")[0] in names
+                for k in ("pos_weight", "class_weight") if m.get(k) is not None}
     assert options == {(name, k) for name, opts in LS.OPTIONS.items() for k in opts}
     assert {case_meta("optimizer", c)["optimizer"][0] for c in cases("optimizer")
             if "clip_norm" in case_meta("optimizer", c)["optimizer"][1]} == {"sgd", "rmsprop", "adam"}
