@@ -187,7 +187,7 @@ def test_masked_decay_leaves_biases_and_batch_norm_untouched():
     assert_tree_equal(pa, pb)
 
 
-SPEC = [F.dense(6), F.relu(), F.dense(6), F.tanh(), F.dropout(0.1), F.dense(3)]
+SPEC = [F.dense(6), F.relu(), {"type": "residual", "body": [F.dense(6), F.tanh()]}, F.dropout(0.1), F.dense(3)]
 
 
 def _digits(n=120):
@@ -198,11 +198,11 @@ def _digits(n=120):
 
 CHAINS = {
     "decay_clip": O.chain([O.clip_by_global_norm(0.5), O.adam(1e-2), O.add_decayed_weights(1e-2, mask="W*")]),
-    "freeze": O.chain([O.sgd(0.1, momentum=0.9), O.freeze("*_2")]),
+    "freeze": O.chain([O.sgd(0.1, momentum=0.9), O.freeze("*.body.*")]),
     "accumulate": O.chain([O.accumulate_gradients(3), O.rmsprop(1e-2)]),
     "ema": O.chain([O.adam(1e-2), O.ema(0.9)]),
     "all": O.chain([O.accumulate_gradients(2), O.clip_by_global_norm(1.0), O.adam(S.cosine(1e-2, 20)),
-                    O.add_decayed_weights(0.1, mask=["W*", "b_5"]), O.freeze("b_0"), O.ema(0.5)]),
+                    O.add_decayed_weights(0.1, mask=["W*", "b_4"]), O.freeze("b_0"), O.ema(0.5)]),
     "plateau": O.adam(S.reduce_on_plateau(1e-2, patience=0, factor=0.5)),
 }
 
@@ -282,7 +282,7 @@ def test_freeze_keeps_params_and_slots():
     params = F.init_params(SPEC, 16, seed=0)
     opt = CHAINS["freeze"]
     got, _ = F.train(SPEC, params, X, y, loss=CE, optimizer=opt, epochs=2, batch_size=16, progress=False)
-    assert np.array_equal(got["W_2"], params["W_2"]) and np.array_equal(got["b_2"], params["b_2"])
+    assert np.array_equal(got["W_2.body.0"], params["W_2.body.0"]) and np.array_equal(got["b_2.body.0"], params["b_2.body.0"])
     assert not np.array_equal(got["W_0"], params["W_0"])
 
 
