@@ -79,6 +79,11 @@ def expected_failed_checks(estimator: Any) -> Dict[str, str]:
     return failed
 
 
+def _loss_name(loss: Any) -> str:
+    """The loss's name (what ``loss_`` holds: the options, such as class weights, shape training only)."""
+    return loss["name"] if isinstance(loss, dict) else loss
+
+
 class _NeuralNet(BaseEstimator):
     """What the classifier and the regressor share: parameters, seeding, spec, training."""
 
@@ -198,7 +203,7 @@ class _NeuralNet(BaseEstimator):
                                     validation_data=validation_data, seed=seed, sample_weight=w,
                                     early_stopping=early_stopping, progress=bool(self.verbose))
         self.spec_, self.params_, self.history_ = spec, params, history
-        self.loss_, self.seed_ = self._loss(), seed
+        self.loss_, self.seed_ = _loss_name(self._loss()), seed
         return self
 
     def _partial_fit(self, X, y, classes, sample_weight):
@@ -210,11 +215,11 @@ class _NeuralNet(BaseEstimator):
         if first:
             seed = self._draw_seed()
             spec, params = self._build(X.shape[1], n_outputs, seed)
-            self.spec_, self.loss_, self.seed_ = spec, self._loss(), seed
+            self.spec_, self.loss_, self.seed_ = spec, _loss_name(self._loss()), seed
             self.run_ = new_run(spec, params, optimizer, seed=seed)
         elif self.run_ is None:  # fitted by fit() with early stopping: start a run from its params
             self.run_ = new_run(self.spec_, self.params_, optimizer, seed=self.seed_)
-        self.run_ = train_epoch(self.spec_, self.run_, X, y, loss=self.loss_, optimizer=optimizer,
+        self.run_ = train_epoch(self.spec_, self.run_, X, y, loss=self._loss(), optimizer=optimizer,
                                 batch_size=self.batch_size, l2=self.l2, sample_weight=w)
         self.params_, self.history_ = self.run_["params"], self.run_["history"]
         return self
@@ -251,14 +256,54 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     ``partial_fit``, None after ``fit``).
     """
 
-    def _validate(self, X, y, reset):
-        return validate_data(self, X, y, reset=reset, dtype=check_dtype(self.dtype) if reset else
-                             self._dtype_for_X())
+    def __init__(self, hidden=(100,), activation="relu", dropout=0.0, optimizer="adam", lr=1e-3, epochs=200,
+                 batch_size=32, l2=1e-4, early_stopping=False, seed=None, verbose=False, spec=None,
+                 dtype="float64", class_weight=None):
+        super().__init__(hidden=hidden, activation=activation, dropout=dropout, optimizer=optimizer, lr=lr,
+                         epochs=epochs, batch_size=batch_size, l2=l2, early_stopping=early_stopping, seed=seed,
+                         verbose=verbose, spec=spec, dtype=dtype)
+        self.class_weight = class_weight
 
-    def _loss(self) -> str:
-        return "binary_cross_entropy" if len(self.classes_) == 2 else "softmax_cross_entropy"
+    def _validate(self, X, y, reset):
+        y_arr = np.asarray(y) if not hasattr(y, "shape") else y
+        multi = getattr(y_arr, "ndim", 1) == 2 and y_arr.shape[1] > 1  # a label-indicator matrix
+        return validate_data(self, X, y, reset=reset, multi_output=multi,
+                             dtype=check_dtype(self.dtype) if reset else self._dtype_for_X())
+
+    def _loss(self) -> Any:
+        name = "binary_cross_entropy" if self._multilabel or len(self.classes_) == 2 else "softmax_cross_entropy"
+        weights = getattr(self, "_class_weights", None)
+        return name if weights is None else {"name": name, "class_weight": weights}
+
+    def _resolve_class_weight(self, y_encoded: np.ndarray, fit: bool) -> None:
+        """``_class_weights``: scikit-learn's ``compute_class_weight`` of ``class_weight`` on the fit's labels,
+        one weight per entry of ``classes_`` (None without class weights)."""
+        cw = self.class_weight
+        if cw is None:
+            self._class_weights = None
+            return
+        if self._multilabel:
+            raise ValueError(f"{type(self).__name__}: class_weight does not apply to multi-label targets")
+        if isinstance(cw, str) and cw != "balanced":
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {cw!r}")
+        if not isinstance(cw, (str, dict)):
+            raise TypeError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, "
+                            f"got {type(cw).__name__}")
+        if not fit and getattr(self, "_class_weights", None) is not None:
+            return
+        from sklearn.utils.class_weight import compute_class_weight
+        labels = self.classes_[y_encoded] if fit else self.classes_
+        if isinstance(cw, dict):
+            unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight names label(s) {unknown} that are not classes {self.classes_.tolist()}")
+        self._class_weights = [float(v) for v in compute_class_weight(cw, classes=self.classes_, y=labels)]
 
     def _targets(self, y, fit, classes=None):
+        if fit:
+            self._multilabel = np.ndim(y) == 2 and np.shape(y)[1] > 1
+        if self._multilabel:
+            return self._multilabel_targets(y, fit, classes)
         check_classification_targets(y)
         if fit:
             encoder = LabelEncoder().fit(y if classes is None else classes)
@@ -272,13 +317,32 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
                                  f"{self.classes_!r}")
             encoder = LabelEncoder().fit(self.classes_)
         y = encoder.transform(y)
+        self._resolve_class_weight(y, fit)
         return y, 1 if len(self.classes_) == 2 else len(self.classes_)
 
+    def _multilabel_targets(self, y, fit, classes):
+        """A label-indicator matrix (n, k) of 0/1: k outputs, binary_cross_entropy, ``classes_ = arange(k)``
+        (as MLPClassifier)."""
+        from sklearn.utils.multiclass import type_of_target
+        if np.ndim(y) != 2 or type_of_target(y) != "multilabel-indicator":
+            raise ValueError(f"{type(self).__name__}: a 2-D y must be a 0/1 label-indicator matrix "
+                             f"(multi-label), got {type_of_target(y)!r} targets")
+        y = np.asarray(y).astype(np.intp)
+        k = y.shape[1]
+        if fit:
+            self.classes_ = np.arange(k)
+        elif k != len(self.classes_):
+            raise ValueError(f"y has {k} labels but the first call had {len(self.classes_)}")
+        if classes is not None and not np.array_equal(np.asarray(classes), self.classes_):
+            raise ValueError(f"classes={classes!r}: for multi-label targets pass classes=range({k})")
+        self._resolve_class_weight(y, fit)
+        return y, k
+
     def _stratify(self, y):
-        return y
+        return None if y.ndim == 2 else y
 
     def _check_weighted(self, y, w):
-        if w is not None and np.unique(y[w > 0]).size < 2:
+        if w is not None and y.ndim == 1 and np.unique(y[w > 0]).size < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes with positive "
                              "sample_weight, got 1 class")
 
@@ -292,12 +356,17 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         """
         if not hasattr(self, "params_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("class_weight='balanced' needs the whole training set; partial_fit sees one batch at "
+                             "a time: pass a dict {label: weight} (e.g. from "
+                             "sklearn.utils.class_weight.compute_class_weight)")
         return self._partial_fit(X, y, classes, sample_weight)
 
     def predict(self, X):
         """The predicted labels (from ``classes_``)."""
         X = self._output_X(X)
-        return self.classes_[_network.predict(self.spec_, self.params_, X, loss=self.loss_)]
+        labels = _network.predict(self.spec_, self.params_, X, loss=self.loss_)
+        return labels if labels.ndim == 2 else self.classes_[labels]  # multi-label: the (n, k) 0/1 matrix
 
     def predict_proba(self, X):
         """Class probabilities, one column per entry of ``classes_``, in that order."""
@@ -305,7 +374,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         return _network.predict_proba(self.spec_, self.params_, X, loss=self.loss_)
 
     def __sklearn_tags__(self):
-        return super().__sklearn_tags__()
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
 class NeuralNetRegressor(RegressorMixin, _NeuralNet):

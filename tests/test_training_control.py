@@ -477,3 +477,50 @@ def test_fixture_is_current():
     assert sorted(built) == sorted(DATA)
     for k, v in built.items():
         assert np.array_equal(v, DATA[k]) if v.dtype.kind != "U" else str(v) == str(DATA[k]), k
+
+
+# --------------------------------------------------------------------------- the scikit-learn adapter
+
+def test_classifier_class_weight_is_sample_weight_times_class_weight():
+    from sklearn.utils.class_weight import compute_sample_weight
+    from funcnn.estimators import NeuralNetClassifier
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 4))
+    y = np.where(X[:, 0] > 0.8, "rare", np.where(X[:, 1] > 0, "b", "a"))
+    kw = dict(hidden=(6,), epochs=5, lr=1e-2, seed=0, batch_size=16)
+    a = NeuralNetClassifier(class_weight="balanced", **kw).fit(X, y)
+    b = NeuralNetClassifier(**kw).fit(X, y, sample_weight=compute_sample_weight("balanced", y))
+    assert_tree_equal(a.params_, b.params_)
+    sw = rng.random(60) + 0.5
+    c = NeuralNetClassifier(class_weight={"rare": 5.0}, **kw).fit(X, y, sample_weight=sw)
+    d = NeuralNetClassifier(**kw).fit(X, y, sample_weight=sw * compute_sample_weight({"rare": 5.0}, y))
+    for k in c.params_:
+        np.testing.assert_allclose(c.params_[k], d.params_[k], rtol=1e-12, atol=1e-14)
+    assert c.loss_ == CE
+    with pytest.raises(ValueError, match="not classes"):
+        NeuralNetClassifier(class_weight={"zzz": 2.0}, **kw).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit"):
+        NeuralNetClassifier(class_weight="balanced", **kw).partial_fit(X, y, classes=np.unique(y))
+    with pytest.raises(ValueError, match="'balanced'"):
+        NeuralNetClassifier(class_weight="even", **kw).fit(X, y)
+
+
+def test_classifier_multilabel_indicator():
+    from sklearn.datasets import make_multilabel_classification
+    from funcnn.estimators import NeuralNetClassifier
+    X, Y = make_multilabel_classification(n_samples=120, n_features=6, n_classes=4, random_state=0)
+    X = X / X.max()
+    clf = NeuralNetClassifier(hidden=(16,), epochs=80, lr=2e-2, seed=0,
+                              early_stopping={"monitor": "f1_samples", "patience": 20}).fit(X, Y)
+    assert clf.loss_ == BCE and list(clf.classes_) == [0, 1, 2, 3]
+    pred, proba = clf.predict(X), clf.predict_proba(X)
+    assert pred.shape == Y.shape and proba.shape == Y.shape
+    assert np.array_equal(pred, (proba > 0.5).astype(pred.dtype))
+    assert clf.score(X, Y) > 0.4  # subset accuracy, as MLPClassifier scores
+    assert {"val_loss", "val_f1_samples"} <= set(clf.history_)
+    with pytest.raises(ValueError, match="multi-label"):
+        NeuralNetClassifier(class_weight="balanced", epochs=1).fit(X, Y)
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        NeuralNetClassifier(epochs=1).fit(X, Y * 2)  # scikit-learn calls {0, 2} a label indicator; funcnn does not
+    with pytest.raises(ValueError, match="label-indicator"):
+        NeuralNetClassifier(epochs=1).fit(X, Y * np.arange(4))
