@@ -170,6 +170,44 @@ def _column(text: str) -> Any:
         return text
 
 
+def _class_weight(text: str) -> Any:
+    """'balanced' or a JSON object {label: weight} with non-negative numbers."""
+    if text.strip() == "balanced":
+        return "balanced"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'balanced' or a JSON object {{label: weight}}, got {text!r}") \
+            from None
+    if not isinstance(value, dict) or not value:
+        raise argparse.ArgumentTypeError(f"expected 'balanced' or a non-empty JSON object {{label: weight}}, "
+                                         f"got {text!r}")
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"the weight of label {k!r} must be a finite number >= 0, got {v!r}")
+    return value
+
+
+def _class_weights(spec: Any, classes: np.ndarray, y_train: np.ndarray) -> List[float]:
+    """One weight per class (in ``classes`` order) from --class-weight: 'balanced' on the training codes,
+    or a {label: weight} object whose keys are the labels as the data file writes them."""
+    from .losses import balanced_class_weight
+    if spec == "balanced":
+        try:
+            return balanced_class_weight(y_train, classes.size)
+        except ValueError as exc:
+            raise CLIError(f"--class-weight balanced: {exc}") from None
+    by_text = {str(c): i for i, c in enumerate(classes.tolist())}
+    unknown = [k for k in spec if k not in by_text]
+    if unknown:
+        raise CLIError(f"--class-weight names label(s) {unknown} that are not classes of the data "
+                       f"({_describe_classes(classes)})")
+    weights = [1.0] * classes.size
+    for k, v in spec.items():
+        weights[by_text[k]] = float(v)
+    return weights
+
+
 def _delimiter(text: str) -> Optional[str]:
     named = {"auto": "auto", "tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
              "space": None, "whitespace": None}
@@ -248,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--l2", type=_non_negative_float, default=0.0, help="L2 penalty λ (adds λ/2 ||W||²)")
     t.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
                    help="stop when the validation loss has not improved for PATIENCE epochs; keep the best")
+    t.add_argument("--class-weight", type=_class_weight, default=None, metavar="balanced|JSON",
+                   help="classification: weigh each sample by its class: 'balanced' (n / (k * count), computed "
+                        "on the training part) or a JSON object {label: weight} (missing labels weigh 1), "
+                        "e.g. '{\"spam\": 5}'")
     t.add_argument("--seed", type=_non_negative_int, default=0)
     t.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     scale = t.add_mutually_exclusive_group()
@@ -627,6 +669,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             X_train, X_val, y_train, y_val = _split_data(X_train, y_train, d["task"], args.validation_split,
                                                          args.seed)
         validation_data = (X_val, y_val)
+    train_loss: Any = loss
+    if args.class_weight is not None:
+        if classes is None:
+            raise CLIError("--class-weight applies to classification; this is a regression task")
+        weights = _class_weights(args.class_weight, classes, y_train)
+        train_loss = {"name": loss, "class_weight": weights}
+        print("class weights: " + ", ".join(f"{c} {w:.4g}" for c, w in zip(classes.tolist(), weights)))
     n_out = classes.size if loss == "softmax_cross_entropy" else n_outputs(loss, y_train)
     hidden = DEFAULT_HIDDEN if args.hidden is None else args.hidden
     spec = _read_spec(args.spec) if args.spec else mlp(hidden, args.activation, args.dropout, n_out)
@@ -639,6 +688,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         early = {"patience": args.early_stopping}
     data = d["data"]
     metadata = {"scaler": scaler, "data": data, "classes": classes}
+    if args.class_weight is not None:
+        metadata["class_weight"] = train_loss["class_weight"]
     # What the model file will hold, checked before the first epoch (save would refuse it after).
     check_metadata({**metadata, "optimizer": optimizer, "l2": args.l2}, reserved_extra=("loss", "training_state"))
     resumed = _checkpoint_epoch(args.checkpoint, data)
@@ -648,7 +699,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         params, history = _train_checked(
-            spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+            spec, params, X_train, y_train, loss=train_loss, optimizer=optimizer, epochs=args.epochs,
             batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
             early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
             checkpoint_metadata=None if args.checkpoint is None else metadata)

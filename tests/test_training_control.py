@@ -524,3 +524,40 @@ def test_classifier_multilabel_indicator():
         NeuralNetClassifier(epochs=1).fit(X, Y * 2)  # scikit-learn calls {0, 2} a label indicator; funcnn does not
     with pytest.raises(ValueError, match="label-indicator"):
         NeuralNetClassifier(epochs=1).fit(X, Y * np.arange(4))
+
+
+# --------------------------------------------------------------------------- the command line
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+    root = os.path.dirname(HERE)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "funcnn", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_class_weight(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    label = np.where(X[:, 0] > 1.0, "spam", "ham")
+    with open(tmp_path / "mail.csv", "w") as f:
+        f.write("a,b,c,label\n")
+        for row, lab in zip(X, label):
+            f.write(",".join(f"{v:.5f}" for v in row) + f",{lab}\n")
+    common = ("train", "--data", "mail.csv", "--epochs", "3", "--no-plot", "--quiet")
+    proc = _cli(*common, "--class-weight", '{"spam": 5}', "--out", "a.npz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert F.load(str(tmp_path / "a.npz"))["class_weight"] == [1.0, 5.0]  # classes ham, spam
+    proc = _cli(*common, "--class-weight", "balanced", "--out", "b.npz", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    ham, spam = F.load(str(tmp_path / "b.npz"))["class_weight"]
+    assert spam > 2 * ham
+    for bad, message in [('{"eggs": 2}', "not classes"), ("heavy", "expected 'balanced'"),
+                         ('{"spam": -1}', ">= 0")]:
+        proc = _cli(*common, "--class-weight", bad, cwd=tmp_path)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = _cli("train", "--data", "digits", "--task", "regression", "--epochs", "1", "--no-plot", "--quiet",
+                "--class-weight", "balanced", cwd=tmp_path)
+    assert proc.returncode != 0 and "applies to classification" in proc.stderr and "Traceback" not in proc.stderr
