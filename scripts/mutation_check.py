@@ -12,6 +12,9 @@ test failed. A mutation the suite does not catch is a hole in the tests.
     python scripts/mutation_check.py --list       # the mutations only
     python scripts/mutation_check.py --only relu  # those whose name contains "relu"
 
+``feature:...`` mutations perturb the training-control helpers (class and positive weights, key
+masks, decoupled decay, the weight average, gradient accumulation, the plateau's patience).
+
 Exit status 0 when every mutation is caught, 1 otherwise. Registries are read after the
 import, so new layers, losses and optimizers are covered without editing this file.
 """
@@ -30,7 +33,11 @@ REPO = os.path.dirname(HERE)
 FACTOR = 1.01
 # Run first: the tests that compare arithmetic with references; then every other test file.
 FIRST = ["tests/test_torch_reference.py", "tests/test_reference_fixtures.py", "tests/test_gradients.py",
-         "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py", "tests/test_blocks.py"]
+         "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py", "tests/test_blocks.py",
+         "tests/test_training_control.py"]
+
+# Training-control helpers perturbed by name (see _perturb_feature in the plugin below).
+FEATURES = ("pos_weight", "class_weight", "balanced", "mask", "decay", "ema", "accumulate", "plateau")
 
 # The pytest plugin each run loads: it wraps one registry entry, named by FUNCNN_MUTATION.
 PLUGIN = r'''
@@ -75,6 +82,8 @@ def pytest_configure(config):
             value, grad = real(output, target, w, out, **options)
             return (value * FACTOR, grad) if part == "value" else (value, _scale(grad))
         losses.CORES[name] = wrapped
+    elif kind == "feature":
+        _perturb_feature(name)
     else:
         real = optimizers.OPTIMIZERS[name]["rule"]
 
@@ -85,6 +94,42 @@ def pytest_configure(config):
             np.add(old, _scale(step), out=new_p)
             return new_p, new_slots
         optimizers.OPTIMIZERS[name]["rule"] = wrapped
+
+
+def _perturb_feature(name):
+    # training control (funcnn.losses' weights, funcnn.optimizers' chains, schedules' plateau): one
+    # helper each, wrapped at its module global so every caller sees the perturbed value
+    from funcnn import losses, optimizers, schedules
+    if name in ("pos_weight", "class_weight"):
+        attr = "_pos_weights" if name == "pos_weight" else "_class_weights"
+        real = getattr(losses, attr)
+        setattr(losses, attr, lambda *a, **k: real(*a, **k) * FACTOR)
+    elif name == "balanced":
+        real = losses.balanced_class_weight
+        losses.balanced_class_weight = lambda *a, **k: [v * FACTOR for v in real(*a, **k)]
+    elif name == "mask":  # a mask that misses the last key it should match
+        real = optimizers.mask_keys
+        optimizers.mask_keys = lambda mask, keys, where="mask": (lambda hit: hit[:-1] if mask is not None
+                                                                 and len(hit) > 1 else hit)(real(mask, keys, where))
+    elif name in ("decay", "ema", "accumulate"):
+        real = optimizers._parts
+
+        def parts(opt):
+            got = dict(real(opt))
+            if name == "decay":
+                got["decays"] = [(wd * FACTOR, m) for wd, m in got["decays"]]
+            elif name == "ema" and got["ema"] is not None:
+                got["ema"] = got["ema"] * FACTOR
+            elif name == "accumulate" and got["every"] > 1:
+                got["every"] += 1
+            return got
+        optimizers._parts = parts
+    elif name == "plateau":  # waits one epoch longer than it should
+        real = schedules.observe_plateau
+        schedules.observe_plateau = lambda s, state, value, step: real({**s, "patience": s["patience"] + 1},
+                                                                       state, value, step)
+    else:
+        raise ValueError(f"unknown feature mutation {name!r}")
 '''
 
 
@@ -94,6 +139,7 @@ def mutations():
     out = [f"layer:{k}:{part}" for k in layers.LAYERS for part in ("forward", "backward")]
     out += [f"loss:{k}:{part}" for k in losses.CORES for part in ("value", "grad")]
     out += [f"optimizer:{k}:step" for k in optimizers.OPTIMIZERS]
+    out += [f"feature:{k}:value" for k in FEATURES]
     return out
 
 
