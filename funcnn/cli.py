@@ -163,7 +163,13 @@ def _n_jobs(text: str) -> int:
 
 
 def _column(text: str) -> Any:
-    """A column name, or an int index when the text is an integer."""
+    """A column name, or an int index when the text is an integer; comma-separated: a list of them
+    (several label columns: multi-label targets)."""
+    if "," in text:
+        parts = [p.strip() for p in text.split(",")]
+        if any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"an empty column in {text!r}")
+        return [_column(p) for p in parts]
     try:
         return int(text)
     except ValueError:
@@ -239,7 +245,8 @@ def _index_column(text: str) -> Any:
 def _add_csv_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
     d = (lambda value: value) if defaults else (lambda value: None)
     p.add_argument("--label-column", type=_column, default=None, metavar="NAME|INDEX",
-                   help="CSV: the label column, by header name or 0-based index (negative from the end); "
+                   help="CSV: the label column, by header name or 0-based index (negative from the end), or "
+                        "several, comma-separated, of 0/1 values (multi-label: one output per column); "
                         "default: a column named target/label/class/y, else the only non-numeric column, "
                         "else the last")
     p.add_argument("--delimiter", type=_delimiter, default=d("auto"),
@@ -493,10 +500,28 @@ def _classes_and_loss(y: np.ndarray, task: str, loss: str, label: str):
     return classes, loss
 
 
+def _multilabel(y: np.ndarray, info: Dict[str, Any], args: argparse.Namespace):
+    """(task, why, classes, loss) for several label columns: 0/1 each, binary_cross_entropy with one
+    output per column; ``classes`` are the columns' names (or their indices)."""
+    loss = getattr(args, "loss", "auto")
+    if args.task == "regression" or loss not in ("auto", "binary_cross_entropy"):
+        raise CLIError("several label columns are multi-label classification (binary_cross_entropy, one output "
+                       f"per column); got --task {args.task} --loss {loss}")
+    names = info.get("label_name") or [str(i) for i in info.get("label_index", range(y.shape[1]))]
+    for j, name in enumerate(names):
+        column = y[:, j]
+        if column.dtype.kind not in "biuf" or not np.isin(column, (0, 1)).all():
+            bad = column[~np.isin(column, (0, 1))][0] if column.dtype.kind in "biuf" else column[0]
+            raise CLIError(f"label column {name!r} holds {bad!r}: each of several label columns must hold 0/1 "
+                           "(multi-label targets)")
+    return "classification", "several label columns: multi-label", np.array([str(n) for n in names]), \
+        "binary_cross_entropy"
+
+
 def _split_data(X, y, task: str, test_size: float, seed: int):
     """The one train/test split of the command line: stratified for classes with >= 2 samples each."""
     from .datasets import split
-    if task != "classification":
+    if task != "classification" or np.ndim(y) == 2:  # regression, or multi-label (no single class to stratify)
         return split(X, y, test_size=test_size, seed=seed, stratify=False)
     # Split the codes (any labels, even float classes, stratify the same way), then map back.
     classes, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
@@ -510,6 +535,8 @@ def _targets(y: np.ndarray, classes: Optional[np.ndarray], where: str) -> np.nda
     from .datasets import encode_labels
     if classes is None:
         return np.asarray(y, dtype=np.float64)
+    if np.ndim(y) == 2:  # multi-label: the 0/1 columns are the codes
+        return np.asarray(y).astype(np.intp)
     try:
         return encode_labels(y, classes=classes)[0]
     except ValueError as exc:
@@ -526,9 +553,13 @@ def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
     options = _csv_options(args, args.data)
     X, y, info, official = _load_all(args.data, options, args.test_size)
     label = f"the label column {info['label_name']!r}" if info.get("label_name") else "the labels"
-    task, why = _decide_task(y, args.task, getattr(args, "loss", "auto"))
-    classes, loss = _classes_and_loss(y, task, getattr(args, "loss", "auto"), label)
-    if task == "classification" and args.task == "auto" and getattr(args, "loss", "auto") == "auto":
+    if np.ndim(y) == 2:
+        task, why, classes, loss = _multilabel(y, info, args)
+    else:
+        task, why = _decide_task(y, args.task, getattr(args, "loss", "auto"))
+        classes, loss = _classes_and_loss(y, task, getattr(args, "loss", "auto"), label)
+    if task == "classification" and args.task == "auto" and getattr(args, "loss", "auto") == "auto" \
+            and np.ndim(y) == 1:
         n = len(y)
         if classes.dtype.kind in "US" and classes.size > n / 2:
             raise CLIError(f"{label} holds {classes.size} distinct text values in {n} rows: an identifier, not a "
@@ -673,10 +704,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.class_weight is not None:
         if classes is None:
             raise CLIError("--class-weight applies to classification; this is a regression task")
+        if np.ndim(y_train) == 2:
+            raise CLIError("--class-weight applies to one label column; several label columns are multi-label")
         weights = _class_weights(args.class_weight, classes, y_train)
         train_loss = {"name": loss, "class_weight": weights}
         print("class weights: " + ", ".join(f"{c} {w:.4g}" for c, w in zip(classes.tolist(), weights)))
-    n_out = classes.size if loss == "softmax_cross_entropy" else n_outputs(loss, y_train)
+    n_out = classes.size if loss == "softmax_cross_entropy" or np.ndim(y_train) == 2 else n_outputs(loss, y_train)
     hidden = DEFAULT_HIDDEN if args.hidden is None else args.hidden
     spec = _read_spec(args.spec) if args.spec else mlp(hidden, args.activation, args.dropout, n_out)
     params = init_params(spec, X_train.shape[1], seed=args.seed, dtype=args.dtype)
@@ -781,6 +814,9 @@ def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.nda
         else:
             X, y = _split_data(X, y, task, data["test_size"], data["seed"])[1::2]
     else:
+        if isinstance(data.get("label_index"), list):
+            raise CLIError("a multi-label model (several label columns) evaluates and predicts on its training "
+                           "file's test split (--split test); other files are not supported yet")
         options = _csv_options(args, source, data.get("csv"))
         options.pop("label_column", None)  # the training file's label column need not be in this file
         X, y = load_features(source, model["n_features"], feature_names=data.get("feature_names"),
@@ -861,6 +897,8 @@ def _prediction_table(model: Dict[str, Any], output: np.ndarray, proba: bool) ->
     if loss == "mean_squared_error":
         out = out.reshape(len(out), -1)
         return ([name] if out.shape[1] == 1 else [f"{name}_{j}" for j in range(out.shape[1])]), out
+    if out.ndim == 2:  # multi-label: a 0/1 column per label
+        return [str(c) for c in (classes.tolist() if classes is not None else range(out.shape[1]))], out
     labels = decode_labels(out, classes) if classes is not None else out
     return [name], labels.reshape(-1, 1)
 

@@ -660,7 +660,7 @@ def _label_vector(table: Mapping[str, Any], c: int) -> np.ndarray:
     return np.array(cells, dtype=str)
 
 
-def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, header: Optional[bool] = None,
+def load_csv(path: PathLike, *, label_column: Union[None, int, str, Sequence[Union[int, str]]] = None, header: Optional[bool] = None,
              delimiter: Optional[str] = "auto", index_column: Any = "auto",
              return_info: bool = False) -> Union[Arrays, Tuple[np.ndarray, np.ndarray, Dict[str, Any]]]:
     """CSV → X float64 (n, d) and y from the label column (int64 for whole numbers, float64 for
@@ -668,7 +668,8 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
 
     The label column: ``label_column`` (a header name or an int index), or by default a column
     named ``target``/``label``/``class``/``y``, else the only non-numeric column, else the last
-    (:func:`label_position`). ``header``, ``delimiter`` and ``index_column`` as in :func:`read_csv`
+    (:func:`label_position`); a list of names/indices makes y ``(n, k)``, one column per label (multi-label
+    targets). ``header``, ``delimiter`` and ``index_column`` as in :func:`read_csv`
     (delimiter sniffed, header auto-detected, a row index column dropped). Every feature must be
     a finite number. ``return_info=True`` adds a dict ``{"label_name", "label_index",
     "feature_names", "delimiter", "index_column"}`` (names None without a header).
@@ -678,14 +679,27 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
     if n_cols < 2:
         raise ValueError(f"{table['path']}: need at least 2 columns (features and a label), got {n_cols}"
                          + (" (after dropping the index column)" if table["index_column"] is not None else ""))
-    label = label_position(table, label_column)
-    features = [c for c in range(n_cols) if c != label]
-    X = _feature_matrix(table, features, label)
-    y = _label_vector(table, label)
+    if isinstance(label_column, (list, tuple)):  # several label columns: y is (n, k), one column each
+        labels = [label_position(table, c) for c in label_column]
+        if len(set(labels)) != len(labels) or len(labels) < 2:
+            raise ValueError(f"{table['path']}: label_column {list(label_column)!r} must name at least 2 "
+                             "different columns")
+        if len(labels) >= n_cols:
+            raise ValueError(f"{table['path']}: label_column {list(label_column)!r} leaves no feature column")
+        features = [c for c in range(n_cols) if c not in labels]
+        X = _feature_matrix(table, features, labels[0])
+        y = np.stack([_label_vector(table, c) for c in labels], axis=1)
+        label: Any = labels
+    else:
+        label = label_position(table, label_column)
+        features = [c for c in range(n_cols) if c != label]
+        X = _feature_matrix(table, features, label)
+        y = _label_vector(table, label)
     if not return_info:
         return X, y
     names = table["names"]
-    info = {"label_name": None if names is None else names[label], "label_index": label,
+    label_name = None if names is None else ([names[c] for c in label] if isinstance(label, list) else names[label])
+    info = {"label_name": label_name, "label_index": label,
             "feature_names": None if names is None else [names[c] for c in features],
             "delimiter": table["delimiter"], "index_column": table["index_column"]}
     return X, y, info

@@ -561,3 +561,34 @@ def test_cli_class_weight(tmp_path):
     proc = _cli("train", "--data", "digits", "--task", "regression", "--epochs", "1", "--no-plot", "--quiet",
                 "--class-weight", "balanced", cwd=tmp_path)
     assert proc.returncode != 0 and "applies to classification" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_several_label_columns_are_multi_label(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(240, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] > 0.5], axis=1).astype(int)
+    with open(tmp_path / "tags.csv", "w") as f:
+        f.write("a,b,c,d,sport,news,music\n")
+        for row, tags in zip(X, Y):
+            f.write(",".join(f"{v:.5f}" for v in row) + "," + ",".join(map(str, tags)) + "\n")
+    proc = _cli("train", "--data", "tags.csv", "--label-column", "sport,news,music", "--epochs", "40",
+                "--lr", "0.01", "--no-plot", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "multi-label" in proc.stdout and "binary_cross_entropy, 3 outputs" in proc.stdout
+    model = F.load(str(tmp_path / "model.npz"))
+    assert model["loss"] == BCE and list(model["classes"]) == ["sport", "news", "music"]
+    ev = _cli("evaluate", "model.npz", "--data", "tags.csv", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert float(ev.stdout.split("accuracy ")[1].split()[0]) > 0.5  # subset accuracy on the test split
+    pred = _cli("predict", "model.npz", "--data", "tags.csv", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    lines = pred.stdout.splitlines()
+    assert lines[0] == "sport,news,music" and len(lines) == 61 and set("".join(lines[1:])) <= set("01,")
+    proba = _cli("predict", "model.npz", "--data", "tags.csv", "--proba", cwd=tmp_path).stdout.splitlines()
+    assert proba[0] == "sport,news,music" and all(0 <= float(v) <= 1 for v in proba[1].split(","))
+    for extra, message in [(("--label-column", "sport,a"), "must hold 0/1"),
+                           (("--label-column", "sport,news", "--class-weight", "balanced"), "multi-label"),
+                           (("--label-column", "sport,sport"), "2 different columns"),
+                           (("--label-column", "sport,news", "--task", "regression"), "multi-label")]:
+        proc = _cli("train", "--data", "tags.csv", "--epochs", "1", "--no-plot", "--quiet", *extra, cwd=tmp_path)
+        assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
