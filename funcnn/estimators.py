@@ -249,10 +249,17 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     ``np.random.default_rng()`` a fresh one; ``seed_`` holds the int used), ``verbose``
     (``train``'s progress), ``spec`` (a whole network instead of ``hidden``/``activation``/
     ``dropout``; its last dense layer must have as many units as the problem needs) and
-    ``dtype`` (of the params: float64, as scikit-learn computes, or float32).
+    ``dtype`` (of the params: float64, as scikit-learn computes, or float32) and
+    ``class_weight`` (None, ``"balanced"`` or ``{label: weight}``: scikit-learn's
+    ``compute_class_weight`` on the labels ``fit`` gets; sample ``i`` weighs
+    ``sample_weight[i] * class_weight[y_i]``; ``partial_fit`` takes a dict only).
 
-    Fitted attributes, all plain data: ``spec_``, ``params_``, ``history_``, ``loss_``,
-    ``classes_``, ``n_features_in_``, ``seed_`` and ``run_`` (the training state of
+    A 2-D 0/1 label-indicator ``y`` (n, k) is multi-label, as with ``MLPClassifier``: k outputs
+    with ``binary_cross_entropy``, ``classes_ = arange(k)``, ``predict`` gives the (n, k) 0/1
+    matrix and ``predict_proba`` the (n, k) probabilities; ``score`` is the subset accuracy.
+
+    Fitted attributes, all plain data: ``spec_``, ``params_``, ``history_``, ``loss_`` (the loss's
+    name), ``classes_``, ``n_features_in_``, ``seed_`` and ``run_`` (the training state of
     ``partial_fit``, None after ``fit``).
     """
 

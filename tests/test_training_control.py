@@ -592,3 +592,33 @@ def test_cli_several_label_columns_are_multi_label(tmp_path):
                            (("--label-column", "sport,news", "--task", "regression"), "multi-label")]:
         proc = _cli("train", "--data", "tags.csv", "--epochs", "1", "--no-plot", "--quiet", *extra, cwd=tmp_path)
         assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _readonly(tree):
+    if isinstance(tree, dict):
+        return {k: _readonly(v) for k, v in tree.items()}
+    if isinstance(tree, np.ndarray):
+        tree = tree.copy()
+        tree.flags.writeable = False
+    return tree
+
+
+def test_chain_functions_are_pure():
+    params = _readonly({"W_0": np.arange(6.0).reshape(2, 3), "b_0": np.ones(3)})
+    grads = _readonly(_grads_sequence(params, 1)[0])
+    opt = CHAINS["all"]
+    opt = O.chain([t if t["name"] != "freeze" else O.freeze("b_*") for t in opt["transforms"]])
+    opt = O.chain(opt["transforms"][:2] + [O.adam(S.reduce_on_plateau(0.1, patience=0))] + opt["transforms"][3:])
+    state = _readonly(F.init_state(opt, params))
+    before = (params, grads, state)
+    copies = [{k: (dict(v) if isinstance(v, dict) else v) for k, v in t.items()} for t in before]
+    for _ in range(2):
+        a = F.update(opt, params, grads, state)
+        b = F.update(opt, params, grads, state)
+        assert_tree_equal(a, b)  # same inputs, same bits
+        p1, s1 = F.update(opt, *a[:1], grads, a[1])
+    s2 = O.observe(opt, s1, 1.0)
+    assert s2 is not s1 and s1["plateau"]["best"] is None and s2["plateau"]["best"] == 1.0
+    O.averaged_params(opt, p1, s1)
+    for got, copy in zip(before, copies):
+        assert_tree_equal(got, copy)
