@@ -814,9 +814,6 @@ def _model_data(model: Dict[str, Any], args: argparse.Namespace) -> Tuple[np.nda
         else:
             X, y = _split_data(X, y, task, data["test_size"], data["seed"])[1::2]
     else:
-        if isinstance(data.get("label_index"), list):
-            raise CLIError("a multi-label model (several label columns) evaluates and predicts on its training "
-                           "file's test split (--split test); other files are not supported yet")
         options = _csv_options(args, source, data.get("csv"))
         options.pop("label_column", None)  # the training file's label column need not be in this file
         X, y = load_features(source, model["n_features"], feature_names=data.get("feature_names"),

@@ -986,8 +986,8 @@ def load(source: Union[str, PathLike], **options: Any) -> Arrays:
 
 
 def load_features(source: Union[str, PathLike], n_features: int, *, feature_names: Optional[Sequence[str]] = None,
-                  label_name: Optional[str] = None, label_index: Optional[int] = None,
-                  label_column: Union[None, int, str] = None, header: Optional[bool] = None,
+                  label_name: Union[None, str, List[str]] = None, label_index: Union[None, int, List[int]] = None,
+                  label_column: Union[None, int, str, Sequence[Union[int, str]]] = None, header: Optional[bool] = None,
                   delimiter: Optional[str] = "auto", index_column: Any = "auto"
                   ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Features to predict on, and the labels when the data hold them: ``(X (n, n_features), y or None)``.
@@ -1007,7 +1007,9 @@ def load_features(source: Union[str, PathLike], n_features: int, *, feature_name
          ``n_features + 1`` hold a label too, at ``label_index`` (the training file's label
          position) or, without one, where :func:`label_position`'s default rule finds it.
 
-    Anything else is a ``ValueError`` saying how many columns were found and expected.
+    A model trained on several label columns passes their names / positions as lists (or a list
+    ``label_column``): y is then ``(n, k)``. Anything else is a ``ValueError`` saying how many columns
+    were found and expected.
     """
     n_features = check_number(n_features, "n_features", low=1, integer=True)
     kind, value = _resolve(source)
@@ -1038,6 +1040,8 @@ def _csv_features(path, n_features, feature_names, label_name, label_index, labe
                   index_column) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     table = read_csv(path, header=header, delimiter=delimiter, index_column=index_column)
     names, n_cols = table["names"], len(table["columns"])
+    if isinstance(label_column, (list, tuple)) or isinstance(label_name, list) or isinstance(label_index, list):
+        return _csv_multilabel_features(table, n_features, feature_names, label_name, label_index, label_column)
     if label_column is not None:
         label = label_position(table, label_column)
         return _feature_matrix(table, [c for c in range(n_cols) if c != label], label), _label_vector(table, label)
@@ -1064,6 +1068,36 @@ def _csv_features(path, n_features, feature_names, label_name, label_index, labe
                      if table["index_column"] is not None else "")
                      + f", but the model expects {n_features} feature columns (or {n_features + 1} with the label)"
                      + named)
+
+
+def _csv_multilabel_features(table, n_features, feature_names, label_names, label_indices, label_column):
+    """:func:`_csv_features` for a model trained on several label columns: y (n, k), or None when the
+    file holds none of them (the same rules, with the training file's label names or positions)."""
+    names, n_cols, path = table["names"], len(table["columns"]), table["path"]
+
+    def with_labels(features, labels):
+        X = _feature_matrix(table, features, labels[0] if labels else None)
+        return X, (np.stack([_label_vector(table, c) for c in labels], axis=1) if labels else None)
+    if label_column is not None:
+        columns = label_column if isinstance(label_column, (list, tuple)) else [label_column]
+        labels = [label_position(table, c) for c in columns]
+        return with_labels([c for c in range(n_cols) if c not in labels], labels)
+    if names is not None and feature_names and all(name in names for name in feature_names):
+        positions = [names.index(name) for name in feature_names]
+        present = [n for n in (label_names or []) if n in names and names.index(n) not in positions]
+        if present and len(present) != len(label_names):
+            missing = [n for n in label_names if n not in present]
+            raise ValueError(f"{path}: holds the label column(s) {present} but not {missing}; a multi-label model "
+                             "needs all of its label columns, or none (to predict)")
+        return with_labels(positions, [names.index(n) for n in present])
+    k = len(label_indices or label_names or [])
+    if n_cols == n_features:
+        return with_labels(list(range(n_cols)), [])
+    if k and n_cols == n_features + k and label_indices and all(0 <= int(c) < n_cols for c in label_indices):
+        labels = [int(c) for c in label_indices]
+        return with_labels([c for c in range(n_cols) if c not in labels], labels)
+    raise ValueError(f"{path}: {n_cols} columns, but the model expects {n_features} feature columns (or "
+                     f"{n_features + k} with its {k} label columns)")
 
 
 def _mnist_directory(source: Any, options: Mapping[str, Any]) -> Optional[str]:

@@ -586,6 +586,21 @@ def test_cli_several_label_columns_are_multi_label(tmp_path):
     assert lines[0] == "sport,news,music" and len(lines) == 61 and set("".join(lines[1:])) <= set("01,")
     proba = _cli("predict", "model.npz", "--data", "tags.csv", "--proba", cwd=tmp_path).stdout.splitlines()
     assert proba[0] == "sport,news,music" and all(0 <= float(v) <= 1 for v in proba[1].split(","))
+    # another file: by header names; the labels, or none of them (predict only), or a clear refusal
+    with open(tmp_path / "new.csv", "w") as f:
+        f.write("d,news,c,b,a,music,sport\n")
+        for row, tags in zip(X[:5], Y[:5]):
+            f.write(f"{row[3]},{tags[1]},{row[2]},{row[1]},{row[0]},{tags[2]},{tags[0]}\n")
+    ev = _cli("evaluate", "model.npz", "--data", "new.csv", cwd=tmp_path)
+    assert ev.returncode == 0 and "accuracy" in ev.stdout, ev.stderr
+    with open(tmp_path / "unlabelled.csv", "w") as f:
+        f.write("a,b,c,d\n" + "".join(",".join(map(str, row)) + "\n" for row in X[:4]))
+    out = _cli("predict", "model.npz", "--data", "unlabelled.csv", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.splitlines()[0] == "sport,news,music" and len(out.stdout.splitlines()) == 5
+    with open(tmp_path / "partial.csv", "w") as f:
+        f.write("a,b,c,d,sport\n" + "".join(",".join(map(str, row)) + ",1\n" for row in X[:4]))
+    bad = _cli("evaluate", "model.npz", "--data", "partial.csv", cwd=tmp_path)
+    assert bad.returncode != 0 and "needs all of its label columns" in bad.stderr and "Traceback" not in bad.stderr
     for extra, message in [(("--label-column", "sport,a"), "must hold 0/1"),
                            (("--label-column", "sport,news", "--class-weight", "balanced"), "multi-label"),
                            (("--label-column", "sport,sport"), "2 different columns"),
