@@ -553,7 +553,7 @@ def _prepare(args: argparse.Namespace) -> Dict[str, Any]:
     options = _csv_options(args, args.data)
     X, y, info, official = _load_all(args.data, options, args.test_size)
     label = f"the label column {info['label_name']!r}" if info.get("label_name") else "the labels"
-    if np.ndim(y) == 2:
+    if isinstance(info.get("label_index"), list):  # several CSV label columns (a 2-D y elsewhere: one-hot?)
         task, why, classes, loss = _multilabel(y, info, args)
     else:
         task, why = _decide_task(y, args.task, getattr(args, "loss", "auto"))
