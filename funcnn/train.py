@@ -46,6 +46,7 @@ from . import optimizers as _optimizers
 from . import parallel as _parallel
 from .layers import check_spec
 from .network import Params, Spec
+from . import footprint as _footprint
 from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
 
 History = Dict[str, List[float]]
@@ -135,6 +136,9 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
     X = check_X(X, dtype, n_in, convert=False)
     _losses.check_outputs(loss, n_out)
     n = X.shape[0]
+    # a minibatch's caches must fit the memory budget: refused here, not by a MemoryError mid-epoch
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=n if batch_size is None else min(batch_size, n),
+                            training=True, where="train: ")
     y = _losses.check_targets(loss, y, n, n_out, dtype)
     w = check_sample_weight(sample_weight, n, dtype)
     return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
