@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import bounded as _bounded
 from .checkpoint import atomic_write
 from .validation import as_rng, check_number, check_X
 
@@ -323,10 +324,26 @@ def _read_bytes(path: str) -> bytes:
         raw = fh.read()
     if raw[:2] != b"\x1f\x8b":
         return raw
+    # inflated piece by piece, and refused as soon as it grows past what the file could honestly hold
+    limit = min(_bounded.memory_budget(), max(_bounded.SMALL_MEMBER, _bounded.MAX_EXPANSION * len(raw)))
+    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip header
+    parts, size, data = [], 0, raw
     try:
-        return gzip.decompress(raw)
+        while data:
+            piece = inflater.decompress(data, 1 << 20)
+            size += len(piece)
+            if size > limit:
+                raise ValueError(f"{path}: the gzip data expand past {limit} bytes (from {len(raw)}): a "
+                                 "decompression bomb or a damaged file; refused before inflating the rest")
+            parts.append(piece)
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    return b"".join(parts)
 
 
 def load_idx(path: PathLike) -> np.ndarray:
@@ -694,23 +711,36 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
 # --------------------------------------------------------------------------- npz and npy
 
 def _read_npz(path: str) -> Dict[str, np.ndarray]:
+    """``{"X": ..., "y": ..., "keys": [...]}`` of an .npz, each member checked before it is
+    decompressed (:mod:`funcnn.bounded`: declared size, compression ratio, .npy header)."""
     try:
-        archive = np.load(path, allow_pickle=False)
+        zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if os.path.isfile(path) and _is_npy(path):
+            raise ValueError(f"{path}: not an .npz archive (it holds a single array: name it .npy)") from None
         raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
-    if not hasattr(archive, "files"):
-        raise ValueError(f"{path}: not an .npz archive (it holds a single array: name it .npy)")
-    with archive:
-        out = {}
+    with zf:
+        members = {info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info
+                   for info in zf.infolist()}
+        out: Dict[str, Any] = {}
         for key in ("X", "y"):
-            if key in archive.files:
+            if key in members:
                 try:
-                    out[key] = archive[key]
-                except ValueError as exc:  # object arrays need pickle, refused for safety
-                    raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric or "
-                                     "string arrays)") from exc
-        out["keys"] = sorted(archive.files)
+                    out[key] = _bounded.read_npz_member(zf, members[key], path)
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):  # object arrays need pickle, refused for safety
+                        raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric or "
+                                         "string arrays)") from exc
+                    raise
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                    raise ValueError(f"{path}: member {key!r} could not be read ({type(exc).__name__}: {exc})") from exc
+        out["keys"] = sorted(members)
     return out
+
+
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
 
 
 def _load_npz(path: str) -> Arrays:
@@ -723,6 +753,7 @@ def _load_npz(path: str) -> Arrays:
 
 
 def _load_npy(path: str) -> np.ndarray:
+    _bounded.check_npy_file(path)  # the header's shape fits the file and the budget, before any allocation
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError) as exc:
@@ -778,6 +809,8 @@ def load_npy_directory(directory: PathLike, *, labels: str = "required"
     directory = os.fspath(directory)
     x_path, y_path = os.path.join(directory, NPY_X), os.path.join(directory, NPY_Y)
     try:
+        if os.path.isfile(x_path):
+            _bounded.check_npy_file(x_path, in_memory=False)  # memory-mapped: the header must match the file
         X = np.load(x_path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
@@ -794,6 +827,7 @@ def load_npy_directory(directory: PathLike, *, labels: str = "required"
             return X, None
         raise FileNotFoundError(f"{directory}: no {NPY_Y}: training and evaluating need labels ({NPY_Y} beside "
                                 f"{NPY_X}); funcnn predict reads {NPY_X} alone")
+    _bounded.check_npy_file(y_path)
     try:
         y = np.load(y_path, allow_pickle=False)
     except (OSError, EOFError, ValueError) as exc:
