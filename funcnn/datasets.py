@@ -528,10 +528,19 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
                 rows.append((number, cells))
     else:
         reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-        for cells in reader:
-            cells = [c.strip() for c in cells]
-            if any(cells):
-                rows.append((reader.line_num, cells))
+        # csv's field limit (131072 characters by default) is process-wide: raised to the file's
+        # length (no field is longer) while this file is read, then restored
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(text) + 1))
+        try:
+            for cells in reader:
+                cells = [c.strip() for c in cells]
+                if any(cells):
+                    rows.append((reader.line_num, cells))
+        except csv.Error as exc:  # e.g. another thread restored a lower limit meanwhile
+            raise ValueError(f"{path}: line {reader.line_num + 1}: {exc}") from None
+        finally:
+            csv.field_size_limit(limit)
     if not rows:
         raise ValueError(f"{path}: empty file: no rows to load")
 
@@ -632,6 +641,11 @@ def label_position(table: Mapping[str, Any], label_column: Any = None) -> int:
     return len(columns) - 1
 
 
+def _cell_text(cell: str, limit: int = 60) -> str:
+    """A cell for an error message: its repr, cut (with its length) when long."""
+    return repr(cell) if len(cell) <= limit else f"{cell[:limit]!r}... ({len(cell)} characters)"
+
+
 def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: Optional[int]) -> np.ndarray:
     """The columns at ``positions`` as a finite float64 (n, d) matrix; errors name line and column."""
     columns, path, lines = table["columns"], table["path"], table["lines"]
@@ -644,7 +658,7 @@ def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: O
         for r, cell in enumerate(columns[c]):
             value = _parse_float(cell)
             if value is None or not np.isfinite(value):
-                why = "empty cell" if cell == "" else f"cannot parse {cell!r} as a finite number"
+                why = "empty cell" if cell == "" else f"cannot parse {_cell_text(cell)} as a finite number"
                 hint = ""
                 if value is None and cell != "":
                     hint = (" (features must be numbers" + ("" if label is None else
@@ -663,7 +677,7 @@ def _label_vector(table: Mapping[str, Any], c: int) -> np.ndarray:
         if not np.isfinite(values).all():
             r = int(np.flatnonzero(~np.isfinite(values))[0])
             raise ValueError(where.format(line=f"line {lines[r]}")
-                             + f": cannot parse {cells[r]!r} as a finite number (a missing label?)")
+                             + f": cannot parse {_cell_text(cells[r])} as a finite number (a missing label?)")
         return _as_labels(values, path)
     numeric = [r for r, cell in enumerate(cells) if _parse_float(cell) is not None]
     empty = [r for r, cell in enumerate(cells) if cell == ""]
