@@ -511,7 +511,8 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
     tasks = (joblib.delayed(_run_trial)(i, settings[i], run_seed, X, y, (X_val, y_val), loss, n_outputs, dtype,
                                         score, sample_weight, blas_threads)
              for i in todo for run_seed in _run_seeds(settings[i], seed, repeats))
-    parallel_kwargs: Dict[str, Any] = {"verbose": verbose}
+    # one trial per task: a trial is long, and a batch of them lost with a worker would lose them all
+    parallel_kwargs: Dict[str, Any] = {"verbose": verbose, "batch_size": 1}
     if n_jobs is not None:
         parallel_kwargs["n_jobs"] = n_jobs
     if backend is not None:
@@ -560,7 +561,7 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
                         _write_log(log, results)
         except Exception as exc:  # the backend failed (a lost worker or scheduler): keep what finished
             finished = {r["index"] for r in results}
-            reason = f"lost: {type(exc).__name__}: {exc}"
+            reason = " ".join(f"lost: {type(exc).__name__}: {exc}".split())  # one line
             for i in todo:
                 if i not in finished:
                     results.append(_lost_result(i, settings[i], _run_seeds(settings[i], seed, repeats), reason,
