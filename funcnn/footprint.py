@@ -211,7 +211,7 @@ def check_budget(spec: Spec, in_shape: Shape, dtype: Any = np.float32, *, rows: 
         return facts
     shape = _shape_text(tuple(in_shape))
     fix = f"; raise the budget with {BUDGET_VARIABLE} if this is intended"
-    if param_bytes > limit // 2:
+    if param_bytes >= facts[what] * rows:  # the arrays, not the activations, are what does not fit
         row = max(leaves, key=lambda r: r["params"])
         raise ValueError(f"{where}layer {row['path']} ({row['type']}) on inputs of shape {shape} owns "
                          f"{row['params']:,} parameters ({row['params'] * itemsize} bytes, "
