@@ -114,3 +114,33 @@ def test_summary_is_exported_and_pure():
     assert F.summary is footprint.summary and "summary" in F.__all__
     assert F.summary(spec, 3) == F.summary(spec, 3)
     assert spec == before
+
+
+def test_nested_summary_rows_have_paths_and_block_shapes():
+    spec = [F.dense(8),
+            {"type": "residual", "body": [F.dense(8), F.relu(), F.dense(8)]},
+            {"type": "parallel", "branches": [[F.dense(3)], [F.dense(5), F.tanh()]], "merge": "concat"},
+            {"type": "residual", "body": [F.dense(4)], "shortcut": [F.dense(4)]},
+            F.dense(2)]
+    params = F.init_params(spec, 6, seed=0)
+    table = F.summary(spec, 6)
+    paths = [r["path"] for r in table["rows"]]
+    assert paths == ["0", "1", "1.body.0", "1.body.1", "1.body.2", "2", "2.0.0", "2.1.0", "2.1.1",
+                     "3", "3.body.0", "3.shortcut.0", "4"]
+    rows = {r["path"]: r for r in table["rows"]}
+    assert rows["2"]["output_shape"] == (8,) and rows["2"]["block"] and rows["2.1.0"]["output_shape"] == (5,)
+    assert rows["3"]["output_shape"] == (4,) and rows["3.shortcut.0"]["depth"] == 1
+    assert table["totals"]["params"] == sum(v.size for v in params.values())
+    for path, row in rows.items():
+        own = sum(v.size for k, v in params.items() if k.split("_", 1)[1] == path)
+        inner = sum(v.size for k, v in params.items() if k.split("_", 1)[1].startswith(path + "."))
+        assert row["params"] == (inner if row["block"] else own), path
+    assert rows["1"]["macs"] == 2 * 8 * 8 and rows["2"]["macs"] == 8 * 3 + 8 * 5
+    # block outputs equal forward's
+    lparams = network.layer_params(spec, params)
+    X = np.random.default_rng(1).random((2, 6)).astype(np.float32)
+    for i, layer in enumerate(spec):
+        out = network.run_forward(spec[:i + 1], lparams[:i + 1], X, False, None)[0]
+        assert rows[str(i)]["output_shape"] == out.shape[1:]
+    text = footprint.format_summary(table)
+    assert "\n    1.body.0" not in text and "  1.body.0" in text  # inner layers indented once
