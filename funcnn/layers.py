@@ -21,6 +21,10 @@ Each entry of :data:`LAYERS` describes one type with plain functions and a few f
   ``"y"`` (its output) or ``None`` (neither). The network decides from this alone which
   arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
 * ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``;
+* ``macs(layer, in_shape, out_shape) -> int``: multiply-adds per sample (0 by default, for
+  elementwise and reshaping layers); ``scratch(layer, in_shape, out_shape) -> int``: elements per
+  sample the layer allocates besides its output (a convolution's padded input and im2col
+  columns). :mod:`funcnn.footprint` sums them into ``funcnn.summary`` and the memory budget;
 * ``by_parts``: the layer runs per part of the samples (:mod:`funcnn.parallel`): on threads
   inside ``parallel.workers()``, which ``train``, inference and the public forward/backward
   functions enter for networks with such a layer (:func:`funcnn.network.uses_parts`); the same

@@ -144,3 +144,14 @@ def test_nested_summary_rows_have_paths_and_block_shapes():
         assert rows[str(i)]["output_shape"] == out.shape[1:]
     text = footprint.format_summary(table)
     assert "\n    1.body.0" not in text and "  1.body.0" in text  # inner layers indented once
+
+
+def test_conv_and_pool_memory_by_hand():
+    # conv2d on 6x6x2, kernel 3, padding 1, 4 filters: padded input 8x8x2, one sample's columns 6x6x(3x3x2)
+    spec = [F.conv2d(4, 3, padding=1), F.max_pool(2), F.flatten(), F.dense(1)]
+    facts = footprint.per_sample(spec, (6, 6, 2), 8)
+    rows = footprint.layer_rows(spec, (6, 6, 2))
+    assert rows[0]["scratch"] == 8 * 8 * 2 + 6 * 6 * 3 * 3 * 2
+    assert rows[1]["scratch"] == 3 * 3 * 4  # the argmax index of every output
+    assert facts["inference"] == 8 * (6 * 6 * 2 + 6 * 6 * 4 + 8 * 8 * 2 + 6 * 6 * 18)
+    assert facts["inference_path"] == "0"
