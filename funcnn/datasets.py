@@ -324,22 +324,36 @@ def _read_bytes(path: str) -> bytes:
         raw = fh.read()
     if raw[:2] != b"\x1f\x8b":
         return raw
-    # inflated piece by piece, and refused as soon as it grows past what the file could honestly hold
-    limit = min(_bounded.memory_budget(), max(_bounded.SMALL_MEMBER, _bounded.MAX_EXPANSION * len(raw)))
+    # inflated piece by piece: the IDX header (the first bytes) declares the size, which must be an
+    # honest expansion of the compressed bytes; nothing beyond the declared size is ever inflated
+    ratio_limit = min(_bounded.memory_budget(), max(_bounded.SMALL_MEMBER, _bounded.MAX_EXPANSION * len(raw)))
+    limit = ratio_limit
     inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip header
-    parts, size, data = [], 0, raw
+    parts, size, data, declared = [], 0, raw, None
     try:
         while data:
-            piece = inflater.decompress(data, 1 << 20)
+            piece = inflater.decompress(data, 1 << 16 if declared is None else 1 << 20)
+            parts.append(piece)
             size += len(piece)
+            if declared is None and size >= 4:
+                head = b"".join(parts)
+                ndim = head[3]
+                if size >= 4 + 4 * ndim and head[2] in _IDX_DTYPES:
+                    dims = np.frombuffer(head, dtype=">u4", count=ndim, offset=4)
+                    declared = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64)) * _IDX_DTYPES[head[2]].itemsize
+                    if declared > ratio_limit:
+                        raise ValueError(f"{path}: its IDX header declares {declared} bytes from {len(raw)} of gzip "
+                                         f"data ({declared / max(1, len(raw)):.0f}x; at most {_bounded.MAX_EXPANSION}x "
+                                         "is accepted): a decompression bomb or a damaged file; refused before "
+                                         "inflating it")
+                    limit = declared + 1  # one byte more tells load_idx that there are trailing bytes
             if size > limit:
                 raise ValueError(f"{path}: the gzip data expand past {limit} bytes (from {len(raw)}): a "
                                  "decompression bomb or a damaged file; refused before inflating the rest")
-            parts.append(piece)
             data = inflater.unconsumed_tail
             if inflater.eof:
                 break
-        if not inflater.eof:
+        if not inflater.eof and size <= limit - 1:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc

@@ -210,8 +210,21 @@ def test_gzip_bomb_idx_file_is_refused(tmp_path):
         block = bytes(1 << 20)
         for _ in range(BOMB_BYTES // len(block)):
             fh.write(block)
-    with pytest.raises(ValueError, match=r"gzip data expand past \d+ bytes .*decompression bomb"):
+    with pytest.raises(ValueError, match=r"its IDX header declares \d+ bytes from \d+ of gzip data .*decompression "
+                                         r"bomb .*refused before inflating it"):
         D.load_idx(str(path))
+    liar = tmp_path / "t10k-images-idx3-ubyte.gz"  # a small declared size, then the bomb
+    with gzip.open(liar, "wb", compresslevel=9) as fh:
+        fh.write(b"\x00\x00\x08\x03" + (10).to_bytes(4, "big") + (2).to_bytes(4, "big") * 2)
+        for _ in range(BOMB_BYTES // len(block)):
+            fh.write(block)
+    with pytest.raises(ValueError, match=r"gzip data expand past 57 bytes"):
+        D.load_idx(str(liar))
+    honest = tmp_path / "train-labels-idx1-ubyte.gz"
+    D.write_idx(str(tmp_path / "labels"), np.arange(5, dtype=np.uint8))
+    with gzip.open(honest, "wb") as fh:
+        fh.write((tmp_path / "labels").read_bytes())
+    assert D.load_idx(str(honest)).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_honest_compressed_files_still_load(tmp_path):
