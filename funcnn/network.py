@@ -504,7 +504,9 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     ``training=True`` turns dropout on; its masks come from ``seed``, layer by layer.
     """
     training = _check_training(training)
-    X, _, _ = checked_input(spec, params, X, finite_params=False)
+    X, _, dtype = checked_input(spec, params, X, finite_params=False)
+    # the whole batch at once, caches kept: it must fit the memory budget (train checks its minibatches)
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="forward: ")
     rng = as_rng(seed) if training else None
     lparams = layer_params(spec, params)
     # image layers: inside the workers, as train, so BLAS runs the same threads (and bits) as there
@@ -541,6 +543,7 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     l2 = float(check_number(l2, "l2", low=0.0))
     training = _check_training(training)
     X, n_out, dtype = checked_input(spec, params, X)
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="value_and_grad: ")
     target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None

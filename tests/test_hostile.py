@@ -466,3 +466,15 @@ def test_bounded_reader_agrees_with_numpy(tmp_path):
             got = bounded.read_npz_member(zf, info, "x.npz")
             want = arrays[info.filename[:-4]]
             assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_forward_and_value_and_grad_refuse_a_batch_over_the_budget(monkeypatch):
+    spec = [F.dense(64), F.relu(), F.dense(2)]
+    params = F.init_params(spec, 100, seed=0)
+    X, y = np.zeros((500, 100), np.float32), np.zeros(500, int)
+    monkeypatch.setenv("FUNCNN_MEMORY_BUDGET", "400K")
+    with pytest.raises(ValueError, match=r"forward: layer \d \(\w+\) .*training of 500 samples needs"):
+        F.forward(spec, params, X)
+    with pytest.raises(ValueError, match=r"value_and_grad: .*of 500 samples needs"):
+        F.value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
+    F.forward(spec, params, X[:32])
