@@ -1,8 +1,9 @@
 """MkDocs hooks for funcnn's documentation (named in mkdocs.yml under ``hooks:``).
 
-The command-line page is generated from the argument parser itself, so it cannot drift
-from the code: the marker ``<!-- funcnn-cli-reference -->`` in a page becomes one section
-per sub-command holding its ``--help`` text.
+Pages that list what the code defines are generated from the code, so they cannot drift:
+the marker ``<!-- funcnn-cli-reference -->`` becomes one section per sub-command holding its
+``--help`` text, and ``<!-- funcnn-top-level -->`` the table of ``funcnn``'s top-level
+functions, each linked to its reference entry.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import argparse
 import os
 
 MARKER = "<!-- funcnn-cli-reference -->"
+TOP_LEVEL_MARKER = "<!-- funcnn-top-level -->"
 
 
 def _help_text(parser: argparse.ArgumentParser) -> str:
@@ -39,7 +41,33 @@ def cli_reference() -> str:
     return "\n\n".join(sections)
 
 
+def _summary(obj) -> str:
+    """The first sentence-paragraph of a docstring, on one line."""
+    import inspect
+
+    doc = inspect.getdoc(obj) or ""
+    return " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+
+
+def top_level_table() -> str:
+    """Markdown: every function in ``funcnn.__all__``, linked to its home module's reference."""
+    import inspect
+
+    import funcnn
+
+    rows = ["| name | home | what it does |", "|---|---|---|"]
+    for name in funcnn.__all__:
+        obj = getattr(funcnn, name)
+        if inspect.ismodule(obj):
+            continue
+        home = obj.__module__
+        rows.append(f"| [`{name}`][{home}.{name}] | `{home}` | {_summary(obj)} |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_reference())
+    if TOP_LEVEL_MARKER in markdown:
+        markdown = markdown.replace(TOP_LEVEL_MARKER, top_level_table())
     return markdown
