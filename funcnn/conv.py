@@ -57,7 +57,22 @@ __all__ = ["same_padding", "conv_geometry", "pool_geometry", "pad", "im2col",
 
 def same_padding(n: int, k: int, s: int) -> Tuple[int, int, int]:
     """JAX/TensorFlow SAME along one axis: ``(out, before, after)`` with ``out = ceil(n / s)``
-    and any odd extra row/column of padding after (bottom/right)."""
+    and any odd extra row/column of padding after (bottom/right).
+
+    Args:
+        n: the input length along the axis.
+        k: the kernel length.
+        s: the stride.
+
+    Returns:
+        ``(out, before, after)``: the output length and the padding on each side.
+
+    Example:
+        >>> same_padding(28, 3, 1)
+        (28, 1, 1)
+        >>> same_padding(28, 3, 2)
+        (14, 0, 1)
+    """
     out = -(-n // s)
     total = max((out - 1) * s + k - n, 0)
     return out, total // 2, total - total // 2
@@ -67,6 +82,12 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
     """``((ho, wo), ((top, bottom), (left, right)))`` for ``padding`` "valid", "same" or an int.
 
     ``ho`` or ``wo`` may come out below 1 (the kernel does not fit); the caller reports that.
+
+    Example:
+        >>> conv_geometry((28, 28), (3, 3), (1, 1), "valid")
+        ((26, 26), ((0, 0), (0, 0)))
+        >>> conv_geometry((28, 28), (5, 5), (2, 2), 2)
+        ((14, 14), ((2, 2), (2, 2)))
     """
     out, pads = [], []
     for n, k, s in zip(hw, kernel, stride):
@@ -82,7 +103,12 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
 
 
 def pool_geometry(hw: Pair, size: Pair, stride: Pair) -> Pair:
-    """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits)."""
+    """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits).
+
+    Example:
+        >>> pool_geometry((7, 7), (2, 2), (2, 2))
+        (3, 3)
+    """
     return tuple((n - k) // s + 1 if n >= k else 0 for n, k, s in zip(hw, size, stride))  # type: ignore
 
 
