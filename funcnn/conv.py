@@ -348,7 +348,7 @@ def _max_pool_part(x, offsets, out, which) -> None:
         np.greater(s, out, out=better)  # strictly: ties keep the earlier offset
         np.maximum(out, s, out=out)
         # which = k where better, else unchanged: which += better * (k - which), in integers
-        # (np.copyto(which, k, where=better) measured 3.5x slower)
+        # (several times faster than np.copyto(which, k, where=better))
         np.subtract(k, which, out=step, dtype=which.dtype, casting="unsafe")
         step *= better
         which += step
@@ -433,7 +433,7 @@ def _avg_pool_grad_part(g, offsets, scale, tiles, dx) -> None:
 
 def _column_sums(a2: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Sums over the rows of an ``(m, c)`` array: one BLAS matrix-vector product with ones
-    (for 100352 x 16 float32, 0.3 ms against 2.1 ms for ``np.add.reduce(a2, axis=0)``)."""
+    (on tall, narrow arrays several times faster than ``np.add.reduce(a2, axis=0)``)."""
     return np.matmul(np.ones(a2.shape[0], dtype=a2.dtype), a2, out=out)
 
 

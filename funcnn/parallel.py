@@ -8,10 +8,10 @@ two threads or on sixteen.
 
 Threads run the parts only inside :func:`workers`. It takes the threads BLAS would have used: as
 many workers as BLAS has threads at entry (at most :data:`PARTS`), and BLAS limited to one
-thread inside, so the cores are not oversubscribed. Measured on 2 cores (the small CNN of the
-benchmark, batch 128): a training step 20-23 ms → 17-18 ms. OpenBLAS's two threads inside each
-matrix product left the rest of the step (im2col, pooling, strided adds: about half of it) on
-one core, and its idle worker spun on the other; parts of the whole layer keep both cores busy.
+thread inside, so the cores are not oversubscribed. Why: OpenBLAS's threads work only inside
+each matrix product, which left the rest of the step (im2col, pooling, strided adds: about
+half of it) on one core while its idle worker spun on the other; parts of the whole layer keep
+every core busy.
 With BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep``
 runs its trials), the parts run one after the other on the calling thread.
 
@@ -123,7 +123,7 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
 
 def _blas_controller():
     """threadpoolctl's view of the BLAS libraries (made once: scanning the loaded libraries takes
-    about 16 ms; None without threadpoolctl)."""
+    milliseconds; None without threadpoolctl)."""
     if _state["controller"] is None:
         try:
             from threadpoolctl import ThreadpoolController
