@@ -71,9 +71,10 @@ def on_startup(command, dirty) -> None:
     busy machine OpenBLAS's spinning threads make tiny matrix products an order of magnitude
     slower (see the performance page); one thread keeps the build fast and its timing stable.
     Nothing a tutorial prints depends on it."""
+    import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries loaded so far: load it first)
     from threadpoolctl import threadpool_limits
 
-    _BLAS_LIMIT.append(threadpool_limits(1))
+    _BLAS_LIMIT.append(threadpool_limits(1, user_api="blas"))
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
