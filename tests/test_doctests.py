@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["funcnn.metrics", "funcnn.gradcheck", "funcnn.plot", "funcnn.parallel", "funcnn.validation",
-           "funcnn.conv", "funcnn.estimators"]
+           "funcnn.conv", "funcnn.estimators", "funcnn.datasets",
+           "funcnn.checkpoint"]
 
 
 @pytest.mark.parametrize("name", MODULES)
