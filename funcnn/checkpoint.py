@@ -530,7 +530,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
     Returns:
         ``path``.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> path = atomic_write(os.path.join(tempfile.mkdtemp(), "notes.txt"), lambda fh: fh.write(b"hello"))
         >>> open(path, "rb").read()
@@ -583,7 +583,7 @@ def save(path: PathLike, spec: List[Dict[str, Any]], params: Dict[str, np.ndarra
     Returns:
         ``path``.
 
-    Example:
+    Examples:
         >>> import os, tempfile, numpy as np, funcnn as F
         >>> spec = [F.dense(2)]
         >>> params = F.init_params(spec, n_inputs=3, seed=0)

@@ -67,7 +67,7 @@ def same_padding(n: int, k: int, s: int) -> Tuple[int, int, int]:
     Returns:
         ``(out, before, after)``: the output length and the padding on each side.
 
-    Example:
+    Examples:
         >>> same_padding(28, 3, 1)
         (28, 1, 1)
         >>> same_padding(28, 3, 2)
@@ -83,7 +83,7 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
 
     ``ho`` or ``wo`` may come out below 1 (the kernel does not fit); the caller reports that.
 
-    Example:
+    Examples:
         >>> conv_geometry((28, 28), (3, 3), (1, 1), "valid")
         ((26, 26), ((0, 0), (0, 0)))
         >>> conv_geometry((28, 28), (5, 5), (2, 2), 2)
@@ -105,7 +105,7 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
 def pool_geometry(hw: Pair, size: Pair, stride: Pair) -> Pair:
     """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits).
 
-    Example:
+    Examples:
         >>> pool_geometry((7, 7), (2, 2), (2, 2))
         (3, 3)
     """

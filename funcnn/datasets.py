@@ -143,7 +143,7 @@ def encode_labels(y: Any, classes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
     Returns:
         ``(codes, classes)``: int64 codes ``(n,)`` and the classes ``(k,)``.
 
-    Example:
+    Examples:
         >>> codes, classes = encode_labels(["cat", "dog", "cat", "bird"])
         >>> codes.tolist(), classes.tolist()
         ([1, 2, 1, 0], ['bird', 'cat', 'dog'])
@@ -209,7 +209,7 @@ def infer_task(y: Any, *, return_reason: bool = False) -> Union[str, Tuple[str, 
 
     With ``return_reason=True`` returns ``(task, reason)``, the reason a short phrase.
 
-    Example:
+    Examples:
         >>> infer_task(["setosa", "virginica"])
         'classification'
         >>> infer_task([0.5, 1.25, 3.0])
@@ -706,7 +706,7 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
     Returns:
         ``(X, y)``, or ``(X, y, info)`` with ``return_info=True``.
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "pets.csv")
         >>> with open(path, "w") as f:
@@ -852,7 +852,7 @@ def tail_split(X: Any, y: Any, *, test_size: float = 0.25
     of rows. Use it for data stored in random order (``scripts/make_large_dataset.py`` writes
     them shuffled); :func:`split` shuffles and stratifies, which copies.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> X, y = np.arange(10).reshape(5, 2), np.arange(5)
         >>> X_train, X_test, y_train, y_test = tail_split(X, y, test_size=0.4)
@@ -1011,7 +1011,7 @@ def load(source: Union[str, PathLike], **options: Any) -> Arrays:
     Returns:
         ``(X, y)``.
 
-    Example:
+    Examples:
         >>> X, y = load("moons", n_samples=100, noise=0.1, seed=0)
         >>> X.shape, y.dtype.name
         ((100, 2), 'int64')
@@ -1136,7 +1136,7 @@ def split(X: Any, y: Any, *, test_size: float = 0.25, seed: Any = 0, stratify: O
     class has at least two samples; True stratifies on ``y`` (integer, text or boolean labels;
     labels and their codes give the same split); False never. ``test_size`` is a fraction in (0, 1) or a number of samples.
 
-    Example:
+    Examples:
         >>> X, y = load("iris")
         >>> X_train, X_test, y_train, y_test = split(X, y, test_size=0.2, seed=0)
         >>> len(X_train), len(X_test), sorted(set(y_test.tolist()))
@@ -1180,7 +1180,7 @@ def load_train_test(source: Union[str, PathLike], *, test_size: float = 0.25, se
     Returns:
         ``(X_train, X_test, y_train, y_test)``.
 
-    Example:
+    Examples:
         >>> X_train, X_test, y_train, y_test = load_train_test("digits", test_size=0.25, seed=0)
         >>> X_train.shape, X_test.shape
         ((1347, 64), (450, 64))
@@ -1211,7 +1211,7 @@ def fit_scaler(X: Any) -> Dict[str, np.ndarray]:
     A plain dict, so it is saved with a model (``funcnn.save(..., scaler=scaler)``) and
     applied to new data by :func:`apply_scaler` (as ``funcnn predict`` does).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> scaler = fit_scaler(np.array([[1.0, 10.0], [3.0, 10.0]]))
         >>> scaler["mean"].tolist(), scaler["scale"].tolist()

@@ -272,7 +272,7 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         seed_: the int seed used.
         run_: the training state of ``partial_fit`` (None after ``fit`` with early stopping).
 
-    Example:
+    Examples:
         >>> import funcnn as F
         >>> from sklearn.datasets import load_iris
         >>> X, y = load_iris(return_X_y=True)
@@ -347,7 +347,7 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     shape (n, k) trains k outputs and ``predict`` returns (n, k). Parameters and fitted
     attributes as :class:`NeuralNetClassifier` (no ``classes_``; ``n_outputs_`` instead).
 
-    Example:
+    Examples:
         >>> from sklearn.datasets import load_diabetes
         >>> X, y = load_diabetes(return_X_y=True)
         >>> reg = NeuralNetRegressor(hidden=(8,), epochs=3, seed=0).fit(X, y)

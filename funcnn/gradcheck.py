@@ -30,7 +30,7 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
     Returns:
         A float64 array of ``x``'s shape.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> g = numerical_gradient(lambda v: float(np.sum(v ** 2)), np.array([1.0, -2.0]))
         >>> np.allclose(g, [2.0, -4.0])
@@ -53,7 +53,7 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     """``||a - b|| / max(||a|| + ||b||, tiny)``: 0 for equal arrays, ~1 for unrelated ones.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
         0.0
@@ -90,7 +90,7 @@ def gradient_errors(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2
         ValueError: params that are not float64, or keys that are not in params.
         TypeError: a ``np.random.Generator`` seed.
 
-    Example:
+    Examples:
         >>> import numpy as np, funcnn as F
         >>> spec = [F.dense(3), F.tanh(), F.dense(2)]
         >>> params = F.init_params(spec, n_inputs=4, seed=0, dtype=np.float64)

@@ -28,7 +28,7 @@ def correct(loss: str, output: np.ndarray, labels: np.ndarray) -> int:
     Returns:
         The count of correctly classified rows.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> correct("softmax_cross_entropy", np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
         1
@@ -47,7 +47,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.
     Returns:
         ``count(y_pred == y_true) / n``, or ``Σ w·[y_pred == y_true] / Σ w``.
 
-    Example:
+    Examples:
         >>> accuracy([0, 1, 1, 2], [0, 1, 2, 2])
         0.75
         >>> accuracy([0, 1], [0, 0], sample_weight=[3.0, 1.0])
@@ -74,7 +74,7 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarra
     Returns:
         R², the uniform average over the k outputs (scikit-learn's ``"uniform_average"``).
 
-    Example:
+    Examples:
         >>> r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         1.0
         >>> r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
@@ -108,7 +108,7 @@ def scores(loss: str, output: np.ndarray, y: np.ndarray, sample_weight: Any = No
     Returns:
         A dict of floats; ``"loss"`` is the loss value without any L2 term (the data's loss).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> s = scores("softmax_cross_entropy", np.array([[3.0, 0.0], [0.0, 3.0]]), np.array([0, 0]))
         >>> sorted(s), s["accuracy"]

@@ -65,7 +65,7 @@ def parts(n: int) -> List[Tuple[int, int]]:
     ``min(PARTS, n // MIN_PART)`` parts, at least one; they depend on ``n`` alone, so results
     are the same bits on threads or sequentially.
 
-    Example:
+    Examples:
         >>> parts(10)
         [(0, 10)]
         >>> parts(130)
@@ -100,7 +100,7 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
     Returns:
         The parts' results, in the order of :func:`parts`.
 
-    Example:
+    Examples:
         >>> map_parts(lambda start, stop: stop - start, 64)
         [16, 16, 16, 16]
     """
@@ -148,7 +148,7 @@ def workers(enabled: bool = True) -> Iterator[int]:
     Yields:
         The number of workers (1 when BLAS has one thread).
 
-    Example:
+    Examples:
         >>> with workers() as w:
         ...     sizes = map_parts(lambda start, stop: stop - start, 64)
         >>> sizes

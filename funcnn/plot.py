@@ -64,7 +64,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, t
     Returns:
         ``path``, once the image is written (the format follows its extension, PNG if none).
 
-    Example:
+    Examples:
         >>> import os, tempfile
         >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
         >>> learning_curves({"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6]}, path) == path

@@ -26,7 +26,7 @@ def as_rng(seed: SeedLike, name: str = "seed") -> np.random.Generator:
     Returns:
         A ``np.random.Generator``.
 
-    Example:
+    Examples:
         >>> int(as_rng(0).integers(10)) == int(as_rng(0).integers(10))
         True
     """
@@ -156,7 +156,7 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
 
     Whole-number floats are accepted; ``(n, 1)`` is flattened. The first bad label is named.
 
-    Example:
+    Examples:
         >>> check_labels([0.0, 2.0, 1.0], 3, 3).tolist()
         [0, 2, 1]
     """
@@ -224,7 +224,7 @@ def check_number(value: Any, name: str, *, low: float = -np.inf, high: float = n
     Returns:
         ``value`` (as an ``int`` when ``integer``).
 
-    Example:
+    Examples:
         >>> check_number(0.5, "rate", low=0, high=1, high_open=True)
         0.5
         >>> check_number(1, "rate", low=0, high=1, high_open=True)
