@@ -46,8 +46,11 @@ def _summary(obj) -> str:
     """The first sentence-paragraph of a docstring, on one line."""
     import inspect
 
+    import re
+
     doc = inspect.getdoc(obj) or ""
-    return " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+    text = " ".join(doc.split("\n\n")[0].split()).replace("|", "\\|")
+    return re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text)  # reST roles, as plain code here
 
 
 def top_level_table() -> str:
