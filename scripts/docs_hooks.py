@@ -81,6 +81,9 @@ def on_startup(command, dirty) -> None:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    if page.file.src_uri.startswith("tutorials/") and page.file.src_uri != "tutorials/index.md":
+        # A tutorial is code first: its width goes to the code, not to a table of contents.
+        page.meta.setdefault("hide", []).append("toc")
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_reference())
     if TOP_LEVEL_MARKER in markdown:
