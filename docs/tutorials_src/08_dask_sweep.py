@@ -12,6 +12,7 @@ each) and pass the scheduler's address to `Client`. Needs `pip install "funcnn[d
 """
 
 import joblib
+import matplotlib.pyplot as plt
 import numpy as np
 from dask.distributed import Client, LocalCluster
 
@@ -41,6 +42,16 @@ with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_
 
 for r in on_dask[:4]:
     print(f"{r['trial']}  validation accuracy {r['score']:.4f}")
+
+by_index = sorted(on_dask, key=lambda r: r["index"])
+labels = [f"{r['trial']['hidden'][0]} units, l2 {r['trial']['l2']:g}, lr {r['trial']['lr']:g}" for r in by_index]
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.barh(labels, [r["score"] for r in by_index])
+ax.set_xlim(0.9, 1.0)
+ax.set_xlabel("validation accuracy")
+ax.set_title("8 trials, run on the Dask cluster")
+fig.tight_layout()
+plt.show()
 
 # %%
 # ## The same results as one process

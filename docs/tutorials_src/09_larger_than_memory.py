@@ -14,6 +14,7 @@ writes a small one — the idea is the same at 100 GB.
 import os
 import tempfile
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 import funcnn as F
@@ -55,6 +56,17 @@ X, y = load_npy_directory(directory)
 print(type(X).__name__, X.dtype, X.shape)
 X_train, X_test, y_train, y_test = tail_split(X, y, test_size=0.2)
 print(X_train.shape, X_test.shape, "views of the file:", np.shares_memory(X_train, X))
+
+# %%
+# Reading a few rows reads only their pages of the file:
+
+fig, axes = plt.subplots(1, 8, figsize=(8, 1.4))
+for ax, row, label in zip(axes, X[-8:], y[-8:]):
+    ax.imshow(row.reshape(8, 8), cmap="gray_r")
+    ax.set_title(int(label), fontsize=8)
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
 
 # %%
 # ## Train on it

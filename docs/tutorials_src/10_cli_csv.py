@@ -14,6 +14,8 @@ import shlex
 import sys
 import tempfile
 
+import matplotlib.pyplot as plt
+
 from sklearn.datasets import load_iris
 
 from funcnn.cli import main
@@ -57,6 +59,15 @@ print(open(os.path.join(work, "iris.csv")).read()[:300])
 # regression) is decided from the labels, and the command says why.
 
 funcnn("train --data iris.csv --hidden 16 --epochs 200 --out iris.npz --plot curves.png --quiet")
+
+# %%
+# `curves.png`, the learning curves the command wrote:
+
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.imshow(plt.imread(os.path.join(work, "curves.png")))
+ax.axis("off")
+fig.tight_layout()
+plt.show()
 
 # %%
 # ## Evaluate and predict
