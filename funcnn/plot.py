@@ -88,7 +88,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, t
             ax.plot(epochs, series[key], marker="o" if epochs.size <= 30 else None, markersize=3,
                     label="validation" if key.startswith("val_") else "training")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # no "epoch 1.5"; labels that fit
         ax.set_ylabel(kind)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
