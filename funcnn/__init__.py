@@ -7,9 +7,10 @@ A network is a list of layer specs and a flat dict of arrays::
     loss, grads = value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
     params, state = update(opt, params, grads, init_state(opt, params))
 
-The README documents the contract and every public function.
+The documentation (docs/: guides, tutorials, the API reference) describes the contract and
+every public function.
 """
-# Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
+# Every submodule of the API reference is an attribute after ``import funcnn`` (funcnn.plot imports
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
 # ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
 from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,

@@ -11,7 +11,7 @@ This is where files meet the library, so labels are encoded here (any labels: nu
 text, booleans; classes in sorted order, stored in the model as ``classes``) and
 predictions are decoded back to the original labels.
 
-Rules (documented in the README's command-line section):
+Rules (documented in the command-line guide, docs/guide/cli.md):
 
 * the label column of a CSV: ``--label-column NAME|INDEX``; by default a column named
   target/label/class/y (case-insensitive), else the only non-numeric column, else the last;

@@ -488,7 +488,7 @@ def test_running_state_no_gradient_no_weight_decay_carried_by_update():
 
 
 def _hand_loop(spec, params, X, y, opt, epochs, batch_size, seed, l2=0.0):
-    """The loop of public functions the README documents (no dropout): value_and_grad, update,
+    """The loop of public functions docs/guide/purity.md documents (no dropout): value_and_grad, update,
     then the running statistics of the step's forward pass."""
     rng = np.random.default_rng(seed)
     state = F.init_state(opt, params)

@@ -24,15 +24,6 @@ def test_readme_names_the_quick_start_commands():
     assert "funcnn train" in text and "python -m pytest" in text
 
 
-def test_readme_scikit_learn_example_runs(capsys):
-    blocks = _python_blocks()
-    assert len(blocks) >= 2, "README has no scikit-learn example"
-    namespace = {}
-    exec(compile(blocks[1], "README.md", "exec"), namespace)
-    assert namespace["accuracy"] > 0.9
-    assert "test accuracy" in capsys.readouterr().out
-
-
 def test_getting_started_shows_the_readme_example():
     # The docs' getting-started page repeats the README's functional example; they must not drift.
     path = os.path.join(os.path.dirname(README), "docs", "getting-started.md")
