@@ -230,6 +230,8 @@ def _add_csv_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``funcnn`` command's argument parser, one sub-parser per command (the documentation's
+    command-line reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="funcnn", description="Train and use small neural networks (NumPy).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -1060,6 +1062,21 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one ``funcnn`` command, as the console script does.
+
+    Args:
+        argv: the arguments after ``funcnn`` (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 for a data, model, path or training error (one line on
+        stderr), 130 on Ctrl-C; argument errors exit 2 from argparse.
+
+    Examples:
+        >>> main(["train", "--data", "iris", "--batch-size", "0"])
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

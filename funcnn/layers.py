@@ -84,7 +84,17 @@ def out_buffer(out: Optional[Dict[str, np.ndarray]], name: str) -> Optional[np.n
 # --- constructors: plain dicts --------------------------------------------------------
 
 def dense(units: int, init: Optional[str] = None, std: Optional[float] = None) -> Layer:
-    """``{"type": "dense", "units": units}``: ``y = x @ W + b``, W of shape (n_in, units)."""
+    """``{"type": "dense", "units": units}``: ``y = x @ W + b``, W of shape (n_in, units).
+
+    Args:
+        units: the output width.
+        init: ``"glorot"``, ``"he"`` or ``"normal"``; None: He before a ReLU-family activation, else Glorot.
+        std: the standard deviation of ``"normal"``.
+
+    Examples:
+        >>> dense(128)
+        {'type': 'dense', 'units': 128}
+    """
     layer: Layer = {"type": "dense", "units": units}
     if init is not None:
         layer["init"] = init
@@ -146,7 +156,20 @@ def flatten() -> Layer:
 
 def conv2d(filters: int, kernel: Union[int, Sequence[int]] = 3, stride: Union[int, Sequence[int]] = 1,
            padding: Union[str, int] = "valid", init: Optional[str] = None, std: Optional[float] = None) -> Layer:
-    """``{"type": "conv2d", "filters": F, "kernel": k, "stride": 1, "padding": "valid"}`` (NHWC, W (kh, kw, c_in, F))."""
+    """``{"type": "conv2d", "filters": F, "kernel": k, "stride": 1, "padding": "valid"}`` (NHWC, W (kh, kw, c_in, F)).
+
+    Args:
+        filters: output channels F.
+        kernel: k or ``[kh, kw]``.
+        stride: s or ``[sh, sw]``.
+        padding: ``"valid"``, ``"same"`` (JAX/TensorFlow SAME) or an int on all four sides.
+        init: as for :func:`dense` (fan-in ``kh·kw·c_in``).
+        std: the standard deviation of ``"normal"``.
+
+    Examples:
+        >>> conv2d(32, kernel=3, padding="same")
+        {'type': 'conv2d', 'filters': 32, 'kernel': 3, 'stride': 1, 'padding': 'same'}
+    """
     layer: Layer = {"type": "conv2d", "filters": filters, "kernel": _plain(kernel), "stride": _plain(stride),
                     "padding": padding}
     if init is not None:
@@ -993,6 +1016,19 @@ def mlp(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[s
     dict such as ``{"type": "leaky_relu", "alpha": 0.1}``; a dropout layer with rate
     ``dropout`` follows each hidden activation when ``dropout > 0``. The output layer has no
     activation (the network outputs logits, as the losses expect).
+
+    Args:
+        hidden: a width or a sequence of widths.
+        activation: a layer type name or an activation layer dict.
+        dropout: the rate after each hidden activation (0: none).
+        n_outputs: the output layer's width.
+
+    Returns:
+        The spec, a list of layer dicts.
+
+    Examples:
+        >>> mlp(hidden=(16,), dropout=0.1, n_outputs=3)
+        [{'type': 'dense', 'units': 16}, {'type': 'relu'}, {'type': 'dropout', 'rate': 0.1}, {'type': 'dense', 'units': 3}]
     """
     if isinstance(hidden, (numbers.Integral, np.integer)) and not isinstance(hidden, (bool, np.bool_)):
         widths = [hidden]

@@ -77,29 +77,93 @@ def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None,
 
     ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
     ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
+
+    Args:
+        output: the network's output: logits ``(n, k)``.
+        y: the targets: integer labels ``0..k-1``.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+        label_smoothing: ε in [0, 1].
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = softmax_cross_entropy(np.array([[0.0, 0.0]]), np.array([1]))
+        >>> round(value, 4), grad.tolist()
+        (0.6931, [[0.5, -0.5]])
     """
     return _public("softmax_cross_entropy", output, y, sample_weight,
                    {"label_smoothing": _check_smoothing(label_smoothing)})
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
+    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}.
+
+    Args:
+        output: the network's output: logits ``(n, 1)``.
+        y: the targets: 0/1, ``(n,)`` or ``(n, 1)``.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = binary_cross_entropy(np.array([[0.0], [0.0]]), np.array([0, 1]))
+        >>> round(value, 4), grad.ravel().tolist()
+        (0.6931, [0.25, -0.25])
+    """
     return _public("binary_cross_entropy", output, y, sample_weight, {})
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
+    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1.
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = mean_squared_error(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
+        >>> value, grad.ravel().tolist()
+        (0.5, [1.0, 0.0])
+    """
     return _public("mean_squared_error", output, y, sample_weight, {})
 
 
 def mean_absolute_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0)."""
+    """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0).
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+    """
     return _public("mean_absolute_error", output, y, sample_weight, {})
 
 
 def huber(output: np.ndarray, y: Any, sample_weight: Any = None, *, delta: float = 1.0) -> LossResult:
     """Mean over samples and outputs of the Huber loss of ``d = output - y`` (torch.nn.HuberLoss):
-    ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``."""
+    ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``.
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+        delta: where the loss turns from quadratic to linear (> 0).
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+    """
     return _public("huber", output, y, sample_weight, {"delta": _check_delta(delta)})
 
 

@@ -89,6 +89,15 @@ def new_run(spec: Spec, params: Params, optimizer: Dict[str, Any], *, seed: Seed
     """The state before the first epoch: ``{"params", "opt_state", "rng_state", "epoch": 0, "history": {}}``.
 
     A Generator ``seed`` is read, not advanced (its state is copied into the run).
+
+    Args:
+        spec: the layer specs.
+        params: the initial params.
+        optimizer: an optimizer dict.
+        seed: an int or a Generator: the run's random stream.
+
+    Returns:
+        The run dict, plain data (it can be saved, pickled, sent to another process).
     """
     check_spec(spec)
     _network.check_params(spec, params)
@@ -104,6 +113,20 @@ def train_epoch(spec: Spec, run: Run, X: Any, y: Any, *, loss: str, optimizer: D
 
     ``train(..., epochs=k, seed=s)`` without validation, early stopping or callbacks equals
     ``new_run(..., seed=s)`` followed by ``k`` calls of ``train_epoch``, bit for bit.
+
+    Args:
+        spec: the layer specs.
+        run: the dict :func:`new_run` or the previous ``train_epoch`` returned (not modified).
+        X: inputs.
+        y: targets.
+        loss: the loss name.
+        optimizer: the optimizer dict the run was made with.
+        batch_size: the minibatch size; None is full batch.
+        l2: the L2 coefficient.
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        The next run dict.
     """
     if not isinstance(run, dict) or not {"params", "opt_state", "rng_state", "epoch", "history"} <= set(run):
         raise TypeError("run must be the dict new_run() or train_epoch() returned")
@@ -239,6 +262,37 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     epoch) and, with validation data, ``val_loss`` and ``val_accuracy`` at the epoch's end.
     A non-finite loss raises ``FloatingPointError``; a run that diverged by the rule of
     :func:`diverged` warns (:class:`DivergenceWarning`).
+
+    Args:
+        spec: the layer specs.
+        params: the initial params (not modified).
+        X: inputs ``(n, *input shape)``, any dtype (a memory map too): converted batch by batch.
+        y: targets: integer labels for the cross-entropies, values for regression.
+        loss: a loss name or ``{"name": ..., **options}``.
+        optimizer: an optimizer dict (:mod:`funcnn.optimizers`).
+        epochs: the number of epochs (the total, when resuming from a checkpoint).
+        batch_size: the minibatch size; None is full-batch gradient descent.
+        l2: the coefficient of ``l2/2 · Σ‖W‖²``.
+        validation_data: ``(X_val, y_val)``, scored after every epoch.
+        seed: an int or a Generator: the minibatch order and the dropout masks.
+        sample_weight: optional weights ``(n,)``.
+        early_stopping: a patience, or a dict as above.
+        callbacks: functions ``cb(epoch, params, history)``; returning True stops.
+        progress: a progress bar (tqdm) or log lines on stderr.
+        checkpoint: a path for the training state, saved after every epoch; resumed from.
+        checkpoint_metadata: extra metadata for the checkpoint file.
+
+    Returns:
+        ``(params, history)``.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> X = np.random.default_rng(0).normal(size=(64, 2)); y = (X[:, 0] > 0).astype(int)
+        >>> spec = [F.dense(8), F.relu(), F.dense(2)]
+        >>> params, history = F.train(spec, F.init_params(spec, 2, seed=0), X, y, loss="softmax_cross_entropy",
+        ...                           optimizer=F.adam(1e-2), epochs=5, batch_size=16, progress=False)
+        >>> sorted(history), len(history["loss"])
+        (['accuracy', 'loss'], 5)
     """
     data = _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight)
     optimizer = data["optimizer"]
@@ -536,6 +590,17 @@ def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
     """Scores on (X, y): ``loss`` and ``accuracy`` for classification; ``loss``, ``mse``, ``r2`` for regression.
 
     ``loss`` is the data's loss (no L2 term); the network runs in inference mode, in chunks of rows.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict.
+        X: inputs (any dtype; converted chunk by chunk).
+        y: targets.
+        loss: the loss name.
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        A dict of floats, as :func:`funcnn.metrics.scores`.
     """
     _losses.get(loss)
     X, n_out, dtype = _network.checked_input(spec, params, X, convert=False)

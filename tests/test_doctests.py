@@ -6,7 +6,8 @@ import pytest
 
 MODULES = ["funcnn.metrics", "funcnn.gradcheck", "funcnn.plot", "funcnn.parallel", "funcnn.validation",
            "funcnn.conv", "funcnn.estimators", "funcnn.datasets",
-           "funcnn.checkpoint"]
+           "funcnn.checkpoint", "funcnn.network", "funcnn.losses", "funcnn.optimizers",
+           "funcnn.schedules", "funcnn.layers", "funcnn.train", "funcnn.cli"]
 
 
 @pytest.mark.parametrize("name", MODULES)
