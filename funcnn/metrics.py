@@ -24,11 +24,11 @@ def correct(loss: str, output: np.ndarray, labels: np.ndarray) -> int:
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
     """Fraction (weighted: share of the weight) of ``y_pred == y_true``."""
-    hit = np.asarray(y_true) == np.asarray(y_pred)
+    hit = np.asarray(y_true) == np.asarray(y_pred)  # (n,), or (n, T) for sequences: every position counts
     if sample_weight is None:
-        return float(np.count_nonzero(hit)) / hit.shape[0]
+        return float(np.count_nonzero(hit)) / hit.size
     w = np.asarray(sample_weight, dtype=np.float64)
-    return float(np.dot(w, hit) / w.sum())
+    return float(np.dot(w.reshape(-1), hit.reshape(-1)) / w.sum())
 
 
 def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
