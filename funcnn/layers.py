@@ -910,6 +910,9 @@ def _ln_backward(layer, p, cache, g, need_dx, out=None):
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 
+# Layers whose input is a sequence (n, T, d): a dense layer before them fixes d alone, not the input's shape.
+SEQUENCE_LAYERS = frozenset({"positional", "attention"})
+
 ATTENTION_PARAMS = ("Wq", "Wk", "Wv", "Wo", "bq", "bk", "bv", "bo")
 
 

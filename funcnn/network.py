@@ -20,8 +20,8 @@ import numpy as np
 
 from . import losses as _losses
 from . import parallel as _parallel
-from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, has_params, is_trainable_key, remember,
-                     spec_key)
+from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, SEQUENCE_LAYERS, Shape, check_spec, has_params,
+                     is_trainable_key, remember, spec_key)
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -188,7 +188,8 @@ def _input_key(spec: Spec) -> Optional[str]:
     """The key of the W whose rows fix the input width (a dense layer first, after elementwise layers), or None."""
     first = first_trainable(spec)
     if first is not None and spec[first]["type"] == "dense" \
-            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
+            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]) \
+            and not any(l["type"] in SEQUENCE_LAYERS for _, l in walk(spec)):  # sequences: W fixes d, not (T, d)
         return f"W_{first}"
     return None
 

@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["check_ids", "embedding_forward", "embedding_backward", "positional_forward", "positional_backward",
            "layer_norm_forward", "layer_norm_backward", "attention_forward", "attention_backward",
-           "causal_mask", "masked_softmax", "sample", "encode", "decode"]
+           "causal_mask", "masked_softmax", "sample"]
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -235,25 +235,7 @@ def attention_backward(cache: Dict[str, Any], p: Dict[str, np.ndarray], g: np.nd
     return dx, {name: grads[name] for name in order}
 
 
-# --------------------------------------------------------------------------- text
-
-def encode(text: str, alphabet: str) -> np.ndarray:
-    """Character ids (int64) of ``text`` in ``alphabet`` (a string of distinct characters).
-    A character outside it is a ValueError naming it and its offset."""
-    index = {c: i for i, c in enumerate(alphabet)}
-    ids = np.empty(len(text), dtype=np.int64)
-    for i, c in enumerate(text):
-        j = index.get(c)
-        if j is None:
-            raise ValueError(f"character {c!r} at offset {i} is not in the model's alphabet")
-        ids[i] = j
-    return ids
-
-
-def decode(ids: Any, alphabet: str) -> str:
-    """The text of character ids ``ids`` in ``alphabet``."""
-    return "".join(alphabet[int(i)] for i in np.asarray(ids).reshape(-1))
-
+# --------------------------------------------------------------------------- generation
 
 def _layer_dicts(node: Any):
     """Every layer dict in a spec, blocks' inner layers included (depth first)."""

@@ -495,7 +495,7 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
             else:
                 idx = perm[b * bs:(b + 1) * bs]
                 wb = None if w is None else gather(w, idx, ws["wb"])
-                if wb is not None and not np.add.reduce(wb, dtype=np.float64) > 0:
+                if wb is not None and not np.add.reduce(wb, axis=None, dtype=np.float64) > 0:
                     continue  # all-zero weights: skipped (module docstring, point 3)
                 xb = gather(X, idx, ws["xb"])
                 yb = gather(y, idx, ws["yb"])

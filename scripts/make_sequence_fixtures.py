@@ -22,7 +22,8 @@ params by funcnn's documented keys (``E_0``, ``Wq_2.body.1``, ...), computed by 
   gradients of the weighted loss with l2.
 
 Array keys: ``<case>/<field>`` (``X``, ``G`` grad_output, ``Y`` output, ``dX``, ``params/<key>``,
-``grads/<key>``, ``value``); ``cases`` is the JSON description. Byte-for-byte reproducible.
+``grads/<key>``, ``value``); ``cases`` is the JSON description, ``{"torch": version, case: {...}}``
+(the layout of tests/data/torch_blocks.npz). Byte-for-byte reproducible.
 """
 from __future__ import annotations
 
@@ -38,9 +39,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "tests", "data", "torch_sequence.npz")
 sys.path.insert(0, HERE)
 from make_torch_fixtures import to_bytes  # noqa: E402  (the deterministic .npz writer)
-
-FORMAT = 1
-
 
 def _torch():
     import torch
@@ -117,11 +115,11 @@ def seq_loss(out, y, w):
 class Fixture:
     def __init__(self, version):
         self.arrays: Dict[str, np.ndarray] = {}
-        self.meta: Dict[str, Any] = {"format": FORMAT, "torch": version, "cases": {}}
+        self.meta: Dict[str, Any] = {"torch": version}
 
     def add(self, case, meta, arrays):
-        assert case not in self.meta["cases"]
-        self.meta["cases"][case] = meta
+        assert case not in self.meta and case != "torch"
+        self.meta[case] = meta
         for k, a in arrays.items():
             a = np.asarray(a)
             assert a.dtype in (np.float64, np.int64), (case, k, a.dtype)
