@@ -98,11 +98,12 @@ def windows(ids: np.ndarray, starts: np.ndarray, T: int):
 
 
 def transformer_spec(vocab: int = 256, d: int = 64, heads: int = 4, blocks: int = 2, context: int = 64):
-    """A causal pre-norm transformer as a spec (plain JSON data)."""
+    """A causal pre-norm transformer as a spec (plain JSON data). Its MLP's GELU is the tanh form
+    (GPT-2's; SciPy's erf, which the exact form needs, costs 7x a tanh on this machine)."""
     spec = [L.embedding(vocab, d), L.positional(context)]
     for _ in range(blocks):
         spec.append({"type": "residual", "body": [L.layer_norm(), L.attention(heads, causal=True)]})
-        spec.append({"type": "residual", "body": [L.layer_norm(), L.dense(4 * d), L.gelu(), L.dense(d)]})
+        spec.append({"type": "residual", "body": [L.layer_norm(), L.dense(4 * d), L.gelu("tanh"), L.dense(d)]})
     return spec + [L.layer_norm(), L.dense(vocab)]
 
 
@@ -129,6 +130,8 @@ def torch_model(spec, params, heads: int):
     def t(a):
         return torch.tensor(np.array(a))
 
+    gelu = spec[3]["body"][2].get("approximate", "none")
+
     class Block(nn.Module):
         def __init__(self, path_attn, path_mlp, d):
             super().__init__()
@@ -152,7 +155,7 @@ def torch_model(spec, params, heads: int):
         def forward(self, x, mask):
             h = self.ln1(x)
             x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False, is_causal=True)[0]
-            return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+            return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x)), approximate=gelu))
 
     class Model(nn.Module):
         def __init__(self):
@@ -223,6 +226,92 @@ def train_funcnn(spec, params, batches, val, lr, eval_every):
     return params, curve, losses, times
 
 
+def jax_step_fn(spec, params, heads, lr):
+    """A jitted JAX + optax training step for the same model: ``(step(state, x, y) -> (state, loss), state)``."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    gelu_approx = spec[3]["body"][2].get("approximate", "none") == "tanh"
+    n = len(spec)
+
+    def ln(x, g, b):
+        m = x.mean(-1, keepdims=True)
+        v = ((x - m) ** 2).mean(-1, keepdims=True)
+        return (x - m) / jnp.sqrt(v + 1e-5) * g + b
+
+    def attn(x, p, a):
+        B, T, d = x.shape
+        dh = d // heads
+
+        def split(t):
+            return t.reshape(B, T, heads, dh).transpose(0, 2, 1, 3)
+        q, k, v = (split(x @ p[f"W{c}_{a}"] + p[f"b{c}_{a}"]) for c in "qkv")
+        s = q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(dh)
+        s = jnp.where(jnp.tri(T, dtype=bool), s, -jnp.inf)
+        o = (jax.nn.softmax(s, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(B, T, d)
+        return o @ p[f"Wo_{a}"] + p[f"bo_{a}"]
+
+    def logits(p, ids):
+        T = ids.shape[1]
+        x = p["E_0"][ids] + p["P_1"][:T]
+        for i in range(2, n - 2, 2):
+            x = x + attn(ln(x, p[f"gamma_{i}.body.0"], p[f"beta_{i}.body.0"]), p, f"{i}.body.1")
+            m = f"{i + 1}.body"
+            h = jax.nn.gelu(ln(x, p[f"gamma_{m}.0"], p[f"beta_{m}.0"]) @ p[f"W_{m}.1"] + p[f"b_{m}.1"],
+                            approximate=gelu_approx)
+            x = x + h @ p[f"W_{m}.3"] + p[f"b_{m}.3"]
+        return ln(x, p[f"gamma_{n - 2}"], p[f"beta_{n - 2}"]) @ p[f"W_{n - 1}"] + p[f"b_{n - 1}"]
+
+    def loss(p, ids, y):
+        return optax.softmax_cross_entropy_with_integer_labels(logits(p, ids), y).mean()
+    opt = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+
+    @jax.jit
+    def step(state, ids, y):
+        p, o = state
+        value, g = jax.value_and_grad(loss)(p, ids, y)
+        updates, o = opt.update(g, o, p)
+        return (optax.apply_updates(p, updates), o), value
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    return step, (p, opt.init(p))
+
+
+def bench(framework, spec, params, heads, batches, lr):
+    """Wall time of each training step (seconds) of ``framework`` on ``batches``: what benchmark.py reads."""
+    times = []
+    if framework == "funcnn":
+        opt = F.adam(lr)
+        state = F.init_state(opt, params)
+        for xb, yb in batches:
+            start = time.perf_counter()
+            _, grads = F.value_and_grad(spec, params, xb, yb, loss="softmax_cross_entropy")
+            params, state = F.update(opt, params, grads, state)
+            times.append(time.perf_counter() - start)
+    elif framework == "torch":
+        import torch
+        model = torch_model(spec, params, heads)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for xb, yb in batches:
+            xb, yb = torch.tensor(xb), torch.tensor(yb)
+            start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            out = model(xb)
+            torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), yb.reshape(-1)).backward()
+            opt.step()
+            times.append(time.perf_counter() - start)
+    elif framework == "jax":
+        import jax
+        step, state = jax_step_fn(spec, params, heads, lr)
+        for xb, yb in batches:
+            start = time.perf_counter()
+            state, value = step(state, xb, yb)
+            jax.block_until_ready(value)
+            times.append(time.perf_counter() - start)
+    else:
+        raise SystemExit(f"--bench: unknown framework {framework!r} (funcnn, torch, jax)")
+    return times
+
+
 def plot(path, f_curve, t_curve, f_losses, t_losses, unigram, bigram):
     import matplotlib
     matplotlib.use("Agg")
@@ -263,6 +352,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="train funcnn only")
     parser.add_argument("--save", default=None, help="save the funcnn model here (.npz)")
+    parser.add_argument("--bench", metavar="FRAMEWORK", default=None,
+                        help="only time --steps training steps of funcnn, torch or jax (the first 3 are "
+                             "warm-up) and print them as JSON (what scripts/benchmark.py --task "
+                             "char-transformer runs, one process per framework)")
     args = parser.parse_args(argv)
     if args.write_spec:
         text = "[\n" + ",\n".join("  " + json.dumps(layer) for layer in transformer_spec()) + "\n]\n"
@@ -295,6 +388,15 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed + 1)
     batches = [windows(train, rng.integers(0, len(train) - T, args.batch), T) for _ in range(args.steps)]
     params0 = F.init_params(spec, (T,), seed=args.seed)
+    if args.bench:
+        if args.threads is not None:
+            if args.bench == "torch":
+                import torch
+                torch.set_num_threads(args.threads)
+        with C.blas_threads(args.threads):
+            times = bench(args.bench, spec, params0, heads, batches, args.lr)
+        print(json.dumps({"framework": args.bench, "step_seconds": times[3:] or times}))
+        return 0
     n_params = sum(v.size for v in params0.values())
     print(f"model: {(len(spec) - 4) // 2} pre-norm blocks, d {d}, {heads} heads, context {T}, "
           f"{n_params:,} params; {args.steps} Adam steps of {args.batch} windows, lr {args.lr}")
