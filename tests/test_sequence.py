@@ -450,3 +450,67 @@ def test_labels_and_weights_of_the_wrong_shape():
         LS.softmax_cross_entropy(np.zeros((3, 4, 5)), np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match="sample_weight sums to zero"):
         F.value_and_grad(spec, p, X, y, loss=CE, sample_weight=np.zeros((4, 5)))
+
+
+# --------------------------------------------------------------------------- the scripts
+
+SCRIPTS = os.path.join(os.path.dirname(HERE), "scripts")
+
+
+def _script(name):
+    import importlib.util as iu
+    import sys
+    if SCRIPTS not in sys.path:
+        sys.path.insert(0, SCRIPTS)
+    spec = iu.spec_from_file_location(name, os.path.join(SCRIPTS, f"{name}.py"))
+    module = iu.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A real text (this repository's README, repeated to the script's minimum size)."""
+    with open(os.path.join(os.path.dirname(HERE), "README.md"), "rb") as fh:
+        text = fh.read()
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(text * (1 + 20_000 // len(text)))
+    return str(path)
+
+
+def test_spec_file_is_the_scripts_transformer():
+    ct = _script("char_transformer")
+    with open(os.path.join(SCRIPTS, "specs", "char_transformer.json")) as fh:
+        assert json.load(fh) == ct.transformer_spec()
+    L.check_spec(ct.transformer_spec())
+
+
+def test_char_transformer_quick_matches_torch_and_saves_a_sampleable_model(corpus, tmp_path, capsys):
+    ct = _script("char_transformer")
+    model = str(tmp_path / "lm.npz")
+    args = ["--quick", "--no-plots", "--save", model] + ([] if importlib.util.find_spec("torch") else ["--no-torch"])
+    assert ct.main([corpus] + args) == 0
+    out = capsys.readouterr().out
+    assert "bigram" in out and "--- sample" in out
+    if importlib.util.find_spec("torch"):
+        line = next(l for l in out.splitlines() if l.startswith("funcnn vs PyTorch"))
+        assert abs(float(line.split("loss ")[1].split(" %")[0])) < 0.5  # 12 steps from the same weights
+    assert _script("sample_text").main([model, "--prompt", "Fun", "--n", "5", "--seed", "3"]) == 0
+    first = capsys.readouterr().out
+    _script("sample_text").main([model, "--prompt", "Fun", "--n", "5", "--seed", "3"])
+    assert capsys.readouterr().out == first and first.startswith("Fun")
+
+
+def test_char_transformer_bench_mode(corpus, capsys):
+    ct = _script("char_transformer")
+    assert ct.main([corpus, "--quick", "--bench", "funcnn"]) == 0
+    times = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step_seconds"]
+    assert len(times) == 9 and all(t > 0 for t in times)
+
+
+def test_baselines_hand_computed():
+    ct = _script("char_transformer")
+    train, val = np.array([97, 98, 97, 98]), np.array([97, 98])
+    uni, bi = ct.baselines(train, val, np.array([97, 98]))
+    assert uni == pytest.approx(1.0)  # (2 + 1) / (4 + 2) = 1/2 each: 1 bit
+    assert bi == pytest.approx(-np.log2(3 / 4))  # a -> b twice in 2 a's: (2 + 1) / (2 + 2)
