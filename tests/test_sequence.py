@@ -514,3 +514,28 @@ def test_baselines_hand_computed():
     uni, bi = ct.baselines(train, val, np.array([97, 98]))
     assert uni == pytest.approx(1.0)  # (2 + 1) / (4 + 2) = 1/2 each: 1 bit
     assert bi == pytest.approx(-np.log2(3 / 4))  # a -> b twice in 2 a's: (2 + 1) / (2 + 2)
+
+
+def test_cli_trains_a_language_model_on_a_text_file(tmp_path, capsys):
+    from funcnn import cli
+    ct = _script("char_transformer")
+    with open(os.path.join(os.path.dirname(HERE), "README.md"), "rb") as fh:
+        (tmp_path / "t.txt").write_bytes(fh.read()[:4000])
+    spec_path = tmp_path / "lm.json"
+    spec_path.write_text(json.dumps(ct.transformer_spec(256, 8, 2, 1, 16)))
+    out = str(tmp_path / "lm.npz")
+    args = ["train", "--data", f"text:{tmp_path / 't.txt'}", "--spec", str(spec_path), "--epochs", "2",
+            "--out", out, "--no-plot", "--quiet"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "windows of 16 bytes" in text and "bits/char" in text
+    model = F.load(out)
+    assert model["data"]["context"] == 16 and len(model["history"]["loss"]) == 2
+    ids = S.sample(model["spec"], model["params"], np.array([70, 117]), 4, seed=0)
+    assert ids.shape == (6,) and ids.max() < 256
+    assert cli.main(["train", "--data", f"text:{tmp_path / 'none.txt'}", "--spec", str(spec_path), "--no-plot"]) != 0
+    assert "no such file" in capsys.readouterr().err
+    spec_path.write_text(json.dumps([L.embedding(100, 8), L.dense(100)]))
+    assert cli.main(["train", "--data", f"text:{tmp_path / 't.txt'}", "--spec", str(spec_path), "--no-plot",
+                     "--context", "8"]) != 0
+    assert "vocab 256" in capsys.readouterr().err
