@@ -10,9 +10,9 @@ them, as it wraps :mod:`funcnn.conv` for images). Layouts are fixed:
   ``j*dh .. (j+1)*dh - 1``, ``dh = d / h``), as ``torch.nn.MultiheadAttention`` does.
 
 Attention is batched matrix products over ``(n*h, T, dh)``: no Python loop over samples, heads
-or positions. Its softmax subtracts each row's maximum over the keys it may see and
-exponentiates those entries only (``np.exp(..., where=)``); masked entries are set to 0, so no
-``-inf`` enters the arithmetic and a row is never NaN. With a causal mask every row sees at
+or positions. Its softmax (:func:`masked_softmax`) adds a large finite negative number to the
+scores a query may not see and subtracts each row's maximum, so exp never overflows, masked
+entries become exactly 0 and no ``-inf`` or NaN appears. With a causal mask every row sees at
 least its own position.
 
 Every function follows NumPy's ``out=`` idiom where it returns an array of its input's size;
@@ -133,20 +133,24 @@ def causal_mask(T: int) -> np.ndarray:
     return np.tri(T, dtype=bool)
 
 
+# Added to the scores a query may not see: finite in float32 and float64, so no -inf enters the
+# arithmetic, and far enough below any real score that its exp underflows to exactly 0.
+MASKED = -1e30
+
+
 def masked_softmax(s: np.ndarray, mask: Optional[np.ndarray], out: Optional[np.ndarray] = None) -> np.ndarray:
     """Softmax over the last axis of ``s`` restricted to ``mask`` (broadcast; None: every key), 0 elsewhere.
 
-    The row maximum is taken over visible entries and only those are exponentiated, so nothing
-    masked can overflow and no ``-inf`` is used. ``out`` may be ``s``.
+    Masked scores get :data:`MASKED` added, then the row maximum is subtracted (exp never
+    overflows) and exp sends the masked entries to exactly 0. A row must see at least one key
+    (a causal row sees its own position). ``out`` may be ``s``.
     """
     if mask is None:
         z = np.subtract(s, np.maximum.reduce(s, axis=-1, keepdims=True), out=out)
-        np.exp(z, out=z)
     else:
-        top = np.maximum.reduce(s, axis=-1, keepdims=True, where=mask, initial=-np.inf)
-        z = np.subtract(s, top, out=out, where=mask)
-        np.exp(z, out=z, where=mask)
-        np.copyto(z, 0, where=~mask)
+        z = np.add(s, np.where(mask, 0, MASKED).astype(s.dtype), out=out)
+        z -= np.maximum.reduce(z, axis=-1, keepdims=True)
+    np.exp(z, out=z)
     z /= np.add.reduce(z, axis=-1, keepdims=True)
     return z
 
