@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     print(C.table(rows, ["model", "validation bits/char", "median step ms"]))
     if t_curve is not None:
         rel = f_curve[-1][1] / t_curve[-1][1] - 1
-        print(f"funcnn vs PyTorch: final validation loss {100 * rel:+.2f} %, step time {rows[0][2] / rows[1][2]:.2f}x "
+        print(f"funcnn vs PyTorch: final validation loss {100 * rel:+.4f} %, step time {rows[0][2] / rows[1][2]:.2f}x "
               f"({C.load_average()})")
     for prompt in (b"The ", b"Q: "):
         p = np.frombuffer(prompt, dtype=np.uint8).astype(np.int64)
