@@ -774,6 +774,10 @@ def _load_model(path: str) -> Dict[str, Any]:
     model = load(path)
     if "loss" not in model:
         raise CLIError(f"{path}: the model file does not record its loss; save it with loss=... in the metadata")
+    if isinstance(model.get("data"), dict) and model["data"].get("text"):
+        raise CLIError(f"{path} is a language model trained on text ({model['data'].get('source')}); evaluate and "
+                       "predict read tabular data: sample from it with funcnn.sequence.sample or "
+                       "scripts/sample_text.py")
     model["n_features"] = _n_features(path, model)
     classes = model.get("classes")
     model["classes"] = None if classes is None else np.asarray(classes)
