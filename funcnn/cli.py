@@ -1025,7 +1025,7 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
     from .train import evaluate
 
     if args.data.startswith("text:"):
-        return _train_text(args, plot_path)
+        raise CLIError("--data text:FILE is for funcnn train (a language model); funcnn sweep takes tabular data")
     d = _prepare(args)
     X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
                                                        d["loss"], d["classes"])

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-import _common  # noqa: F401  (funcnn importable from a checkout)
+import _common  # noqa: F401  (makes funcnn importable from a checkout)
 
 import funcnn as F
 from funcnn import sequence as S

@@ -533,6 +533,8 @@ def test_cli_trains_a_language_model_on_a_text_file(tmp_path, capsys):
     assert model["data"]["context"] == 16 and len(model["history"]["loss"]) == 2
     ids = S.sample(model["spec"], model["params"], np.array([70, 117]), 4, seed=0)
     assert ids.shape == (6,) and ids.max() < 256
+    assert cli.main(["sweep", "--data", f"text:{tmp_path / 't.txt'}"]) != 0
+    assert "funcnn sweep takes tabular data" in capsys.readouterr().err
     assert cli.main(["evaluate", out, "--data", "digits"]) != 0
     assert "language model trained on text" in capsys.readouterr().err
     assert cli.main(["train", "--data", f"text:{tmp_path / 'none.txt'}", "--spec", str(spec_path), "--no-plot"]) != 0
