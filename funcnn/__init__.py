@@ -12,9 +12,10 @@ The README documents the contract and every public function.
 # Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
 # ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
-from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,
-               schedules, sequence, sweep, validation)
+from . import (bounded, checkpoint, datasets, footprint, gradcheck, layers, losses, metrics, network, optimizers,
+               plot, schedules, sequence, sweep, validation)
 from .checkpoint import load, save
+from .footprint import summary
 from .layers import (attention, avg_pool, batch_norm, conv2d, dense, dropout, elu, embedding, flatten, gelu,
                      identity, layer_norm, leaky_relu, max_pool, positional, relu, reshape, sigmoid, softmax,
                      softplus, tanh)
@@ -41,10 +42,10 @@ __all__ = [
     "init_params", "forward", "backward", "value_and_grad", "init_state", "update", "train",
     "predict_proba", "predict", "save", "load",
     # beyond it
-    "evaluate", "param_keys", "sgd", "rmsprop", "adam",
+    "evaluate", "param_keys", "summary", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "conv2d", "max_pool", "avg_pool", "batch_norm", "reshape", "flatten", "gelu", "elu", "softplus",
     "embedding", "positional", "layer_norm", "attention",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
-    "checkpoint", "metrics", "network", "plot", "sequence", "sweep", "validation",
+    "checkpoint", "metrics", "network", "plot", "sequence", "sweep", "validation", "footprint", "bounded",
 ]

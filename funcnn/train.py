@@ -46,7 +46,8 @@ from . import optimizers as _optimizers
 from . import parallel as _parallel
 from .layers import check_spec
 from .network import Params, Spec
-from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
+from . import footprint as _footprint
+from .validation import SeedLike, as_rng, check_fits, check_number, check_sample_weight, check_X
 
 History = Dict[str, List[float]]
 Run = Dict[str, Any]
@@ -133,8 +134,12 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
         n_in, n_out, dtype = _network.check_params(spec, params, arr.shape[1:] if arr.ndim > 1 else None,
                                                    finite=False)
     X = check_X(X, _network.input_dtype(spec, X, dtype), n_in, convert=False)
+    check_fits(X, dtype, "X")  # converted minibatch by minibatch: an overflow is named now, not as a divergence
     _losses.check_outputs(loss, n_out)
     n = X.shape[0]
+    # a minibatch's caches must fit the memory budget: refused here, not by a MemoryError mid-epoch
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=n if batch_size is None else min(batch_size, n),
+                            training=True, where="train: ")
     out_shape = _network.output_shape(spec, X.shape[1:])
     y = _losses.check_targets(loss, y, n, n_out, dtype, out_shape=out_shape)
     w = check_sample_weight(sample_weight, n, dtype, shape=_losses.weight_shape(loss, y))
@@ -152,6 +157,7 @@ def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.nd
     X_val = check_X(validation_data[0], _network.input_dtype(data["spec"], validation_data[0], data["dtype"],
                                                              "validation_data X"),
                     data["n_in"], name="validation_data X", convert=False)
+    check_fits(X_val, data["dtype"], "validation_data X")
     y_val = _losses.check_targets(data["loss"], validation_data[1], X_val.shape[0], data["n_out"], data["dtype"],
                                   name="validation_data y", out_shape=data["out_shape"])
     return X_val, y_val
