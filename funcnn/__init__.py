@@ -14,11 +14,12 @@ every public function.
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
 # ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
 from . import (bounded, checkpoint, datasets, footprint, gradcheck, layers, losses, metrics, network, optimizers,
-               plot, schedules, sweep, validation)
+               plot, schedules, sequence, sweep, validation)
 from .checkpoint import load, save
 from .footprint import summary
-from .layers import (avg_pool, batch_norm, conv2d, dense, dropout, elu, flatten, gelu, identity, leaky_relu,
-                     max_pool, relu, reshape, sigmoid, softmax, softplus, tanh)
+from .layers import (attention, avg_pool, batch_norm, conv2d, dense, dropout, elu, embedding, flatten, gelu,
+                     identity, layer_norm, leaky_relu, max_pool, positional, relu, reshape, sigmoid, softmax,
+                     softplus, tanh)
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
                       value_and_grad)
 from .optimizers import adam, init_state, rmsprop, sgd, update
@@ -45,6 +46,7 @@ __all__ = [
     "evaluate", "param_keys", "summary", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "conv2d", "max_pool", "avg_pool", "batch_norm", "reshape", "flatten", "gelu", "elu", "softplus",
+    "embedding", "positional", "layer_norm", "attention",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
-    "checkpoint", "metrics", "network", "plot", "sweep", "validation", "footprint", "bounded",
+    "checkpoint", "metrics", "network", "plot", "sequence", "sweep", "validation", "footprint", "bounded",
 ]

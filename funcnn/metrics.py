@@ -40,12 +40,12 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.
     """Fraction (weighted: share of the weight) of ``y_pred == y_true``.
 
     Args:
-        y_true: true labels ``(n,)``.
-        y_pred: predicted labels ``(n,)``.
-        sample_weight: optional weights ``(n,)``.
+        y_true: true labels ``(n,)``, or ``(n, T)`` for sequences (every position counts).
+        y_pred: predicted labels, the same shape.
+        sample_weight: optional weights, the labels' shape.
 
     Returns:
-        ``count(y_pred == y_true) / n``, or ``Σ w·[y_pred == y_true] / Σ w``.
+        ``count(y_pred == y_true) / size``, or ``Σ w·[y_pred == y_true] / Σ w``.
 
     Examples:
         >>> accuracy([0, 1, 1, 2], [0, 1, 2, 2])
@@ -53,11 +53,11 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.
         >>> accuracy([0, 1], [0, 0], sample_weight=[3.0, 1.0])
         0.75
     """
-    hit = np.asarray(y_true) == np.asarray(y_pred)
+    hit = np.asarray(y_true) == np.asarray(y_pred)  # (n,), or (n, T) for sequences: every position counts
     if sample_weight is None:
-        return float(np.count_nonzero(hit)) / hit.shape[0]
+        return float(np.count_nonzero(hit)) / hit.size
     w = np.asarray(sample_weight, dtype=np.float64)
-    return float(np.dot(w, hit) / w.sum())
+    return float(np.dot(w.reshape(-1), hit.reshape(-1)) / w.sum())
 
 
 def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:

@@ -21,8 +21,8 @@ import numpy as np
 from . import footprint as _footprint
 from . import losses as _losses
 from . import parallel as _parallel
-from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, has_params, is_trainable_key, remember,
-                     spec_key)
+from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, SEQUENCE_LAYERS, Shape, check_spec, has_params,
+                     is_trainable_key, remember, spec_key)
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -203,7 +203,8 @@ def _input_key(spec: Spec) -> Optional[str]:
     """The key of the W whose rows fix the input width (a dense layer first, after elementwise layers), or None."""
     first = first_trainable(spec)
     if first is not None and spec[first]["type"] == "dense" \
-            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
+            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]) \
+            and not any(l["type"] in SEQUENCE_LAYERS for _, l in walk(spec)):  # sequences: W fixes d, not (T, d)
         return f"W_{first}"
     return None
 
@@ -449,8 +450,10 @@ def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.
 
 
 def l2_keys(params: Params) -> List[str]:
-    """The arrays ``l2`` penalises: every weight array ``W_*`` (dense and conv kernels), never biases."""
-    return [k for k in params if k.startswith("W_")]
+    """The arrays ``l2`` penalises: every weight matrix, i.e. the keys whose name (before the first
+    ``_``) starts with ``W``: dense and conv kernels ``W_*``, attention's ``Wq_*`` .. ``Wo_*``;
+    never biases, norms, embeddings or positions."""
+    return [k for k in params if k[:1] == "W" and "_" in k]
 
 
 def l2_penalty(params: Params, l2: float) -> float:
@@ -503,13 +506,40 @@ def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite
     """
     check_spec(spec)
     n_in, n_out, dtype = check_params(spec, params, finite=finite_params)
-    if n_in is None:  # the network starts with a layer whose input shape the params do not fix
+    # the input's shape from X when the params do not fix it: a network that starts with a layer
+    # of no fixed input shape, or a dense layer on the last axis of sequences (n, T, d)
+    if n_in is None or (isinstance(n_in, int) and getattr(X, "ndim", 2) > 2):
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         if arr.ndim < 2:
             raise ValueError(f"{name} must have a sample axis and a per-sample shape, got shape {arr.shape}")
         _, n_out, dtype = check_params(spec, params, arr.shape[1:], finite=False)
-        return check_X(arr, dtype, arr.shape[1:], name=name, convert=convert), n_out, dtype
-    return check_X(X, dtype, n_in, name=name, convert=convert), n_out, dtype
+        return check_X(arr, input_dtype(spec, arr, dtype, name), arr.shape[1:], name=name, convert=convert), \
+            n_out, dtype
+    return check_X(X, input_dtype(spec, X, dtype, name), n_in, name=name, convert=convert), n_out, dtype
+
+
+def takes_tokens(spec: Spec) -> bool:
+    """Whether the network's input is token ids (its first layer is an embedding)."""
+    return bool(spec) and isinstance(spec[0], dict) and spec[0].get("type") == "embedding"
+
+
+def input_dtype(spec: Spec, X: Any, dtype: np.dtype, name: str = "X") -> np.dtype:
+    """The dtype the network's input takes: ``dtype`` (the params'), or for a token network X's own
+    integer dtype (ids are never converted to float; float ids are a TypeError)."""
+    if not takes_tokens(spec):
+        return dtype
+    kind = getattr(X, "dtype", None)
+    if kind is None:
+        kind = np.asarray(X).dtype
+    if kind.kind not in "iu":
+        raise TypeError(f"{name} must hold integer token ids (the network starts with an embedding), got dtype "
+                        f"{kind}; pass integer ids, e.g. {name}.astype(np.int64)")
+    return kind
+
+
+def output_shape(spec: Spec, in_shape: Shape) -> Shape:
+    """One sample's output shape for inputs of per-sample shape ``in_shape`` (``(k,)``, or ``(T, k)``)."""
+    return tuple(shapes(spec, tuple(in_shape))[-1][1])
 
 
 def check_output(spec: Spec, params: Params, output: np.ndarray) -> np.ndarray:
@@ -636,8 +666,9 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     training = _check_training(training)
     X, n_out, dtype = checked_input(spec, params, X)
     _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="value_and_grad: ")
-    target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
-    w = check_sample_weight(sample_weight, X.shape[0], dtype)
+    out_shape = output_shape(spec, X.shape[1:])
+    target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype, out_shape=out_shape)
+    w = check_sample_weight(sample_weight, X.shape[0], dtype, shape=_losses.weight_shape(loss, target))
     rng = as_rng(seed) if training else None
     with _parallel.workers(uses_parts(spec)):
         value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.core(loss), l2,
@@ -680,6 +711,9 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
         # up to MIN_CHUNK rows of a dense network are one chunk: a one-row predict skips the footprint
         chunk = (_footprint.inference_chunk(spec, X.shape[1:], dtype, INFERENCE_CHUNK_BYTES, MIN_CHUNK)
                  if n > MIN_CHUNK or by_parts else n)
+
+    if takes_tokens(spec):
+        dtype = X.dtype  # ids stay integers
 
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,

@@ -152,20 +152,22 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
     if batch_size is not None:
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
     l2 = float(check_number(l2, "l2", low=0.0))
-    if n_in is None:
+    if n_in is None or (isinstance(n_in, int) and getattr(X, "ndim", 2) > 2):  # as network.checked_input
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         n_in, n_out, dtype = _network.check_params(spec, params, arr.shape[1:] if arr.ndim > 1 else None,
                                                    finite=False)
-    X = check_X(X, dtype, n_in, convert=False)
+    X = check_X(X, _network.input_dtype(spec, X, dtype), n_in, convert=False)
     check_fits(X, dtype, "X")  # converted minibatch by minibatch: an overflow is named now, not as a divergence
     _losses.check_outputs(loss, n_out)
     n = X.shape[0]
     # a minibatch's caches must fit the memory budget: refused here, not by a MemoryError mid-epoch
     _footprint.check_budget(spec, X.shape[1:], dtype, rows=n if batch_size is None else min(batch_size, n),
                             training=True, where="train: ")
-    y = _losses.check_targets(loss, y, n, n_out, dtype)
-    w = check_sample_weight(sample_weight, n, dtype)
-    return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
+    out_shape = _network.output_shape(spec, X.shape[1:])
+    y = _losses.check_targets(loss, y, n, n_out, dtype, out_shape=out_shape)
+    w = check_sample_weight(sample_weight, n, dtype, shape=_losses.weight_shape(loss, y))
+    return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "out_shape": out_shape,
+            "spec": spec, "dtype": dtype, "loss": loss,
             "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
             "classification": _losses.is_classification(loss)}
 
@@ -175,10 +177,12 @@ def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.nd
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
-    X_val = check_X(validation_data[0], data["dtype"], data["n_in"], name="validation_data X", convert=False)
+    X_val = check_X(validation_data[0], _network.input_dtype(data["spec"], validation_data[0], data["dtype"],
+                                                             "validation_data X"),
+                    data["n_in"], name="validation_data X", convert=False)
     check_fits(X_val, data["dtype"], "validation_data X")
     y_val = _losses.check_targets(data["loss"], validation_data[1], X_val.shape[0], data["n_out"], data["dtype"],
-                                  name="validation_data y")
+                                  name="validation_data y", out_shape=data["out_shape"])
     return X_val, y_val
 
 
@@ -496,10 +500,11 @@ def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
     ws["stateful"] = len(ws["flat_keys"]) < len(keys)  # any running state (batch norm) to set per step
     batch = data["n"] if data["batch_size"] is None else min(data["batch_size"], data["n"])
     X, y = data["X"], data["y"]
-    ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=dtype)
+    # token ids stay integers (network.input_dtype); other inputs take the params' dtype
+    ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=_network.input_dtype(spec, X, dtype))
     ws["yb"] = np.empty((batch,) + y.shape[1:], dtype=y.dtype)
-    ws["wb"] = None if data["w"] is None else np.empty(batch, dtype=data["w"].dtype)
-    ws["gb"] = np.empty((batch, data["n_out"]), dtype=dtype)  # the loss gradient
+    ws["wb"] = None if data["w"] is None else np.empty((batch,) + data["w"].shape[1:], dtype=data["w"].dtype)
+    ws["gb"] = np.empty((batch,) + data["out_shape"], dtype=dtype)  # the loss gradient
     return ws
 
 
@@ -545,12 +550,12 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
     with np.errstate(over="ignore", invalid="ignore"), _parallel.workers(_network.uses_parts(spec)):
         for b in range(n_batches):
             if full:  # the data as they are; forward never writes into its input
-                xb = X if X.dtype == data["dtype"] else gather(X, None, ws["xb"])
+                xb = X if X.dtype == ws["xb"].dtype else gather(X, None, ws["xb"])
                 yb, wb = y, w
             else:
                 idx = perm[b * bs:(b + 1) * bs]
                 wb = None if w is None else gather(w, idx, ws["wb"])
-                if wb is not None and not np.add.reduce(wb, dtype=np.float64) > 0:
+                if wb is not None and not np.add.reduce(wb, axis=None, dtype=np.float64) > 0:
                     continue  # all-zero weights: skipped (module docstring, point 3)
                 xb = gather(X, idx, ws["xb"])
                 yb = gather(y, idx, ws["yb"])
@@ -581,7 +586,7 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
                                  "try a smaller learning rate")
     history.setdefault("loss", []).append(total / counted)
     if data["classification"]:
-        history.setdefault("accuracy", []).append(correct / n)
+        history.setdefault("accuracy", []).append(correct / y.size)  # per position for sequences
     return first
 
 
@@ -605,8 +610,8 @@ def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
     _losses.get(loss)
     X, n_out, dtype = _network.checked_input(spec, params, X, convert=False)
     _losses.check_outputs(loss, n_out)
-    y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
-    w = check_sample_weight(sample_weight, X.shape[0], dtype)
+    y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype, out_shape=_network.output_shape(spec, X.shape[1:]))
+    w = check_sample_weight(sample_weight, X.shape[0], dtype, shape=_losses.weight_shape(loss, y))
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
         output = _network.infer(spec, params, X)
     output = _network.check_output(spec, params, output)

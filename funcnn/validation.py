@@ -224,21 +224,26 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
     return arr.astype(np.intp, copy=False)
 
 
-def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> Optional[np.ndarray]:
-    """Weights ``(n_samples,)`` of ``dtype``: finite, non-negative, with a positive sum (None stays None)."""
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype,
+                        shape: Optional[Tuple[int, ...]] = None) -> Optional[np.ndarray]:
+    """Weights ``(n_samples,)`` (or ``shape``: ``(n, T)`` per position) of ``dtype``: finite,
+    non-negative, with a positive sum (None stays None)."""
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight)
     if w.dtype == object or not np.issubdtype(w.dtype, np.number):
         raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
     w = w.astype(dtype, copy=False)
-    if w.ndim != 1 or w.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+    want = (n_samples,) if shape is None else tuple(shape)
+    if w.shape != want:
+        raise ValueError(f"sample_weight must have shape {want}"
+                         + (" (one weight per sample and position)" if len(want) > 1 else "") + f", got {w.shape}")
     if not np.isfinite(w).all():
         raise ValueError("sample_weight contains NaN or inf")
     if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(f"sample_weight must be non-negative, got {w[i]!r} at index {i}")
+        i = np.unravel_index(int(np.flatnonzero(w < 0)[0]), w.shape)
+        at = i[0] if len(i) == 1 else tuple(int(j) for j in i)
+        raise ValueError(f"sample_weight must be non-negative, got {w[i]!r} at index {at}")
     if w.sum(dtype=np.float64) <= 0:  # float64: float32 weights near 1e38 would overflow the sum
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
     return w
