@@ -35,7 +35,7 @@ FACTOR = 1.01
 # Run first: the tests that compare arithmetic with references; then every other test file.
 FIRST = ["tests/test_torch_reference.py", "tests/test_reference_fixtures.py", "tests/test_gradients.py",
          "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py", "tests/test_blocks.py",
-         "tests/test_training_control.py"]
+         "tests/test_sequence.py", "tests/test_training_control.py"]
 
 # Training-control helpers perturbed by name (see _perturb_feature in the plugin below).
 FEATURES = ("pos_weight", "class_weight", "balanced", "mask", "decay", "ema", "accumulate", "plateau")
