@@ -1205,9 +1205,9 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
           + (f" ({resumed} from {args.results})" if resumed else "")
           + (f", {failed} of them failed" if failed else "")
           + (f"; {len(lost)} lost ({lost[0]['error']})" if lost else "")
-          + (f"; results in {args.results}" if args.results else ""))
+          + (f"; results in {args.results}" if args.results and os.path.exists(args.results) else ""))
     if lost and all(r["error"] for r in results):
-        print(f"funcnn sweep: no trial finished; rerun with --results FILE --resume", file=sys.stderr)
+        print("funcnn sweep: no trial finished; rerun with --results FILE --resume", file=sys.stderr)
         return 3
     best = sweep.best(results)
     print(f"best: {json.dumps(trials[best['index']], default=str)} validation {metric} {best['score']:.4f}"

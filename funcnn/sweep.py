@@ -645,5 +645,3 @@ def _lost_result(index: int, settings: Trial, seeds: List[Any], reason: str, sco
             "scores": [nan] * len(seeds), "score_std": nan, "score_min": nan, "score_max": nan, "val_loss": nan,
             "metrics": None, "history": None, "params": None, "spec": None, "optimizer": None, "error": reason,
             "traceback": None, "seconds": 0.0, "lost": True}
-    results.sort(key=_rank)
-    return results

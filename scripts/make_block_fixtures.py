@@ -9,7 +9,6 @@ training and inference mode, and the running statistics after the training-mode 
     python scripts/make_block_fixtures.py          # writes tests/data/torch_blocks.npz
 """
 import json
-import math
 import os
 import sys
 
