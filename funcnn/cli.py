@@ -1037,8 +1037,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .export import to_onnx
         from .network import check_params
         shape = args.input_shape
+        n_features = (model.get("data") or {}).get("n_features")
         if shape is None and check_params(spec, params)[0] is None:
-            shape = _n_features(args.model, model)  # a network on flat rows that starts with a reshape
+            if spec[0]["type"] == "reshape" and isinstance(n_features, int):
+                shape = (n_features,)  # a network on flat rows, as it was trained
+            elif spec[0]["type"] != "reshape" or -1 in spec[0]["shape"]:
+                raise CLIError(f"{args.model}: the model's params do not fix its input's shape (it starts with "
+                               f"a {spec[0]['type']!r} layer); pass --input-shape, e.g. 28,28,1")
         to_onnx(spec, params, out, opset=args.opset, input_shape=shape)
         if model.get("scaler") is not None:
             print("note: the model standardises its inputs; the ONNX graph takes standardised features "

@@ -95,6 +95,8 @@ def _checked(spec: Spec, params: Params, input_shape: Any, to: str) -> Tuple[Sha
     if input_shape is not None:
         shape = as_shape(input_shape, "input_shape")
         check_params(spec, params, shape)
+    elif n_in is None and spec[0]["type"] == "reshape" and -1 not in spec[0]["shape"]:
+        shape = (math.prod(spec[0]["shape"]),)  # a network on flat rows (a CNN that starts with a reshape)
     elif n_in is None:
         raise ValueError("the params do not fix the input's shape (the network starts with a layer such as "
                          "conv2d or reshape); pass input_shape=, one sample's shape, e.g. (28, 28, 1)")
@@ -200,26 +202,42 @@ def _onnx_dense(g, layer, own, x, path, params):
 
 
 def _onnx_leaky(g, layer, own, x, path, params):
-    return _op(g, "LeakyRelu", [x[0]], alpha=float(layer.get("alpha", 0.01))), x[1], x[2]
+    # x * (1 if x > 0 else alpha), as funcnn (LeakyRelu's alpha attribute is a float32, even on doubles)
+    positive = _op(g, "Greater", [x[0], _const(g, 0.0, "zero")])
+    slope = _op(g, "Where", [positive, _const(g, 1.0, "one"), _const(g, float(layer.get("alpha", 0.01)), "alpha")])
+    return _op(g, "Mul", [x[0], slope]), x[1], x[2]
 
 
 def _log1p(g, e: str) -> str:
-    """log(1 + e) accurate for small e: log(u) * e / (u - 1) with u = 1 + e (Goldberg), e where u == 1."""
+    """log(1 + e) for e >= 0, accurate for small e: log(u) * e / (u - 1) with u = 1 + e (Goldberg),
+    e where u == 1 (no 0/0 is ever computed)."""
     one = _const(g, 1.0, "one")
     u = _op(g, "Add", [e, one])
-    ratio = _op(g, "Div", [_op(g, "Mul", [_op(g, "Log", [u]), e]), _op(g, "Sub", [u, one])])
-    return _op(g, "Where", [_op(g, "Equal", [u, one]), e, ratio])
+    exact = _op(g, "Equal", [u, one])
+    ratio = _op(g, "Div", [_op(g, "Mul", [_op(g, "Log", [u]), e]),
+                           _op(g, "Where", [exact, one, _op(g, "Sub", [u, one])])])
+    return _op(g, "Where", [exact, e, ratio])
 
 
 def _expm1(g, v: str) -> str:
-    """exp(v) - 1 for v <= 0, accurate near 0: (u - 1) * v / log(u) with u = exp(v) (Kahan), v where
-    u == 1, u - 1 below -1 (no cancellation there, and log(u) may be -inf)."""
+    """exp(v) - 1 for v <= 0, accurate near 0: (u - 1) * v / log(u) with u = exp(v) (Kahan); v where
+    u == 1; u - 1 below -1 (no cancellation there). No 0/0 and no log(0) is ever computed."""
     one = _const(g, 1.0, "one")
     u = _op(g, "Exp", [v])
     um1 = _op(g, "Sub", [u, one])
-    kahan = _op(g, "Div", [_op(g, "Mul", [um1, v]), _op(g, "Log", [u])])
-    near = _op(g, "Where", [_op(g, "Equal", [u, one]), v, kahan])
-    return _op(g, "Where", [_op(g, "Less", [v, _const(g, -1.0, "minus_one")]), um1, near])
+    far = _op(g, "Less", [v, _const(g, -1.0, "minus_one")])
+    exact = _op(g, "Equal", [u, one])
+    log_u = _op(g, "Log", [_op(g, "Where", [_op(g, "Or", [far, exact]), _const(g, 0.5, "half"), u])])
+    kahan = _op(g, "Div", [_op(g, "Mul", [um1, v]), log_u])
+    return _op(g, "Where", [far, um1, _op(g, "Where", [exact, v, kahan])])
+
+
+def _onnx_sigmoid(g, layer, own, x, path, params):
+    # as funcnn's stable_sigmoid: e = exp(-|x|); 1 / (1 + e), times e where x < 0 (exact for very negative x)
+    e = _op(g, "Exp", [_op(g, "Neg", [_op(g, "Abs", [x[0]])])])
+    s = _op(g, "Reciprocal", [_op(g, "Add", [e, _const(g, 1.0, "one")])])
+    negative = _op(g, "Less", [x[0], _const(g, 0.0, "zero")])
+    return _op(g, "Where", [negative, _op(g, "Mul", [s, e]), s]), x[1], x[2]
 
 
 def _onnx_softplus(g, layer, own, x, path, params):
@@ -393,7 +411,8 @@ def to_onnx(spec: Spec, params: Params, path: Any, *, opset: Optional[int] = Non
     output ``"output"`` = ``forward(spec, params, X)[0]`` (inference mode). Returns the path.
 
     ``opset`` defaults to :data:`DEFAULT_OPSET`; ``input_shape`` (one sample's shape) is needed only
-    when the params do not fix it (a network starting with conv2d or reshape). Everything is
+    when the params do not fix it (a network starting with conv2d; one starting with a reshape takes
+    flat rows by default). Everything is
     checked and the model built before the file is written, atomically.
     """
     from .checkpoint import atomic_write
@@ -704,7 +723,7 @@ EXPORTERS: Dict[str, Dict[str, Any]] = {
     "relu": {**_ACT, "onnx": _unary("Relu"), "torch": _t("ReLU")},
     "leaky_relu": {**_ACT, "onnx": _onnx_leaky,
                    "torch": _leaf(lambda layer, *a: _torch().nn.LeakyReLU(float(layer.get("alpha", 0.01))))},
-    "sigmoid": {**_ACT, "onnx": _unary("Sigmoid"), "torch": _t("Sigmoid")},
+    "sigmoid": {**_ACT, "onnx": _onnx_sigmoid, "torch": _t("Sigmoid")},
     "tanh": {**_ACT, "onnx": _unary("Tanh"), "torch": _t("Tanh")},
     "identity": {**_ACT, "onnx": _onnx_identity, "torch": _t("Identity")},
     "dropout": {**_ACT, "onnx": _onnx_identity,  # inference mode: the identity
