@@ -65,14 +65,15 @@ def _fail(where: str, msg: str, exc: type = ValueError) -> None:
     raise exc(f"{where}: {msg}")
 
 
-def _check_keys(layer: Layer, where: str, allowed: frozenset) -> None:
+def check_keys(layer: Layer, where: str, allowed: frozenset) -> None:
     for key in layer:  # a loop, not set algebra: this runs on every call of every public function
         if key != "type" and key not in allowed:
             extra = sorted((k for k in layer if k != "type" and k not in allowed), key=str)
             _fail(where, f"unknown key(s) {extra} for a {layer['type']!r} layer; allowed: {sorted(allowed)}")
 
 
-def _out(out: Optional[Dict[str, np.ndarray]], name: str) -> Optional[np.ndarray]:
+def out_buffer(out: Optional[Dict[str, np.ndarray]], name: str) -> Optional[np.ndarray]:
+    """The buffer ``out[name]`` a caller gave a layer function, or None."""
     return None if out is None else out.get(name)
 
 
@@ -246,7 +247,7 @@ def check_positive_int(layer: Layer, key: str, where: str) -> int:
 
 
 def _dense_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"units", "init", "std"}))
+    check_keys(layer, where, frozenset({"units", "init", "std"}))
     check_positive_int(layer, "units", where)
     check_init(layer, where)
 
@@ -272,16 +273,16 @@ def _dense_forward(layer, p, x, training, rng, out=None):
 
 
 def _dense_backward(layer, p, x, g, need_dx, out=None):
-    grads = {"W": np.matmul(x.T, g, out=_out(out, "W")),
-             "b": np.add.reduce(g, axis=0, out=_out(out, "b"))}  # g.sum(axis=0), minus the wrapper
-    dx = np.matmul(g, p["W"].T, out=_out(out, "dx")) if need_dx else None
+    grads = {"W": np.matmul(x.T, g, out=out_buffer(out, "W")),
+             "b": np.add.reduce(g, axis=0, out=out_buffer(out, "b"))}  # g.sum(axis=0), minus the wrapper
+    dx = np.matmul(g, p["W"].T, out=out_buffer(out, "dx")) if need_dx else None
     return dx, grads
 
 
 # --- activations ----------------------------------------------------------------------
 
 def _no_keys(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset())
+    check_keys(layer, where, frozenset())
 
 
 def _same_shape(layer, in_shape, where):
@@ -325,13 +326,13 @@ def _relu_forward(layer, p, x, training, rng, out=None):
 
 def _relu_backward(layer, p, y, g, need_dx, out=None):
     # d relu / dx = 1 where the output is positive (0 at x == 0, as in PyTorch).
-    return np.multiply(g, y > 0, out=_out(out, "dx")), {}
+    return np.multiply(g, y > 0, out=out_buffer(out, "dx")), {}
 
 
 def _alpha_check(default: float) -> Callable[[Layer, str], None]:
     """The check of a layer whose one key is an optional non-negative ``alpha`` (leaky_relu, elu)."""
     def check(layer: Layer, where: str) -> None:
-        _check_keys(layer, where, frozenset({"alpha"}))
+        check_keys(layer, where, frozenset({"alpha"}))
         alpha = layer.get("alpha", default)
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
             _fail(where, f"'alpha' must be a non-negative number, got {alpha!r}")
@@ -349,7 +350,7 @@ def _leaky_forward(layer, p, x, training, rng, out=None):
 def _scale_backward(layer, p, scale, g, need_dx, out=None):  # leaky_relu's slope, dropout's mask
     if scale is None:
         return g, {}
-    return np.multiply(g, scale, out=_out(out, "dx")), {}
+    return np.multiply(g, scale, out=out_buffer(out, "dx")), {}
 
 
 def _sigmoid_forward(layer, p, x, training, rng, out=None):
@@ -358,7 +359,7 @@ def _sigmoid_forward(layer, p, x, training, rng, out=None):
 
 
 def _sigmoid_backward(layer, p, y, g, need_dx, out=None):
-    dx = np.multiply(g, y, out=_out(out, "dx"))
+    dx = np.multiply(g, y, out=out_buffer(out, "dx"))
     dx *= 1 - y
     return dx, {}
 
@@ -371,7 +372,7 @@ def _tanh_forward(layer, p, x, training, rng, out=None):
 def _tanh_backward(layer, p, y, g, need_dx, out=None):
     d = y * y
     np.subtract(1, d, out=d)
-    return np.multiply(g, d, out=_out(out, "dx")), {}
+    return np.multiply(g, d, out=out_buffer(out, "dx")), {}
 
 
 def _identity_forward(layer, p, x, training, rng, out=None):
@@ -390,7 +391,7 @@ def _softmax_forward(layer, p, x, training, rng, out=None):
 def _softmax_backward(layer, p, y, g, need_dx, out=None):
     # Jacobian-vector product of softmax: y * (g - <g, y>) row by row.
     dot = np.add.reduce(g * y, axis=1, keepdims=True)
-    dx = np.subtract(g, dot, out=_out(out, "dx"))
+    dx = np.subtract(g, dot, out=out_buffer(out, "dx"))
     dx *= y
     return dx, {}
 
@@ -398,7 +399,7 @@ def _softmax_backward(layer, p, y, g, need_dx, out=None):
 # --- dropout --------------------------------------------------------------------------
 
 def _dropout_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"rate"}))
+    check_keys(layer, where, frozenset({"rate"}))
     if "rate" not in layer:
         _fail(where, "a dropout layer needs 'rate' in [0, 1)")
     rate = layer["rate"]
@@ -428,7 +429,7 @@ GELU_FORMS = ("none", "tanh")
 
 
 def _gelu_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"approximate"}))
+    check_keys(layer, where, frozenset({"approximate"}))
     form = layer.get("approximate", "none")
     if form not in GELU_FORMS:
         _fail(where, f"'approximate' must be one of {list(GELU_FORMS)}, got {form!r}")
@@ -506,7 +507,7 @@ def _softplus_forward(layer, p, x, training, rng, out=None):
 # --- reshape, flatten -----------------------------------------------------------------
 
 def _reshape_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"shape"}))
+    check_keys(layer, where, frozenset({"shape"}))
     shape = layer.get("shape")
     if not isinstance(shape, (list, tuple)) or len(shape) == 0:
         _fail(where, f"'shape' must be a non-empty list of positive ints (one may be -1), got {shape!r}",
@@ -560,7 +561,7 @@ def _flatten_forward(layer, p, x, training, rng, out=None):
 
 
 def _unreshape_backward(layer, p, x_shape, g, need_dx, out=None):
-    return _reshape_to(g, x_shape, _out(out, "dx")), {}
+    return _reshape_to(g, x_shape, out_buffer(out, "dx")), {}
 
 
 # --- conv2d ---------------------------------------------------------------------------
@@ -580,7 +581,7 @@ def check_pair(layer: Layer, key: str, where: str, default: Any = None) -> Tuple
 
 
 def _conv_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"filters", "kernel", "stride", "padding", "init", "std"}))
+    check_keys(layer, where, frozenset({"filters", "kernel", "stride", "padding", "init", "std"}))
     check_positive_int(layer, "filters", where)
     check_pair(layer, "kernel", where)
     check_pair(layer, "stride", where, 1)
@@ -643,7 +644,7 @@ def _conv_backward(layer, p, cache, g, need_dx, out=None):
 # --- pooling --------------------------------------------------------------------------
 
 def _pool_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"size", "stride"}))
+    check_keys(layer, where, frozenset({"size", "stride"}))
     check_pair(layer, "size", where)
     if "stride" in layer:
         check_pair(layer, "stride", where)
@@ -672,7 +673,7 @@ def _max_pool_forward(layer, p, x, training, rng, out=None):
 def _max_pool_backward(layer, p, cache, g, need_dx, out=None):
     which, x_shape = cache
     size, stride = _pool_params(layer)
-    return _conv.max_pool_backward(which, g, x_shape, size, stride, out=_out(out, "dx")), {}
+    return _conv.max_pool_backward(which, g, x_shape, size, stride, out=out_buffer(out, "dx")), {}
 
 
 def _avg_pool_forward(layer, p, x, training, rng, out=None):
@@ -682,13 +683,13 @@ def _avg_pool_forward(layer, p, x, training, rng, out=None):
 
 def _avg_pool_backward(layer, p, x_shape, g, need_dx, out=None):
     size, stride = _pool_params(layer)
-    return _conv.avg_pool_backward(g, x_shape, size, stride, out=_out(out, "dx")), {}
+    return _conv.avg_pool_backward(g, x_shape, size, stride, out=out_buffer(out, "dx")), {}
 
 
 # --- batch norm -----------------------------------------------------------------------
 
 def _bn_check(layer: Layer, where: str) -> None:
-    _check_keys(layer, where, frozenset({"momentum", "eps"}))
+    check_keys(layer, where, frozenset({"momentum", "eps"}))
     momentum = layer.get("momentum", 0.9)
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
         _fail(where, f"'momentum' must be a number in [0, 1], got {momentum!r}")
@@ -726,63 +727,132 @@ def _bn_new_state(layer, p, cache):
             "running_var": _conv.batch_norm_running(p["running_var"], cache["var"], momentum)}
 
 
-def _entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
-           elementwise=False, activation=False, by_parts=False) -> Dict[str, Any]:
+# --- global pooling -------------------------------------------------------------------
+
+GLOBAL_POOL_MODES = ("mean", "max")
+
+
+def _global_pool_check(layer: Layer, where: str) -> None:
+    check_keys(layer, where, frozenset({"mode"}))
+    mode = layer.get("mode", "mean")
+    if mode not in GLOBAL_POOL_MODES:
+        _fail(where, f"'mode' must be one of {list(GLOBAL_POOL_MODES)}, got {mode!r}")
+
+
+def _global_pool_shape(layer, in_shape, where):
+    if len(in_shape) < 2:
+        _fail(where, f"a global_pool layer reduces every axis but the first and the last, so its input needs "
+                     f"per-sample rank 2 or more ((n, h, w, c) or (n, T, d)); got per-sample shape {tuple(in_shape)}")
+    return {}, (int(in_shape[-1]),)
+
+
+def _global_pool_forward(layer, p, x, training, rng, out=None):
+    # (n, ..., c) -> (n, m, c): the m positions of a channel, reduced over axis 1
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    if layer.get("mode", "mean") == "mean":
+        return np.mean(rows, axis=1, out=out), x.shape
+    which = np.argmax(rows, axis=1)  # the first maximum gets the gradient, as max_pool
+    y = np.take_along_axis(rows, which[:, None, :], axis=1)[:, 0, :]
+    if out is not None:
+        out[...] = y
+        y = out
+    return y, (x.shape, which)
+
+
+def _global_pool_backward(layer, p, cache, g, need_dx, out=None):
+    if layer.get("mode", "mean") == "mean":
+        x_shape = cache
+        m = int(np.prod(x_shape[1:-1]))
+        dx = out_buffer(out, "dx")
+        dx = np.empty(x_shape, dtype=g.dtype) if dx is None else dx
+        np.multiply(g.reshape(g.shape[0], *([1] * (len(x_shape) - 2)), g.shape[1]), 1.0 / m,
+                    out=dx, casting="same_kind")
+        return dx, {}
+    x_shape, which = cache
+    dx = out_buffer(out, "dx")
+    dx = np.zeros(x_shape, dtype=g.dtype) if dx is None else dx
+    if out is not None:
+        dx[...] = 0
+    rows = dx.reshape(x_shape[0], -1, x_shape[-1])
+    np.put_along_axis(rows, which[:, None, :], g[:, None, :], axis=1)
+    return dx, {}
+
+
+def entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
+          elementwise=False, activation=False, by_parts=False, children=None) -> Dict[str, Any]:
+    """A registry entry of :data:`LAYERS` (the functions and facts the module docstring lists)."""
     assert all(name.startswith(STATE_PREFIX) for name in state)
+    assert all("_" not in name for name in trainable)  # a key is "{name}_{path}": the name has no "_"
     return {"check": check, "shape": shape, "init": init, "forward": forward, "backward": backward,
             "trainable": tuple(trainable), "state": tuple(state), "new_state": new_state, "cache": cache,
-            "elementwise": elementwise, "activation": activation, "by_parts": by_parts}
+            "elementwise": elementwise, "activation": activation, "by_parts": by_parts, "children": children}
 
 
 LAYERS: Dict[str, Dict[str, Any]] = {
-    "dense": _entry(_dense_check, _dense_shape, _dense_init, _dense_forward, _dense_backward,
+    "dense": entry(_dense_check, _dense_shape, _dense_init, _dense_forward, _dense_backward,
                     trainable=("W", "b"), cache="x"),
-    "relu": _entry(_no_keys, _same_shape, _no_params, _relu_forward, _relu_backward,
+    "relu": entry(_no_keys, _same_shape, _no_params, _relu_forward, _relu_backward,
                    cache="y", elementwise=True, activation=True),
-    "leaky_relu": _entry(_leaky_check, _same_shape, _no_params, _leaky_forward, _scale_backward,
+    "leaky_relu": entry(_leaky_check, _same_shape, _no_params, _leaky_forward, _scale_backward,
                          elementwise=True, activation=True),
-    "sigmoid": _entry(_no_keys, _same_shape, _no_params, _sigmoid_forward, _sigmoid_backward,
+    "sigmoid": entry(_no_keys, _same_shape, _no_params, _sigmoid_forward, _sigmoid_backward,
                       cache="y", elementwise=True, activation=True),
-    "tanh": _entry(_no_keys, _same_shape, _no_params, _tanh_forward, _tanh_backward,
+    "tanh": entry(_no_keys, _same_shape, _no_params, _tanh_forward, _tanh_backward,
                    cache="y", elementwise=True, activation=True),
-    "identity": _entry(_no_keys, _same_shape, _no_params, _identity_forward, _identity_backward,
+    "identity": entry(_no_keys, _same_shape, _no_params, _identity_forward, _identity_backward,
                        elementwise=True, activation=True),
-    "softmax": _entry(_no_keys, _same_shape, _no_params, _softmax_forward, _softmax_backward,
+    "softmax": entry(_no_keys, _same_shape, _no_params, _softmax_forward, _softmax_backward,
                       cache="y", elementwise=True),
-    "dropout": _entry(_dropout_check, _same_shape, _no_params, _dropout_forward, _scale_backward,
+    "dropout": entry(_dropout_check, _same_shape, _no_params, _dropout_forward, _scale_backward,
                       elementwise=True),
-    "gelu": _entry(_gelu_check, _same_shape, _no_params, _gelu_forward, _scale_backward,
+    "gelu": entry(_gelu_check, _same_shape, _no_params, _gelu_forward, _scale_backward,
                    elementwise=True, activation=True),
-    "elu": _entry(_elu_check, _same_shape, _no_params, _elu_forward, _scale_backward,
+    "elu": entry(_elu_check, _same_shape, _no_params, _elu_forward, _scale_backward,
                   elementwise=True, activation=True),
-    "softplus": _entry(_no_keys, _same_shape, _no_params, _softplus_forward, _scale_backward,
+    "softplus": entry(_no_keys, _same_shape, _no_params, _softplus_forward, _scale_backward,
                        elementwise=True, activation=True),
     # reshape/flatten return a view of their input (the forward loop sees the shared memory)
-    "reshape": _entry(_reshape_check, _reshape_shape, _no_params, _reshape_forward, _unreshape_backward),
-    "flatten": _entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
+    "reshape": entry(_reshape_check, _reshape_shape, _no_params, _reshape_forward, _unreshape_backward),
+    "flatten": entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
     # by_parts: runs per part of the samples, on threads inside funcnn.parallel.workers()
-    "conv2d": _entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b"),
+    "conv2d": entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b"),
                      cache="x", by_parts=True),
-    "max_pool": _entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward, by_parts=True),
-    "avg_pool": _entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward, by_parts=True),
+    "max_pool": entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward, by_parts=True),
+    "avg_pool": entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward, by_parts=True),
     # caches x - mean (a new array), so it may normalise in place
-    "batch_norm": _entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),
+    "batch_norm": entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),
                          state=("running_mean", "running_var"), new_state=_bn_new_state, elementwise=True),
+    "global_pool": entry(_global_pool_check, _global_pool_shape, _no_params, _global_pool_forward,
+                         _global_pool_backward),
 }
 
 # Layers that :func:`funcnn.network.init_params` looks through when it asks which activation a
 # dense or conv layer feeds (He init before a ReLU-family activation): dropout, batch norm,
 # pooling and reshapes do not change which nonlinearity comes next (max pooling commutes with
 # a ReLU; batch norm rescales, and the ReLU after it still halves the variance).
-INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "max_pool", "avg_pool", "flatten", "reshape"})
+INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "max_pool", "avg_pool", "global_pool", "flatten", "reshape"})
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+def _frozen(v: Any) -> Any:
+    """A hashable, type-tagged copy of a spec value: plain values, lists/tuples of them, layer dicts
+    and lists of layer dicts (blocks); raises TypeError for anything else."""
+    t = type(v)
+    if t in _PLAIN:
+        return (t, v)
+    if t is list or t is tuple:
+        return (t, tuple(_frozen(e) for e in v))
+    if t is dict:
+        return (t, tuple((k, _frozen(e)) for k, e in v.items()))
+    raise TypeError(t)
+
+
 def spec_key(spec: Any) -> Optional[Tuple[Any, ...]]:
     """A hashable value that determines ``spec`` whole, types included (``1``, ``True`` and ``1.0``
-    differ), or None when a value is not a plain str/int/float/bool/None (or a list of them).
+    differ), or None when a value is not a plain str/int/float/bool/None, a list of them, or
+    (in a block) a list of layer dicts.
 
     The key under which facts derived from a spec alone (validity, shapes, keys) are memoised:
     a spec is a list of mutable dicts, so nothing is kept by identity, only by content.
@@ -798,10 +868,10 @@ def spec_key(spec: Any) -> Optional[Tuple[Any, ...]]:
             if t not in _PLAIN:
                 if t is not list and t is not tuple:
                     return None
-                v = tuple((type(e), e) for e in v)
-                for e, _ in v:
-                    if e not in _PLAIN:
-                        return None
+                try:
+                    v = tuple(_frozen(e) for e in v)
+                except TypeError:
+                    return None
             parts.append((k, t, v))
         parts.append(None)  # the end of a layer
     return tuple(parts)
@@ -835,18 +905,35 @@ def _check_spec(spec: Any) -> None:
         raise TypeError(f"spec must be a list of layer dicts, got {type(spec).__name__}")
     if len(spec) == 0:
         raise ValueError("spec is empty: a network needs at least one layer with parameters")
-    for i, layer in enumerate(spec):
-        where = f"spec[{i}]"
+    check_layers(spec, "spec")
+    if not any(has_params(layer) for layer in spec):
+        raise ValueError("spec has no layer with parameters (dense, conv2d, batch_norm): a network needs at least one")
+
+
+def check_layers(layers: Any, where: str) -> None:
+    """Check each layer dict of the list ``layers`` (a spec, or a block's inner list named ``where``,
+    e.g. ``"spec[2].body"``): its type and, through its entry's ``check``, its keys (a block checks its lists)."""
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"{where} must be a list of layer dicts, got {type(layers).__name__}")
+    for i, layer in enumerate(layers):
+        at = f"{where}[{i}]"
         if not isinstance(layer, dict):
-            raise TypeError(f"{where}: each layer must be a dict, got {type(layer).__name__}")
+            raise TypeError(f"{at}: each layer must be a dict, got {type(layer).__name__}")
         if "type" not in layer:
-            raise ValueError(f"{where}: missing 'type'; known types: {sorted(LAYERS)}")
+            raise ValueError(f"{at}: missing 'type'; known types: {sorted(LAYERS)}")
         kind = layer["type"]
         if not isinstance(kind, str) or kind not in LAYERS:
-            raise ValueError(f"{where}: unknown layer type {kind!r}; known types: {sorted(LAYERS)}")
-        LAYERS[kind]["check"](layer, f"{where} ({kind})")
-    if not any(LAYERS[layer["type"]]["trainable"] for layer in spec):
-        raise ValueError("spec has no layer with parameters (dense, conv2d, batch_norm): a network needs at least one")
+            raise ValueError(f"{at}: unknown layer type {kind!r}; known types: {sorted(LAYERS)}")
+        LAYERS[kind]["check"](layer, f"{at} ({kind})")
+
+
+def has_params(layer: Layer) -> bool:
+    """Whether ``layer`` owns trainable arrays, itself or (a block) in a layer inside it."""
+    entry = LAYERS[layer["type"]]
+    if entry["trainable"]:
+        return True
+    return entry["children"] is not None and any(has_params(inner) for _, sub in entry["children"](layer)
+                                                 for inner in sub)
 
 
 # Layer types that :func:`mlp` (and the command line) accept as the hidden activation.
@@ -893,3 +980,8 @@ def mlp(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[s
     spec.append({"type": "dense", "units": int(n_outputs)})
     check_spec(spec)
     return spec
+
+
+from . import blocks as _blocks  # noqa: E402  (registers the block types; blocks.py uses the names above)
+
+LAYERS.update(_blocks.BLOCKS)

@@ -20,7 +20,8 @@ import numpy as np
 
 from . import losses as _losses
 from . import parallel as _parallel
-from .layers import INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, is_trainable_key, remember, spec_key
+from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, has_params, is_trainable_key, remember,
+                     spec_key)
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -41,12 +42,60 @@ MIN_CHUNK = 256
 
 
 # --- keys and shapes ------------------------------------------------------------------
+#
+# A layer's arrays are named by the layer entry (``"W"``, ``"b"``); a block's functions name
+# the arrays of the layers inside it by ``(name, relative path)`` pairs (``("W", "body.0")``).
+# The chain functions below place either at position ``i`` of their list (:func:`at`), and
+# the public functions spell the result as the params key ``f"{name}_{path}"`` (:func:`key_name`).
 
-def layer_keys(spec: Spec) -> List[Tuple[int, str, str]]:
-    """``(layer index, array name, params key)`` for every array the spec defines, in order
-    (per layer: its trainable arrays, then its state)."""
-    return [(i, name, f"{name}_{i}") for i, layer in enumerate(spec)
-            for name in LAYERS[layer["type"]]["trainable"] + LAYERS[layer["type"]]["state"]]
+def at(i: int, name: Any) -> Tuple[str, str]:
+    """The ``(name, path)`` pair of array ``name`` of the layer at position ``i`` of a list:
+    a leaf's ``"W"`` → ``("W", "i")``; a block's ``("W", "body.0")`` → ``("W", "i.body.0")``."""
+    return (name, str(i)) if type(name) is str else (name[0], f"{i}.{name[1]}")
+
+
+def under(label: str, pair: Tuple[str, str]) -> Tuple[str, str]:
+    """``pair`` of a block's inner list ``label``: ``("W", "0")`` under ``"body"`` → ``("W", "body.0")``."""
+    return (pair[0], f"{label}.{pair[1]}")
+
+
+def key_name(pair: Tuple[str, str]) -> str:
+    """The params key of a ``(name, path)`` pair: ``("W", "2.body.0")`` → ``"W_2.body.0"``."""
+    return f"{pair[0]}_{pair[1]}"
+
+
+def children(layer: Dict[str, Any]) -> Optional[List[Tuple[str, Spec]]]:
+    """A block's inner lists as ``[(label, layers), ...]``; None for a leaf layer."""
+    fn = LAYERS[layer["type"]]["children"]
+    return None if fn is None else fn(layer)
+
+
+def walk(spec: Spec, prefix: str = "") -> List[Tuple[str, Dict[str, Any]]]:
+    """``(path, layer)`` for every layer of ``spec``, blocks and the layers inside them, depth first
+    in spec order (a block before its inner layers): ``[("0", ...), ("1", residual), ("1.body.0", ...)]``."""
+    out: List[Tuple[str, Dict[str, Any]]] = []
+    for i, layer in enumerate(spec):
+        path = f"{prefix}{i}"
+        out.append((path, layer))
+        for label, sub in children(layer) or ():
+            out.extend(walk(sub, f"{path}.{label}."))
+    return out
+
+
+_LAYER_KEYS: Dict[Any, List[Tuple[str, str, str]]] = {}
+
+
+def layer_keys(spec: Spec) -> List[Tuple[str, str, str]]:
+    """``(layer path, array name, params key)`` for every array the spec defines, blocks included,
+    in :func:`walk` order (per layer: its trainable arrays, then its state): ``("2.body.0", "W", "W_2.body.0")``."""
+    key = spec_key(spec)
+    facts = _LAYER_KEYS.get(key) if key is not None else None
+    if facts is None:
+        facts = [(path, name, f"{name}_{path}") for path, layer in walk(spec)
+                 for name in LAYERS[layer["type"]]["trainable"] + LAYERS[layer["type"]]["state"]]
+        if key is not None:
+            remember(_LAYER_KEYS, key, facts)
+    return facts
 
 
 def trainable_keys(params: Params) -> List[str]:
@@ -55,22 +104,35 @@ def trainable_keys(params: Params) -> List[str]:
 
 
 def param_keys(spec: Spec) -> List[str]:
-    """The keys a params dict for ``spec`` has, in layer order: ``["W_0", "b_0", ...]``."""
+    """The keys a params dict for ``spec`` has, in layer order: ``["W_0", "b_0", ...]`` (paths in blocks)."""
     return [key for _, _, key in layer_keys(spec)]
 
 
-def layer_params(spec: Spec, params: Params) -> LayerParams:
-    """Per-layer views of ``params`` (or of grads, which lack the running state): ``[{"W": ..., "b": ...}, {}, ...]``."""
-    out: LayerParams = [{} for _ in spec]
-    for i, name, key in layer_keys(spec):
-        if key in params:
-            out[i][name] = params[key]
+def layer_params(spec: Spec, params: Params, prefix: str = "") -> LayerParams:
+    """Per-layer views of ``params`` (or of grads, which lack the running state), nested like the spec:
+    ``[{"W": ..., "b": ...}, {}, {"body": [{"W": ...}, ...], "shortcut": [...]}, ...]`` (a block's
+    entry maps each inner list's label to that list's per-layer views)."""
+    out: LayerParams = []
+    for i, layer in enumerate(spec):
+        path = f"{prefix}{i}"
+        inner = children(layer)
+        if inner is not None:
+            out.append({label: layer_params(sub, params, f"{path}.{label}.") for label, sub in inner})
+            continue
+        entry = LAYERS[layer["type"]]
+        own = {}
+        for name in entry["trainable"] + entry["state"]:
+            k = f"{name}_{path}"
+            if k in params:
+                own[name] = params[k]
+        out.append(own)
     return out
 
 
-def first_trainable(spec: Spec) -> int:
-    """Index of the first layer with parameters: no layer before it needs an input gradient."""
-    return min(i for i, layer in enumerate(spec) if LAYERS[layer["type"]]["trainable"])
+def first_trainable(spec: Spec) -> Optional[int]:
+    """Index of the first layer with parameters (a block counts when a layer inside it has some):
+    no layer before it needs an input gradient. None when no layer of the list has any."""
+    return next((i for i, layer in enumerate(spec) if has_params(layer)), None)
 
 
 def as_shape(n_inputs: Any, name: str = "n_inputs") -> Shape:
@@ -86,20 +148,47 @@ def as_shape(n_inputs: Any, name: str = "n_inputs") -> Shape:
     return tuple(int(d) for d in dims)
 
 
-def shapes(spec: Spec, in_shape: Shape) -> List[Tuple[Dict[str, Shape], Shape]]:
-    """Per layer, ``(its arrays' shapes, its output's per-sample shape)`` for inputs of ``in_shape``."""
+def shapes(spec: Spec, in_shape: Shape, prefix: str = "spec") -> List[Tuple[Dict[Any, Shape], Shape]]:
+    """Per layer, ``(its arrays' shapes, its output's per-sample shape)`` for inputs of ``in_shape``
+    (a block's arrays keyed by ``(name, relative path)``). ``prefix`` names the list in errors."""
     out = []
     shape = tuple(in_shape)
     for i, layer in enumerate(spec):
-        own, shape = LAYERS[layer["type"]]["shape"](layer, shape, f"spec[{i}] ({layer['type']})")
+        own, shape = LAYERS[layer["type"]]["shape"](layer, shape, f"{prefix}[{i}] ({layer['type']})")
         out.append((own, tuple(shape)))
+    return out
+
+
+def chain_shapes(spec: Spec, in_shape: Shape, prefix: str) -> Tuple[Dict[Tuple[str, str], Shape], Shape]:
+    """A list's arrays' shapes keyed by ``(name, path in the list)``, and its output's per-sample shape
+    (``in_shape`` for an empty list: the identity). What a block's ``shape`` is made of."""
+    own: Dict[Tuple[str, str], Shape] = {}
+    shape = tuple(in_shape)
+    for i, (layer_own, shape) in enumerate(shapes(spec, in_shape, prefix)):
+        for name, s in layer_own.items():
+            own[at(i, name)] = s
+    return own, shape
+
+
+def layer_shapes(spec: Spec, in_shape: Shape, prefix: str = "", where: str = "spec"
+                 ) -> List[Tuple[str, Dict[str, Any], Shape, Shape]]:
+    """``(path, layer, input shape, output shape)`` per sample for every layer, in :func:`walk` order."""
+    out: List[Tuple[str, Dict[str, Any], Shape, Shape]] = []
+    shape = tuple(in_shape)
+    for i, (layer, (_, out_shape)) in enumerate(zip(spec, shapes(spec, shape, where))):
+        path = f"{prefix}{i}"
+        out.append((path, layer, shape, out_shape))
+        for label, sub in children(layer) or ():
+            out.extend(layer_shapes(sub, shape, f"{path}.{label}.", f"{where}[{i}].{label}"))
+        shape = out_shape
     return out
 
 
 def _input_key(spec: Spec) -> Optional[str]:
     """The key of the W whose rows fix the input width (a dense layer first, after elementwise layers), or None."""
     first = first_trainable(spec)
-    if spec[first]["type"] == "dense" and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
+    if first is not None and spec[first]["type"] == "dense" \
+            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
         return f"W_{first}"
     return None
 
@@ -121,15 +210,33 @@ def _spec_keys(spec: Spec, key: Any) -> Tuple[Optional[str], List[str], frozense
     return facts
 
 
-def _layout(spec: Spec, key: Any, in_shape: Shape) -> Tuple[List[Tuple[int, str, Shape]], int]:
+def _layout(spec: Spec, key: Any, in_shape: Shape) -> Tuple[List[Tuple[str, str, Shape]], int]:
     facts = _LAYOUTS.get((key, in_shape)) if key is not None else None
     if facts is None:
         per_layer = shapes(spec, in_shape)
-        facts = ([(i, f"{name}_{i}", tuple(shape)) for i, (own, _) in enumerate(per_layer)
-                  for name, shape in own.items()], per_layer[-1][1][-1])
+        arrays = []
+        for i, (own, _) in enumerate(per_layer):
+            for name, shape in own.items():
+                pair = at(i, name)
+                arrays.append((_where(spec, pair[1]), key_name(pair), tuple(shape)))
+        facts = (arrays, per_layer[-1][1][-1])
         if key is not None:
             remember(_LAYOUTS, (key, in_shape), facts)
     return facts
+
+
+def _where(spec: Spec, path: str) -> str:
+    """How errors name the layer at ``path``: ``"spec[2].body[0] (dense)"``, ``"spec[4].branches[1][0] (conv2d)"``."""
+    parts = path.split(".")
+    layers, where = spec, "spec"
+    for j in range(0, len(parts), 2):
+        layer = layers[int(parts[j])]
+        where += f"[{parts[j]}]"
+        if j + 1 < len(parts):
+            label = parts[j + 1]
+            where += f".branches[{label}]" if label.isdigit() else f".{label}"
+            layers = dict(children(layer))[label]
+    return f"{where} ({layer['type']})"
 
 
 def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool = True
@@ -172,10 +279,10 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
     n_outputs = None
     if in_shape is not None:
         arrays, n_outputs = _layout(spec, key, in_shape)
-        for i, k, shape in arrays:
+        for where, k, shape in arrays:
             if params[k].shape != shape:
                 raise ValueError(f"params[{k!r}] has shape {params[k].shape}, expected {shape} "
-                                 f"for spec[{i}] ({spec[i]['type']}) on inputs of shape {in_shape}")
+                                 f"for {where} on inputs of shape {in_shape}")
     if finite:
         check_finite(params, "params")
     n_in = None if in_shape is None else (in_shape[0] if len(in_shape) == 1 else in_shape)
@@ -184,27 +291,44 @@ def check_params(spec: Spec, params: Any, n_inputs: Any = None, *, finite: bool 
 
 def _next_activation(spec: Spec, i: int) -> Optional[str]:
     """The type of the first layer after ``i`` that is not in :data:`funcnn.layers.INIT_TRANSPARENT`
-    (dropout, batch norm, pooling, reshapes): the activation a dense or conv layer feeds."""
+    (dropout, batch norm, pooling, reshapes): the activation a dense or conv layer feeds; None
+    when the list ends first."""
     for layer in spec[i + 1:]:
         if layer["type"] not in INIT_TRANSPARENT:
             return layer["type"]
     return None
 
 
+def init_chain(spec: Spec, in_shape: Shape, rng: np.random.Generator, dtype: np.dtype, after_relu: bool,
+               ) -> Dict[Tuple[str, str], np.ndarray]:
+    """New arrays for the layers of a list, keyed by ``(name, path in the list)``, drawn layer by layer.
+
+    ``after_relu``: whether what follows the list is a ReLU-family activation (for the default
+    init of a weight layer near the list's end); a block passes its own context to its lists.
+    """
+    arrays: Dict[Tuple[str, str], np.ndarray] = {}
+    shape = tuple(in_shape)
+    for i, layer in enumerate(spec):
+        entry = LAYERS[layer["type"]]
+        nxt = _next_activation(spec, i)
+        own = entry["init"](layer, shape, rng, dtype, after_relu if nxt is None else nxt in RELU_FAMILY)
+        shape = tuple(entry["shape"](layer, shape, f"spec[{i}]")[1])
+        for name, v in own.items():
+            arrays[at(i, name)] = v
+    return arrays
+
+
 def init_params(spec: Spec, n_inputs: Any, *, seed: SeedLike = None, dtype: Any = np.float32) -> Params:
-    """New params for ``spec`` on inputs of ``n_inputs`` features (or per-sample shape), by each layer's init."""
+    """New params for ``spec`` on inputs of ``n_inputs`` features (or per-sample shape), by each layer's init.
+
+    Arrays are drawn from ``seed`` in :func:`param_keys` order (blocks: body, then shortcut; branches in order).
+    """
     check_spec(spec)
     shape = as_shape(n_inputs)
     dt = check_dtype(dtype)
     rng = as_rng(seed)
     shapes(spec, shape)  # every layer accepts its input: errors name the layer before anything is drawn
-    params: Params = {}
-    for i, layer in enumerate(spec):
-        entry = LAYERS[layer["type"]]
-        own = entry["init"](layer, shape, rng, dt, _next_activation(spec, i) in RELU_FAMILY)
-        shape = tuple(entry["shape"](layer, shape, f"spec[{i}]")[1])
-        params.update({f"{name}_{i}": v for name, v in own.items()})
-    return params
+    return {key_name(pair): v for pair, v in init_chain(spec, shape, rng, dt, False).items()}
 
 
 # --- the two loops --------------------------------------------------------------------
@@ -230,45 +354,65 @@ def run_forward(spec: Spec, lparams: LayerParams, X: np.ndarray, training: bool,
     return x, caches
 
 
+def chain_state(spec: Spec, lparams: LayerParams, caches: Sequence[Any]) -> Dict[Tuple[str, str], np.ndarray]:
+    """The running state of a list's layers after a training-mode pass, keyed by ``(name, path in the list)``."""
+    out: Dict[Tuple[str, str], np.ndarray] = {}
+    for i, (layer, p, cache) in enumerate(zip(spec, lparams, caches)):
+        fn = LAYERS[layer["type"]]["new_state"]
+        if fn is not None and cache is not None:
+            for name, v in fn(layer, p, cache).items():
+                out[at(i, name)] = v
+    return out
+
+
 def new_state(spec: Spec, lparams: LayerParams, caches: Sequence[Any]) -> Params:
     """The layers' running state after a training-mode forward pass, keyed like params (``{}`` for most nets).
 
     ``forward(..., training=True)`` returns it as ``cache["state"]``; ``train`` writes it into
     its params after each step: ``params = {**update(...)[0], **cache["state"]}``.
     """
-    out: Params = {}
-    for i, (layer, p, cache) in enumerate(zip(spec, lparams, caches)):
-        fn = LAYERS[layer["type"]]["new_state"]
-        if fn is not None and cache is not None:
-            for name, v in fn(layer, p, cache).items():
-                out[f"{name}_{i}"] = v
-    return out
+    return {key_name(pair): v for pair, v in chain_state(spec, lparams, caches).items()}
+
+
+def backward_chain(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.ndarray, *,
+                   g_is_scratch: bool, grads_out: Optional[LayerParams] = None, need_dx: bool = False,
+                   ) -> Tuple[Optional[np.ndarray], Dict[Tuple[str, str], np.ndarray]]:
+    """Back-propagate ``g`` = d loss / d output through a list: ``(dx, grads keyed by (name, path in the list))``.
+
+    With ``need_dx`` it goes down to the list's input and returns d loss / d input (a block's
+    body needs it); otherwise it stops at the first layer with parameters and ``dx`` is None.
+    ``grads_out[i]`` (optional) holds buffers for layer ``i``'s gradients, which are then written
+    there. ``g_is_scratch``: the caller's ``g`` may be overwritten (it came from the loss); later
+    gradients the loop made itself may always be.
+    """
+    stop = 0 if need_dx else first_trainable(spec)
+    grads: Dict[Tuple[str, str], np.ndarray] = {}
+    if stop is None:
+        return None, grads
+    scratch = g_is_scratch
+    for i in range(len(spec) - 1, stop - 1, -1):
+        layer = spec[i]
+        entry = LAYERS[layer["type"]]
+        out = dict(grads_out[i]) if grads_out is not None else {}
+        if scratch and entry["elementwise"]:
+            out["dx"] = g
+        dx, own = entry["backward"](layer, lparams[i], caches[i], g, need_dx or i > stop, out or None)
+        for name, v in own.items():
+            grads[at(i, name)] = v
+        if dx is not None:
+            scratch = scratch or not np.may_share_memory(dx, g)  # a reshape's view of g is g
+        g = dx
+    return g, grads
 
 
 def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.ndarray, *,
                  g_is_scratch: bool, grads_out: Optional[LayerParams] = None) -> Params:
     """Back-propagate ``g`` = d loss / d output from the last layer down to the first with params.
 
-    Returns the gradients keyed like params (``W_0``, ...). ``grads_out[i]`` (optional) holds
-    buffers for layer ``i``'s gradients, which are then written there. ``g_is_scratch``: the
-    caller's ``g`` may be overwritten (it came from the loss); later gradients the loop made
-    itself may always be.
+    Returns the gradients keyed like params (``W_0``, ``W_2.body.0``, ...); see :func:`backward_chain`.
     """
-    first = first_trainable(spec)
-    grads: Params = {}
-    scratch = g_is_scratch
-    for i in range(len(spec) - 1, first - 1, -1):
-        layer = spec[i]
-        entry = LAYERS[layer["type"]]
-        out = dict(grads_out[i]) if grads_out is not None else {}
-        if scratch and entry["elementwise"]:
-            out["dx"] = g
-        dx, own = entry["backward"](layer, lparams[i], caches[i], g, i > first, out or None)
-        for name, v in own.items():
-            grads[f"{name}_{i}"] = v
-        scratch = scratch or not np.may_share_memory(dx, g)  # a reshape's view of g is g
-        g = dx
-    return grads
+    return {key_name(pair): v for pair, v in
+            backward_chain(spec, lparams, caches, g, g_is_scratch=g_is_scratch, grads_out=grads_out)[1].items()}
 
 
 def l2_keys(params: Params) -> List[str]:
@@ -405,12 +549,12 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
 def uses_parts(spec: Spec) -> bool:
     """Whether a layer of ``spec`` runs per part of the samples (conv2d, pooling): then ``train``,
     inference, ``forward``, ``backward`` and ``value_and_grad`` run inside :func:`funcnn.parallel.workers`."""
-    return any(LAYERS[layer["type"]]["by_parts"] for layer in spec)
+    return any(LAYERS[layer["type"]]["by_parts"] for _, layer in walk(spec))
 
 
 def widest_row(spec: Spec, in_shape: Shape) -> int:
     """Elements per sample of the widest array an inference pass makes: the input or a layer's output."""
-    return max([math.prod(in_shape)] + [math.prod(out) for _, out in shapes(spec, in_shape)])
+    return max([math.prod(in_shape)] + [math.prod(out) for _, _, _, out in layer_shapes(spec, in_shape)])
 
 
 def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None,

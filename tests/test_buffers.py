@@ -33,6 +33,12 @@ EXAMPLES.update({
     "max_pool": ({"type": "max_pool", "size": 3, "stride": 1}, (5, 6, 2)),
     "avg_pool": ({"type": "avg_pool", "size": 2}, (5, 6, 2)),
     "batch_norm": ({"type": "batch_norm", "momentum": 0.8}, (3, 4, 2)),
+    "global_pool": ({"type": "global_pool", "mode": "max"}, (3, 4, 2)),
+    "residual": ({"type": "residual", "body": [{"type": "dense", "units": 6}, {"type": "relu"},
+                                               {"type": "dense", "units": 6}]}, (6,)),
+    "parallel": ({"type": "parallel", "merge": "concat",
+                  "branches": [[{"type": "dense", "units": 3}], [], [{"type": "batch_norm"}, {"type": "tanh"}]]},
+                 (6,)),
 })
 EXAMPLES.update(getattr(layers, "BUFFER_EXAMPLES", {}))  # image layers may register theirs there too
 
@@ -54,7 +60,18 @@ def test_layer_forward_and_backward_with_and_without_buffers(kind, training, dty
     layer, in_shape = EXAMPLES[kind]
     entry = layers.LAYERS[kind]
     rng = np.random.default_rng(0)
-    p = frozen(entry["init"](layer, in_shape, rng, np.dtype(dtype), False))
+    own = entry["init"](layer, in_shape, rng, np.dtype(dtype), False)
+    if entry["children"] is None:  # a leaf: its arrays by name
+        p, trainable = frozen(own), set(entry["trainable"])
+
+        def nest(arrays):
+            return dict(arrays)
+    else:  # a block: its inner layers' arrays by (name, path), nested as the network passes them
+
+        def nest(arrays):
+            return network.layer_params([layer], {network.key_name(network.at(0, k)): v for k, v in arrays.items()})[0]
+        p = frozen(nest(own))
+        trainable = {k for k in own if layers.is_trainable_key(network.key_name(k))}
     x = frozen(rng.normal(size=(9,) + in_shape).astype(dtype) * 2)
 
     y1, c1 = entry["forward"](layer, p, x, training, np.random.default_rng(5))
@@ -71,14 +88,15 @@ def test_layer_forward_and_backward_with_and_without_buffers(kind, training, dty
     cache = frozen(c1)
     g = frozen(rng.normal(size=y1.shape).astype(dtype))
     dx1, gr1 = entry["backward"](layer, p, cache, g, True)
-    assert set(gr1) == set(entry["trainable"])
-    out = {name: np.full_like(p[name], np.nan) for name in entry["trainable"]}
+    assert set(gr1) == trainable
+    bufs = {name: np.full_like(own[name], np.nan) for name in trainable}
+    out = nest(bufs)
     if dx1 is not g:
         out["dx"] = np.full_like(dx1, np.nan)
     dx2, gr2 = entry["backward"](layer, p, cache, g, True, out)
     assert _bits(dx1, dx2)
     for name in gr1:
-        assert _bits(gr1[name], gr2[name]) and gr2[name] is out[name], f"{kind}: grads[{name!r}]"
+        assert _bits(gr1[name], gr2[name]) and gr2[name] is bufs[name], f"{kind}: grads[{name!r}]"
     if dx1 is not g:
         assert dx2 is out["dx"]
     if entry["elementwise"]:

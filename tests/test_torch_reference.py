@@ -107,12 +107,32 @@ def test_fixture_is_small():
     assert os.path.getsize(DATA_PATH) < 500_000
 
 
+# Fixtures of their own (blocks, sequences), each made by its script in scripts/: their cases
+# hold funcnn specs as data.
+OTHER_FIXTURES = ["torch_blocks.npz", "torch_sequence.npz"]
+
+
+def _types_in_other_fixtures():
+    from funcnn import network
+    found = set()
+    for name in OTHER_FIXTURES:
+        path = os.path.join(os.path.dirname(DATA_PATH), name)
+        if not os.path.exists(path):
+            continue
+        meta = json.loads(str(np.load(path)["cases"]))
+        for case in meta.values():
+            if isinstance(case, dict) and "spec" in case:
+                found |= {layer["type"] for _, layer in network.walk(case["spec"])}
+    return found
+
+
 def test_fixture_covers_the_public_types():
     # every activation layer type, loss, optimizer and schedule funcnn documents
     activations = {case_meta("activation", c)["spec"][1][0] for c in cases("activation")}
     assert activations == {kind for kind, entry in L.LAYERS.items() if entry["activation"]} | {"softmax"}
     layer_types = {call[0] for family in FAMILIES.values() for meta in family["cases"].values()
                    for call in meta.get("spec", [])}
+    layer_types |= _types_in_other_fixtures()
     assert layer_types == set(L.LAYERS)  # every layer type meets torch somewhere
     conv = [case_meta("conv2d", c)["spec"][2][1] for c in cases("conv2d")]
     combos = {(str(c["stride"]), str(c["padding"])) for c in conv}
