@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .layers import LAYERS, check_spec
-from .network import as_shape, check_params
+from .network import as_shape, check_params, children, walk
 
 Spec = List[Dict[str, Any]]
 Params = Dict[str, np.ndarray]
@@ -48,23 +48,6 @@ INPUT, OUTPUT = "input", "output"
 
 
 # --- the spec as a tree of paths ------------------------------------------------------
-
-def children(layer: Dict[str, Any]) -> Optional[List[Tuple[str, List[Dict[str, Any]]]]]:
-    """A block's ``[(label, sublist)]`` (``LAYERS[type]["children"]``), or None for a leaf layer."""
-    fn = LAYERS[layer["type"]].get("children")
-    return None if fn is None else fn(layer)
-
-
-def _walk(spec: Spec, prefix: str = "") -> List[Tuple[str, Dict[str, Any]]]:
-    """``(path, layer)`` for every layer, a block before its inner layers (API §9's paths)."""
-    out = []
-    for i, layer in enumerate(spec):
-        path = f"{prefix}{i}"
-        out.append((path, layer))
-        for label, sub in children(layer) or ():
-            out.extend(_walk(sub, f"{path}.{label}."))
-    return out
-
 
 def _names(layer: Dict[str, Any]) -> Tuple[str, ...]:
     entry = LAYERS[layer["type"]]
@@ -78,7 +61,7 @@ def _own(layer: Dict[str, Any], path: str, params: Params) -> Dict[str, np.ndarr
 
 def check_exportable(spec: Spec, to: str = "onnx") -> None:
     """Raise ValueError naming the first layer (by path and type) that :data:`EXPORTERS` cannot export ``to``."""
-    for path, layer in _walk(spec):
+    for path, layer in walk(spec):
         kind = layer["type"]
         if kind not in EXPORTERS or EXPORTERS[kind].get(to) is None:
             known = sorted(k for k, e in EXPORTERS.items() if e.get(to) is not None)
@@ -629,7 +612,7 @@ def _torch_parallel(layer, params, shape, cf, path, dtype):
 def _module_state(spec: Spec, params: Params, prefix: str = "") -> Dict[str, np.ndarray]:
     """The torch state (``{"<path>.<torch name>": array}``) of every leaf layer, by :data:`EXPORTERS`."""
     state = {}
-    for path, layer in _walk(spec, prefix):
+    for path, layer in walk(spec, prefix):
         if children(layer) is None and _names(layer):
             for name, arr in EXPORTERS[layer["type"]]["to_torch"](_own(layer, path, params)).items():
                 state[f"{path}.{name}"] = arr
@@ -680,7 +663,7 @@ def from_torch(spec: Spec, module_or_state_dict: Any) -> Params:
         raise TypeError(f"from_torch takes a torch.nn.Module or a state_dict, got {type(module_or_state_dict).__name__}")
     params: Params = {}
     used = set()
-    for path, layer in _walk(spec):
+    for path, layer in walk(spec):
         if children(layer) is not None or not _names(layer):
             continue
         entry = EXPORTERS[layer["type"]]

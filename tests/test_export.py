@@ -19,6 +19,7 @@ import safetensors.numpy as stn
 import funcnn
 from funcnn import export
 from funcnn.layers import LAYERS
+from funcnn.network import walk
 
 # Relative error allowed against forward (API §11): the largest difference over the largest output.
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -131,10 +132,10 @@ def _session(path):
 
 def _needs_reference(spec, dtype):
     """ONNX Runtime's CPU kernels lack Conv, AveragePool and Erf in float64: those run in onnx's reference evaluator."""
-    kinds = {layer["type"] for _, layer in export._walk(spec)}
+    kinds = {layer["type"] for _, layer in walk(spec)}
     return dtype == np.float64 and bool(kinds & {"conv2d", "avg_pool"} or
                                         any(l["type"] == "gelu" and l.get("approximate", "none") == "none"
-                                            for _, l in export._walk(spec)))
+                                            for _, l in walk(spec)))
 
 
 def _run_onnx(path, spec, X):
@@ -166,7 +167,7 @@ def test_onnx_matches_forward(tmp_path, name, dtype):
 
 def test_every_layer_type_is_covered():
     """Each layer type funcnn knows is exported by some network above (and ONNX/torch both know it)."""
-    used = {layer["type"] for _, spec, _, _ in NETWORKS for _, layer in export._walk(spec)}
+    used = {layer["type"] for _, spec, _, _ in NETWORKS for _, layer in walk(spec)}
     not_exportable = sorted(set(LAYERS) - set(export.exportable_types("onnx")))
     untested = sorted(set(LAYERS) - used)
     assert export.exportable_types("onnx") == export.exportable_types("torch")
@@ -494,3 +495,13 @@ def test_cli_export(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("funcnn export: error: ") and message in err and err.count("\n") == 1, err
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.skipif("residual" not in LAYERS, reason="blocks (API §9) are not in this funcnn")
+def test_torch_state_dict_keys_are_funcnn_paths():
+    pytest.importorskip("torch")
+    spec, params, _, _ = _network("residual-mlp")
+    state = export.to_torch(spec, params).state_dict()
+    assert sorted(state) == sorted(k.split("_", 1)[1] + {"W": ".weight", "b": ".bias"}[k.split("_", 1)[0]]
+                                   for k in params)
+    np.testing.assert_array_equal(state["2.shortcut.0.weight"].numpy(), params["W_2.shortcut.0"].T)
