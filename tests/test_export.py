@@ -77,35 +77,34 @@ NETWORKS += [
         {"type": "leaky_relu", "alpha": 0.1}, {"type": "softplus"},
         {"type": "flatten"}, {"type": "dense", "units": 2}], (64,), False),
 ]
-if "residual" in LAYERS:
-    NETWORKS += [
-        ("residual-mlp", [{"type": "dense", "units": 6},
-                          {"type": "residual", "body": [{"type": "dense", "units": 6}, {"type": "relu"},
-                                                        {"type": "dense", "units": 6}]},
-                          {"type": "residual", "body": [{"type": "tanh"}],
-                           "shortcut": [{"type": "dense", "units": 6}]},
-                          {"type": "dense", "units": 3}], (5,), False),
-        ("resnet-parallel-global-pool", [
-            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
-            {"type": "residual", "body": [{"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
-                                          {"type": "batch_norm"}, {"type": "relu"},
-                                          {"type": "residual", "body": [
-                                              {"type": "conv2d", "filters": 4, "kernel": 1}]}]},
-            {"type": "parallel", "merge": "concat", "branches": [
-                [{"type": "conv2d", "filters": 2, "kernel": 1}],
-                [{"type": "max_pool", "size": 1}, {"type": "relu"}],
-                [{"type": "flatten"}, {"type": "reshape", "shape": [6, 6, 4]}]]},
-            {"type": "parallel", "merge": "sum", "branches": [
-                [{"type": "conv2d", "filters": 3, "kernel": 3, "stride": 2, "padding": "same"}],
-                [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]]},
-            {"type": "global_pool", "mode": "mean"},
-            {"type": "dense", "units": 3}], (6, 6, 2), True),
-        ("global-max-residual-projection", [
-            {"type": "reshape", "shape": [4, 4, 2]},
-            {"type": "residual", "body": [{"type": "conv2d", "filters": 3, "kernel": 2, "stride": 2}],
-             "shortcut": [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]},
-            {"type": "global_pool", "mode": "max"}, {"type": "dense", "units": 2}], (32,), False),
-    ]
+NETWORKS += [
+    ("residual-mlp", [{"type": "dense", "units": 6},
+                      {"type": "residual", "body": [{"type": "dense", "units": 6}, {"type": "relu"},
+                                                    {"type": "dense", "units": 6}]},
+                      {"type": "residual", "body": [{"type": "tanh"}],
+                       "shortcut": [{"type": "dense", "units": 6}]},
+                      {"type": "dense", "units": 3}], (5,), False),
+    ("resnet-parallel-global-pool", [
+        {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+        {"type": "residual", "body": [{"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+                                      {"type": "batch_norm"}, {"type": "relu"},
+                                      {"type": "residual", "body": [
+                                          {"type": "conv2d", "filters": 4, "kernel": 1}]}]},
+        {"type": "parallel", "merge": "concat", "branches": [
+            [{"type": "conv2d", "filters": 2, "kernel": 1}],
+            [{"type": "max_pool", "size": 1}, {"type": "relu"}],
+            [{"type": "flatten"}, {"type": "reshape", "shape": [6, 6, 4]}]]},
+        {"type": "parallel", "merge": "sum", "branches": [
+            [{"type": "conv2d", "filters": 3, "kernel": 3, "stride": 2, "padding": "same"}],
+            [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]]},
+        {"type": "global_pool", "mode": "mean"},
+        {"type": "dense", "units": 3}], (6, 6, 2), True),
+    ("global-max-residual-projection", [
+        {"type": "reshape", "shape": [4, 4, 2]},
+        {"type": "residual", "body": [{"type": "conv2d", "filters": 3, "kernel": 2, "stride": 2}],
+         "shortcut": [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]},
+        {"type": "global_pool", "mode": "max"}, {"type": "dense", "units": 2}], (32,), False),
+]
 
 BATCHES = (1, 13)
 
@@ -497,7 +496,6 @@ def test_cli_export(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == before
 
 
-@pytest.mark.skipif("residual" not in LAYERS, reason="blocks (API §9) are not in this funcnn")
 def test_torch_state_dict_keys_are_funcnn_paths():
     pytest.importorskip("torch")
     spec, params, _, _ = _network("residual-mlp")
