@@ -31,12 +31,13 @@ LayerParams = List[Dict[str, np.ndarray]]
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Inference (predict, evaluate) runs in chunks of rows whose widest array (the converted input
-# or any layer's output) holds about this many bytes, and at least MIN_CHUNK rows: memory stays
-# bounded, and every chunk is a GEMM of the same height (the last one overlaps the one before),
-# so chunked results are the unchunked ones bit for bit. Counting the layers' outputs matters
-# for image networks: a 28x28x16 convolution's output is 16x its input, and chunks sized by the
-# input alone made 134 MB arrays, page-faulted anew for every chunk (the small CNN's 10 000-row
-# predict took 1.8-2.0 s instead of 0.8-0.9 s).
+# or any layer's output, blocks' inner layers included) holds about this many bytes, and at
+# least MIN_CHUNK rows: memory stays bounded, and every chunk is a GEMM of the same height (the
+# last one overlaps the one before), so the same rows give the same bits run after run (an
+# unchunked pass may differ in the last bits: BLAS may pick its kernel by the matrix height).
+# Counting the layers' outputs matters for image networks: a 28x28x16 convolution's output is
+# 16x its input, and chunks sized by the input alone make arrays 16x larger, page-faulted anew
+# for every chunk.
 INFERENCE_CHUNK_BYTES = 1 << 23
 MIN_CHUNK = 256
 

@@ -139,7 +139,9 @@ LR = 1e-3
 # A task is everything a worker needs to build and train its model; the parent turns it
 # into a JSON config (plus the path of the .npy data) and every worker builds from that.
 # Layers are framework-neutral lists: ["dense", units], ["relu"], ["conv2d", filters, kernel]
-# (stride 1, "same" padding), ["maxpool", size], ["flatten"]. Inputs keep input_shape
+# (stride 1, "same" padding) or ["conv2d", filters, kernel, stride, padding] (an int padding on
+# every side), ["maxpool", size], ["flatten"], ["batchnorm"], ["globalavgpool"] and
+# ["residual", body layers, shortcut layers] (no shortcut layers: the identity). Inputs keep input_shape
 # (images NHWC: (28, 28, 1)); a network that starts with a dense layer sees them flattened.
 
 def mlp_layers(hidden, n_out=10):
@@ -163,6 +165,19 @@ TASKS = {
                       "layers": [["conv2d", 32, 3], ["relu"], ["maxpool", 2], ["conv2d", 64, 3], ["relu"],
                                  ["maxpool", 2], ["flatten"], ["dense", 128], ["relu"], ["dense", 10]],
                       "title": "Fashion-MNIST 28x28x1 (NHWC), conv32-pool-conv64-pool-128-10 CNN"},
+    # scripts/resnet_fashion.py's ResNet (tests/test_scripts.py checks it is the same network)
+    "fashion-resnet": {"data": "fashion-mnist", "input_shape": [28, 28, 1], "batch": 128, "epochs": 3,
+                       "layers": [["conv2d", 32, 3, 1, 1], ["batchnorm"], ["relu"], ["maxpool", 2],
+                                  ["residual", [["conv2d", 32, 3, 1, 1], ["batchnorm"], ["relu"],
+                                                ["conv2d", 32, 3, 1, 1], ["batchnorm"]], []], ["relu"],
+                                  ["residual", [["conv2d", 64, 3, 2, 1], ["batchnorm"], ["relu"],
+                                                ["conv2d", 64, 3, 1, 1], ["batchnorm"]],
+                                   [["conv2d", 64, 1, 2, 0], ["batchnorm"]]], ["relu"],
+                                  ["residual", [["conv2d", 64, 3, 1, 1], ["batchnorm"], ["relu"],
+                                                ["conv2d", 64, 3, 1, 1], ["batchnorm"]], []], ["relu"],
+                                  ["globalavgpool"], ["dense", 10]],
+                       "title": "Fashion-MNIST 28x28x1 (NHWC), ResNet: conv32-pool, 3 residual blocks "
+                                "(32, 64 /2 with a 1x1 projection, 64), BN, global average pool"},
 }
 
 
@@ -316,9 +331,18 @@ def build_funcnn(F, layers):
             spec.append(F.dense(args[0]))
         elif kind == "relu":
             spec.append(F.relu())
+        elif kind == "conv2d" and len(args) > 2:
+            spec.append(F.conv2d(args[0], args[1], stride=args[2], padding=args[3]))
+        elif kind == "residual":
+            block = {"type": "residual", "body": build_funcnn(F, args[0])}
+            if args[1]:
+                block["shortcut"] = build_funcnn(F, args[1])
+            spec.append(block)
+        elif kind == "globalavgpool":
+            spec.append({"type": "global_pool", "mode": "mean"})
         else:  # image layers (an older tree, --compare, may lack them)
             name, kwargs = {"conv2d": ("conv2d", {"padding": "same"}), "maxpool": ("max_pool", {}),
-                            "flatten": ("flatten", {})}.get(kind, (kind, {}))
+                            "flatten": ("flatten", {}), "batchnorm": ("batch_norm", {})}.get(kind, (kind, {}))
             ctor = getattr(F, name, None)
             if ctor is None or name.startswith("_"):
                 raise Unsupported(f"funcnn has no {kind} layer")
@@ -484,30 +508,57 @@ def build_torch(torch, layers, input_shape):
         def forward(self, x):
             return x.permute(0, 3, 1, 2)
 
-    mods, shape, nchw = [], tuple(input_shape), False
-    for kind, *a in layers:
-        if kind == "dense":
-            if len(shape) > 1:
+    class Residual(nn.Module):  # shortcut(x) + body(x); no shortcut layers: the identity
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    def build(layers, shape, nchw):
+        mods = []
+        for kind, *a in layers:
+            if kind == "dense":
+                if len(shape) > 1:
+                    mods.append(nn.Flatten())
+                mods.append(nn.Linear(math.prod(shape), a[0]))
+                shape = (a[0],)
+            elif kind == "relu":
+                mods.append(nn.ReLU())
+            elif kind == "conv2d":
+                if not nchw:
+                    mods.append(NHWCtoNCHW())
+                    nchw = True
+                if len(a) > 2:
+                    stride, pad = a[2], a[3]
+                    mods.append(nn.Conv2d(shape[-1], a[0], a[1], stride=stride, padding=pad))
+                    side = lambda n: (n + 2 * pad - a[1]) // stride + 1  # noqa: E731
+                    shape = (side(shape[0]), side(shape[1]), a[0])
+                else:
+                    mods.append(nn.Conv2d(shape[-1], a[0], a[1], padding="same"))
+                    shape = shape[:-1] + (a[0],)
+            elif kind == "maxpool":
+                mods.append(nn.MaxPool2d(a[0]))
+                shape = (shape[0] // a[0], shape[1] // a[0], shape[2])
+            elif kind == "batchnorm":  # funcnn's momentum 0.9 is torch's 0.1
+                mods.append((nn.BatchNorm2d if nchw else nn.BatchNorm1d)(shape[-1], momentum=0.1, eps=1e-5))
+            elif kind == "residual":
+                body, body_shape, _ = build(a[0], shape, nchw)
+                short, _, _ = build(a[1], shape, nchw)
+                mods.append(Residual(nn.Sequential(*body), nn.Sequential(*short)))
+                shape = body_shape
+            elif kind == "globalavgpool":
+                mods.append(nn.AdaptiveAvgPool2d(1) if nchw else nn.Identity())
                 mods.append(nn.Flatten())
-            mods.append(nn.Linear(math.prod(shape), a[0]))
-            shape = (a[0],)
-        elif kind == "relu":
-            mods.append(nn.ReLU())
-        elif kind == "conv2d":
-            if not nchw:
-                mods.append(NHWCtoNCHW())
-                nchw = True
-            mods.append(nn.Conv2d(shape[-1], a[0], a[1], padding="same"))
-            shape = shape[:-1] + (a[0],)
-        elif kind == "maxpool":
-            mods.append(nn.MaxPool2d(a[0]))
-            shape = (shape[0] // a[0], shape[1] // a[0], shape[2])
-        elif kind == "flatten":
-            mods.append(nn.Flatten())
-            shape = (math.prod(shape),)
-        else:
-            raise Unsupported(f"no PyTorch translation of layer {kind}")
-    return nn.Sequential(*mods)
+                shape, nchw = (shape[-1],), False
+            elif kind == "flatten":
+                mods.append(nn.Flatten())
+                shape = (math.prod(shape),)
+            else:
+                raise Unsupported(f"no PyTorch translation of layer {kind}")
+        return mods, shape, nchw
+    return nn.Sequential(*build(layers, tuple(input_shape), False)[0])
 
 
 def worker_torch(cfg) -> None:

@@ -402,3 +402,14 @@ def test_nested_spec_json_round_trip_and_memoised_check():
     assert L.spec_key(changed) != L.spec_key(spec)
     with pytest.raises(ValueError, match="shortcut"):
         F.init_params(changed, 36)
+
+
+def test_estimator_fits_a_nested_spec():
+    from sklearn.datasets import load_digits
+    from funcnn.estimators import NeuralNetClassifier
+    X, y = load_digits(return_X_y=True)
+    spec = [L.dense(32), L.relu(), residual([L.dense(32), L.relu(), L.dense(32)]), L.relu(),
+            parallel([[L.dense(8)], [L.dense(8), L.tanh()]]), L.dense(10)]
+    clf = NeuralNetClassifier(spec=spec, epochs=15, lr=1e-2, seed=0).fit(X[:1200] / 16, y[:1200])
+    assert clf.score(X[1200:] / 16, y[1200:]) > 0.85
+    assert "W_2.body.2" in clf.params_ and "W_4.1.0" in clf.params_

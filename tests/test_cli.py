@@ -192,3 +192,37 @@ def test_sweep_scheduler_bad_address_is_one_line_exit_1(capsys):
     assert C.main(["sweep", "--scheduler", "localhost:87x", "--scheduler-timeout", "1", "--epochs", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a Dask scheduler address" in err[0]
+
+
+def test_train_the_shipped_resnet_spec_on_idx_files(tmp_path):
+    """`funcnn train --spec scripts/specs/resnet_fashion.json`: a nested spec (residual blocks,
+    a projection shortcut, global pooling) from a JSON file, trained, saved, evaluated, predicted."""
+    rng = np.random.default_rng(1)
+    data = tmp_path / "idx"
+    data.mkdir()
+    for prefix, n in (("train", 160), ("t10k", 40)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        write_idx(str(data / f"{prefix}-images-idx3-ubyte.gz"), images)
+        write_idx(str(data / f"{prefix}-labels-idx1-ubyte.gz"), labels)
+    spec_path = os.path.join(ROOT, "scripts", "specs", "resnet_fashion.json")
+    out = cli("train", "--data", str(data), "--spec", spec_path, "--epochs", "1", "--batch-size", "32",
+              "--no-plot", "--quiet", cwd=tmp_path).stdout
+    assert "trained 1 epochs" in out
+    model = F.load(str(tmp_path / "model.npz"))
+    assert model["spec"][7]["shortcut"][0] == {"type": "conv2d", "filters": 64, "kernel": 1, "stride": 2,
+                                               "padding": 0}
+    assert model["params"]["W_7.shortcut.0"].shape == (1, 1, 32, 64)
+    assert not (model["params"]["running_var_5.body.1"] == 1).all()
+    assert "accuracy" in cli("evaluate", "model.npz", "--data", str(data), cwd=tmp_path).stdout
+    np.savetxt(tmp_path / "new.csv", rng.integers(0, 255, (3, 784)), delimiter=",", fmt="%d")
+    pred = cli("predict", "model.npz", "--data", "new.csv", cwd=tmp_path).stdout.split()
+    assert pred[0] == "label" and len(pred) == 4
+
+
+def test_a_bad_nested_spec_file_is_one_line_naming_the_block(tmp_path):
+    (tmp_path / "bad.json").write_text('[{"type": "dense", "units": 8}, {"type": "residual", "body": '
+                                       '[{"type": "dense", "units": 4}]}, {"type": "dense", "units": 10}]')
+    proc = cli("train", "--spec", "bad.json", "--epochs", "1", "--no-plot", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "spec[1] (residual)" in proc.stderr and "(4,)" in proc.stderr and "(8,)" in proc.stderr

@@ -14,6 +14,8 @@ import sys
 import numpy as np
 import pytest
 
+import funcnn as F
+
 from funcnn.datasets import write_idx
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
@@ -126,7 +128,7 @@ def test_fashion_missing_data_exits_1_with_install_hint(tmp_path, capsys):
     assert "apt-get install dataset-fashion-mnist" in err
 
 
-@pytest.mark.parametrize("name", ["moons", "digits_l2_sweep", "fashion_mnist", "cnn_mnist"])
+@pytest.mark.parametrize("name", ["moons", "digits_l2_sweep", "fashion_mnist", "cnn_mnist", "resnet_fashion"])
 def test_script_runs_from_any_directory(name, tmp_path):
     """`python scripts/x.py --help` works from elsewhere, funcnn installed or not."""
     proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, f"{name}.py"), "--help"], cwd=tmp_path,
@@ -177,6 +179,37 @@ def test_cnn_spec_file_is_the_scripts_network():
     import json
     with open(os.path.join(SCRIPTS, "specs", "cnn_fashion.json")) as fh:
         assert json.load(fh) == load_script("cnn_mnist").cnn_spec()
+
+
+def test_resnet_quick_on_tiny_idx(tmp_path, capsys):
+    data_dir = write_tiny_mnist(str(tmp_path / "mnist"))
+    out_dir = tmp_path / "figs"
+    model = tmp_path / "resnet.npz"
+    result = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
+                                                           "--save", str(model)))
+    assert result["epochs"] == 2 and result["train_seconds"] > 0 and 1 <= result["best_epoch"] <= 2
+    assert is_fraction(result["test_accuracy"]) and is_fraction(result["val_accuracy"])
+    assert result["n_params"] == 151690
+    saved = F.load(str(model))
+    assert saved["spec"] == load_script("resnet_fashion").resnet_spec()
+    assert "test acc" in capsys.readouterr().out
+    assert_pngs(out_dir, ["resnet_fashion_learning_curves.png", "resnet_fashion_confusion_matrix.png"])
+
+
+def test_resnet_spec_file_and_benchmark_task_are_the_scripts_network():
+    import json
+    resnet = load_script("resnet_fashion")
+    with open(os.path.join(SCRIPTS, "specs", "resnet_fashion.json")) as fh:
+        assert json.load(fh) == resnet.resnet_spec()
+    bench = load_script("benchmark")
+    # the benchmark feeds NHWC images, so its network is the script's without the first reshape
+    assert bench.build_funcnn(F, bench.make_task("fashion-resnet")["layers"]) == resnet.resnet_spec()[1:]
+
+
+def test_resnet_bad_save_path_is_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        load_script("resnet_fashion").main(["--quick", "--no-plots", "--save", str(tmp_path / "no" / "dir" / "m.npz")])
+    assert info.value.code == 2 and "--save:" in capsys.readouterr().err
 
 
 def test_cnn_missing_fashion_data_exits_1(tmp_path, capsys):
