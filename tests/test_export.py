@@ -99,6 +99,11 @@ NETWORKS += [
             [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]]},
         {"type": "global_pool", "mode": "mean"},
         {"type": "dense", "units": 3}], (6, 6, 2), True),
+    ("parallel-identity-branch", [{"type": "dense", "units": 4},
+                                  {"type": "parallel", "branches": [[], [{"type": "dense", "units": 3},
+                                                                         {"type": "relu"}]]},
+                                  {"type": "residual", "body": [{"type": "dense", "units": 7}], "shortcut": []},
+                                  {"type": "dense", "units": 2}], (5,), False),
     ("global-max-residual-projection", [
         {"type": "reshape", "shape": [4, 4, 2]},
         {"type": "residual", "body": [{"type": "conv2d", "filters": 3, "kernel": 2, "stride": 2}],
@@ -503,3 +508,18 @@ def test_torch_state_dict_keys_are_funcnn_paths():
     assert sorted(state) == sorted(k.split("_", 1)[1] + {"W": ".weight", "b": ".bias"}[k.split("_", 1)[0]]
                                    for k in params)
     np.testing.assert_array_equal(state["2.shortcut.0.weight"].numpy(), params["W_2.shortcut.0"].T)
+
+
+def test_guide_examples_run(tmp_path, monkeypatch):
+    """The Python examples of docs/guide/export.md run as written (in a scratch directory)."""
+    import re
+    pytest.importorskip("torch")
+    guide = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "guide", "export.md")
+    with open(guide) as fh:
+        blocks = re.findall(r"```python\n(.*?)```", fh.read(), re.S)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, guide, "exec"), namespace)
+    assert sorted(os.listdir(tmp_path)) == ["digits.onnx", "model.safetensors"]
