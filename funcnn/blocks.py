@@ -43,6 +43,17 @@ def _prefixed(label: str, own: Dict[Any, Any]) -> Dict[Tuple[str, str], Any]:
     return {_network.under(label, pair): v for pair, v in own.items()}
 
 
+def _init(lists):
+    """A block's ``init``: each inner list's arrays in turn (``lists(layer)`` order), all fed the
+    block's input; the layers near a list's end see what follows the block (``before_relu``)."""
+    def init(layer: Layer, in_shape, rng, dtype, before_relu):
+        out: Dict[Tuple[str, str], np.ndarray] = {}
+        for label, sub in lists(layer):
+            out.update(_prefixed(label, _network.init_chain(sub, in_shape, rng, dtype, before_relu)))
+        return out
+    return init
+
+
 # --- residual -------------------------------------------------------------------------
 
 def _residual_lists(layer: Layer) -> List[Tuple[str, List[Layer]]]:
@@ -79,13 +90,6 @@ def _residual_shape(layer: Layer, in_shape, where: str):
                      "with the body's stride and filters, or a dense layer")
               + f" (block input {tuple(in_shape)})")
     return {**_prefixed("body", own_b), **_prefixed("shortcut", own_s)}, out_b
-
-
-def _residual_init(layer: Layer, in_shape, rng, dtype, before_relu):
-    out: Dict[Tuple[str, str], np.ndarray] = {}
-    for label, sub in _residual_lists(layer):
-        out.update(_prefixed(label, _network.init_chain(sub, in_shape, rng, dtype, before_relu)))
-    return out
 
 
 def _residual_forward(layer: Layer, p, x, training, rng, out=None):
@@ -174,13 +178,6 @@ def _parallel_shape(layer: Layer, in_shape, where: str):
     return own, _merged_shape(layer, outs, where)
 
 
-def _parallel_init(layer: Layer, in_shape, rng, dtype, before_relu):
-    out: Dict[Tuple[str, str], np.ndarray] = {}
-    for label, branch in _parallel_lists(layer):
-        out.update(_prefixed(label, _network.init_chain(branch, in_shape, rng, dtype, before_relu)))
-    return out
-
-
 def _parallel_forward(layer: Layer, p, x, training, rng, out=None):
     ys, caches = [], []
     for (label, branch), pb in zip(_parallel_lists(layer), p.values()):
@@ -229,8 +226,8 @@ def _parallel_state(layer: Layer, p, cache):
 
 
 BLOCKS: Dict[str, Dict[str, Any]] = {
-    "residual": _layers.entry(_residual_check, _residual_shape, _residual_init, _residual_forward,
+    "residual": _layers.entry(_residual_check, _residual_shape, _init(_residual_lists), _residual_forward,
                               _residual_backward, new_state=_residual_state, children=_residual_lists),
-    "parallel": _layers.entry(_parallel_check, _parallel_shape, _parallel_init, _parallel_forward,
+    "parallel": _layers.entry(_parallel_check, _parallel_shape, _init(_parallel_lists), _parallel_forward,
                               _parallel_backward, new_state=_parallel_state, children=_parallel_lists),
 }

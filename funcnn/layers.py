@@ -428,11 +428,17 @@ def _dropout_forward(layer, p, x, training, rng, out=None):
 GELU_FORMS = ("none", "tanh")
 
 
-def _gelu_check(layer: Layer, where: str) -> None:
-    check_keys(layer, where, frozenset({"approximate"}))
-    form = layer.get("approximate", "none")
-    if form not in GELU_FORMS:
-        _fail(where, f"'approximate' must be one of {list(GELU_FORMS)}, got {form!r}")
+def choice_check(key: str, choices: Sequence[str], default: str) -> Callable[[Layer, str], None]:
+    """The check of a layer whose one key is an optional ``key`` among ``choices`` (gelu, global_pool)."""
+    def check(layer: Layer, where: str) -> None:
+        check_keys(layer, where, frozenset({key}))
+        value = layer.get(key, default)
+        if value not in choices:
+            _fail(where, f"{key!r} must be one of {list(choices)}, got {value!r}")
+    return check
+
+
+_gelu_check = choice_check("approximate", GELU_FORMS, "none")
 
 
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
@@ -732,11 +738,7 @@ def _bn_new_state(layer, p, cache):
 GLOBAL_POOL_MODES = ("mean", "max")
 
 
-def _global_pool_check(layer: Layer, where: str) -> None:
-    check_keys(layer, where, frozenset({"mode"}))
-    mode = layer.get("mode", "mean")
-    if mode not in GLOBAL_POOL_MODES:
-        _fail(where, f"'mode' must be one of {list(GLOBAL_POOL_MODES)}, got {mode!r}")
+_global_pool_check = choice_check("mode", GLOBAL_POOL_MODES, "mean")
 
 
 def _global_pool_shape(layer, in_shape, where):

@@ -550,7 +550,12 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
 def uses_parts(spec: Spec) -> bool:
     """Whether a layer of ``spec`` runs per part of the samples (conv2d, pooling): then ``train``,
     inference, ``forward``, ``backward`` and ``value_and_grad`` run inside :func:`funcnn.parallel.workers`."""
-    return any(LAYERS[layer["type"]]["by_parts"] for _, layer in walk(spec))
+    for layer in spec:
+        entry = LAYERS[layer["type"]]
+        if entry["by_parts"] or (entry["children"] is not None
+                                 and any(uses_parts(sub) for _, sub in entry["children"](layer))):
+            return True
+    return False
 
 
 def widest_row(spec: Spec, in_shape: Shape) -> int:

@@ -47,12 +47,12 @@ import numpy as np  # noqa: E402
 import funcnn  # noqa: E402
 from funcnn import layers as L  # noqa: E402
 from funcnn import plot, schedules  # noqa: E402
-from funcnn.datasets import DEFAULT_MNIST_DIR, load_mnist  # noqa: E402
+from funcnn.datasets import DEFAULT_MNIST_DIR  # noqa: E402
 from funcnn.optimizers import adam  # noqa: E402
 from funcnn.train import evaluate, train  # noqa: E402
+from cnn_mnist import FASHION_NAMES as NAMES, load  # noqa: E402  (the same files and splits as the plain CNN)
 
 LOSS = "softmax_cross_entropy"
-NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 TARGET = 0.935
 EPOCHS = 12
 LR = 2e-3
@@ -78,20 +78,6 @@ def resnet_spec(widths=(32, 64)) -> List[Dict[str, Any]]:
             basic_block(b, stride=2, project=True), L.relu(),
             basic_block(b), L.relu(),
             {"type": "global_pool", "mode": "mean"}, L.dense(10)]
-
-
-def load(directory: str, quick: bool):
-    """(X_train, y_train, X_val, y_val, X_test, y_test), or None when the files are missing."""
-    try:
-        X, y = load_mnist(directory, split="train")
-        X_test, y_test = load_mnist(directory, split="test")
-    except FileNotFoundError as exc:
-        print(exc, file=sys.stderr)
-        return None
-    if quick:
-        X, y, X_test, y_test = X[:1200], y[:1200], X_test[:400], y_test[:400]
-    n_val = 10000 if len(X) >= 60000 else max(1, len(X) // 6)
-    return X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:], X_test, y_test
 
 
 def run(data, epochs: int, seed: int = 0, widths=(32, 64)) -> Dict[str, Any]:
