@@ -28,6 +28,7 @@ onnxruntime and safetensors; this module imports them only when a function needs
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -35,7 +36,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .layers import LAYERS, check_spec
+from .conv import conv_geometry
+from .layers import LAYERS, check_pair, check_spec
 from .network import as_shape, check_params, children, walk
 
 Spec = List[Dict[str, Any]]
@@ -250,8 +252,13 @@ def _onnx_gelu(g, layer, own, x, path, params):
     return _op(g, "Mul", [xs, cdf]), x[1], x[2]
 
 
+# funcnn's softmax (layers.stable_softmax) normalises axis 1 of its input: the features of (n, k)
+# rows, and so here too for inputs of higher rank (the test of an image softmax tells if that changes)
+SOFTMAX_AXIS = 1
+
+
 def _onnx_softmax(g, layer, own, x, path, params):
-    return _op(g, "Softmax", [x[0]], axis=-1), x[1], False
+    return _op(g, "Softmax", [x[0]], axis=SOFTMAX_AXIS), x[1], False
 
 
 def _onnx_reshape(g, layer, own, x, path, params):
@@ -266,8 +273,6 @@ def _onnx_flatten(g, layer, own, x, path, params):
 
 
 def _onnx_conv(g, layer, own, x, path, params):
-    from .layers import check_pair
-    from .conv import conv_geometry
     kernel = check_pair(layer, "kernel", path)
     stride = check_pair(layer, "stride", path, 1)
     _, ((top, bottom), (left, right)) = conv_geometry(x[1][:2], kernel, stride, layer.get("padding", "valid"))
@@ -279,7 +284,6 @@ def _onnx_conv(g, layer, own, x, path, params):
 
 def _pool(op: str):
     def emit(g, layer, own, x, path, params):
-        from .layers import check_pair
         size = check_pair(layer, "size", path)
         stride = check_pair(layer, "stride", path, list(size))
         # no pads, floor mode: partial windows are dropped
@@ -288,7 +292,7 @@ def _pool(op: str):
     return emit
 
 
-def batch_norm_scale(layer: Dict[str, Any], own: Dict[str, np.ndarray]) -> np.ndarray:
+def _bn_scale(layer: Dict[str, Any], own: Dict[str, np.ndarray]) -> np.ndarray:
     """``gamma / sqrt(running_var + eps)``, in funcnn's order of operations and dtype."""
     inv_std = np.add(own["running_var"], float(layer.get("eps", 1e-5)))
     np.sqrt(inv_std, out=inv_std)
@@ -299,7 +303,7 @@ def batch_norm_scale(layer: Dict[str, Any], own: Dict[str, np.ndarray]) -> np.nd
 def _onnx_batch_norm(g, layer, own, x, path, params):
     vec = (lambda v: v.reshape(-1, 1, 1)) if x[2] else (lambda v: v)  # per channel, on axis 1 of NCHW
     y = _op(g, "Sub", [x[0], _const(g, vec(own["running_mean"]), f"running_mean_{path}")])
-    y = _op(g, "Mul", [y, _const(g, vec(batch_norm_scale(layer, own)), f"scale_{path}")])
+    y = _op(g, "Mul", [y, _const(g, vec(_bn_scale(layer, own)), f"scale_{path}")])
     return _op(g, "Add", [y, _const(g, vec(own["beta"]), f"beta_{path}")]), x[1], x[2]
 
 
@@ -418,11 +422,9 @@ def _permute(x, to: Optional[str]):
     return x
 
 
+@functools.lru_cache(maxsize=None)
 def _torch_classes() -> Dict[str, type]:
-    """The few module classes the export needs, defined once torch is imported."""
-    cached = _TORCH_CLASSES.get("classes")
-    if cached is not None:
-        return cached
+    """The few module classes the export needs, defined once, when torch is first needed."""
     torch = _torch()
     nn = torch.nn
 
@@ -500,13 +502,8 @@ def _torch_classes() -> Dict[str, type]:
                 return x
             return x.mean(dim=self.dims) if self.mode == "mean" else x.amax(dim=self.dims)
 
-    classes = {"Chain": Chain, "Residual": Residual, "Parallel": Parallel, "Conv2d": Conv2d, "Reshape": Reshape,
-               "LastAxisBatchNorm": LastAxisBatchNorm, "GlobalPool": GlobalPool}
-    _TORCH_CLASSES["classes"] = classes
-    return classes
-
-
-_TORCH_CLASSES: Dict[str, Dict[str, type]] = {}  # filled once, on first use (torch imported only then)
+    return {"Chain": Chain, "Residual": Residual, "Parallel": Parallel, "Conv2d": Conv2d, "Reshape": Reshape,
+            "LastAxisBatchNorm": LastAxisBatchNorm, "GlobalPool": GlobalPool}
 
 
 def _torch_chain(spec: Spec, params: Params, shape: Shape, cf: bool, prefix: str, dtype):
@@ -554,8 +551,6 @@ def _torch_dense(layer, shape, out, cf, dtype):
 
 
 def _torch_conv(layer, shape, out, cf, dtype):
-    from .layers import check_pair
-    from .conv import conv_geometry
     kernel = check_pair(layer, "kernel", "conv2d")
     stride = check_pair(layer, "stride", "conv2d", 1)
     _, ((top, bottom), (left, right)) = conv_geometry(shape[:2], kernel, stride, layer.get("padding", "valid"))
@@ -565,7 +560,6 @@ def _torch_conv(layer, shape, out, cf, dtype):
 
 def _torch_pool(name: str):
     def build(layer, shape, out, cf, dtype):
-        from .layers import check_pair
         size = check_pair(layer, "size", layer["type"])
         return getattr(_torch().nn, name)(size, stride=check_pair(layer, "stride", layer["type"], list(size)))
     return build
@@ -711,7 +705,7 @@ EXPORTERS: Dict[str, Dict[str, Any]] = {
     "identity": {**_ACT, "onnx": _onnx_identity, "torch": _t("Identity")},
     "dropout": {**_ACT, "onnx": _onnx_identity,  # inference mode: the identity
                 "torch": _leaf(lambda layer, *a: _torch().nn.Dropout(float(layer["rate"])))},
-    "softmax": {"layout": "cl", "onnx": _onnx_softmax, "torch": _t("Softmax", dim=-1)},
+    "softmax": {"layout": "cl", "onnx": _onnx_softmax, "torch": _t("Softmax", dim=SOFTMAX_AXIS)},
     "gelu": {**_ACT, "onnx": _onnx_gelu,
              "torch": _leaf(lambda layer, *a: _torch().nn.GELU(approximate=layer.get("approximate", "none")))},
     "elu": {**_ACT, "onnx": _onnx_elu,

@@ -70,6 +70,10 @@ NETWORKS += [
         {"type": "sigmoid"},
         {"type": "reshape", "shape": [-1, 2]}, {"type": "flatten"},
         {"type": "dense", "units": 5}, {"type": "softmax"}], (9, 7, 3), True),
+    ("cnn-softmax-on-images", [  # softmax on (n, h, w, c): the axis funcnn normalises, whichever it is
+        {"type": "reshape", "shape": [3, 4, 2]}, {"type": "softmax"},
+        {"type": "conv2d", "filters": 2, "kernel": 2}, {"type": "softmax"}, {"type": "flatten"},
+        {"type": "dense", "units": 2}], (24,), False),
     ("cnn-valid-avg-gelu", [
         {"type": "reshape", "shape": [8, 8, 1]},
         {"type": "conv2d", "filters": 3, "kernel": 3},
