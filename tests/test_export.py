@@ -527,3 +527,18 @@ def test_guide_examples_run(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, guide, "exec"), namespace)
     assert sorted(os.listdir(tmp_path)) == ["digits.onnx", "model.safetensors"]
+
+
+def test_safetensors_training_checkpoint_resumes_bit_for_bit(tmp_path):
+    """train(..., checkpoint="x.safetensors") resumes as from an .npz: the same params and history as one run."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)).astype(np.float32), rng.integers(0, 3, 40)
+    spec = [{"type": "dense", "units": 6}, {"type": "batch_norm"}, {"type": "relu"}, {"type": "dense", "units": 3}]
+    params = funcnn.init_params(spec, 5, seed=0)
+    kw = dict(loss="softmax_cross_entropy", optimizer=funcnn.adam(1e-2), batch_size=16, seed=3)
+    whole, history = funcnn.train(spec, params, X, y, epochs=4, **kw)
+    path = tmp_path / "run.safetensors"
+    funcnn.train(spec, params, X, y, epochs=2, checkpoint=path, **kw)
+    resumed, history2 = funcnn.train(spec, params, X, y, epochs=4, checkpoint=path, **kw)
+    assert history2 == history
+    assert all(resumed[k].tobytes() == whole[k].tobytes() for k in whole)
