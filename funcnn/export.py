@@ -307,10 +307,53 @@ def _onnx_batch_norm(g, layer, own, x, path, params):
     return _op(g, "Add", [y, _const(g, vec(own["beta"]), f"beta_{path}")]), x[1], x[2]
 
 
-def _reduce(g, op: str, x: str, axes: List[int]) -> str:
+# --- sequences (API §10)
+
+def _onnx_embedding(g, layer, own, x, path, params):
+    # token ids (int64) index the rows of E
+    return _op(g, "Gather", [_const(g, own["E"], f"E_{path}"), x[0]], axis=0), _out_shape(layer, x[1], path), False
+
+
+def _onnx_positional(g, layer, own, x, path, params):
+    # x + P[:T]; T is fixed by the model's input shape
+    T = x[1][0]
+    return _op(g, "Add", [x[0], _const(g, own["P"][:T], f"P_{path}")]), x[1], False
+
+
+def _onnx_layer_norm(g, layer, own, x, path, params):
+    # (x - mean) / sqrt(var + eps) * gamma + beta over the last axis (biased variance), in primitive ops
+    mean = _reduce(g, "ReduceMean", x[0], [-1], keepdims=1)
+    xc = _op(g, "Sub", [x[0], mean])
+    var = _reduce(g, "ReduceMean", _op(g, "Mul", [xc, xc]), [-1], keepdims=1)
+    std = _op(g, "Sqrt", [_op(g, "Add", [var, _const(g, float(layer.get("eps", 1e-5)), "eps")])])
+    y = _op(g, "Mul", [_op(g, "Div", [xc, std]), _const(g, own["gamma"], f"gamma_{path}")])
+    return _op(g, "Add", [y, _const(g, own["beta"], f"beta_{path}")]), x[1], False
+
+
+def _onnx_attention(g, layer, own, x, path, params):
+    T, d = x[1]
+    h = int(layer["heads"])
+    dh = d // h
+
+    def heads(name: str, perm: List[int]) -> str:  # (n, T, d) -> (n, h, T, dh), or (n, h, dh, T) for keys
+        y = _op(g, "Add", [_op(g, "MatMul", [x[0], _const(g, own[f"W{name}"], f"W{name}_{path}")]),
+                           _const(g, own[f"b{name}"], f"b{name}_{path}")])
+        return _op(g, "Transpose", [_op(g, "Reshape", [y, _const(g, [0, 0, h, dh], "shape", np.int64)])], perm=perm)
+    q, k, v = heads("q", [0, 2, 1, 3]), heads("k", [0, 2, 3, 1]), heads("v", [0, 2, 1, 3])
+    scores = _op(g, "Div", [_op(g, "MatMul", [q, k]), _const(g, math.sqrt(dh), "sqrt_dh")])
+    if layer.get("causal", False):  # keys after the query masked out
+        mask = np.where(np.triu(np.ones((T, T), dtype=bool), 1), -np.inf, 0.0)
+        scores = _op(g, "Add", [scores, _const(g, mask, "causal_mask")])
+    ctx = _op(g, "MatMul", [_op(g, "Softmax", [scores], axis=-1), v])
+    ctx = _op(g, "Reshape", [_op(g, "Transpose", [ctx], perm=[0, 2, 1, 3]), _const(g, [0, 0, d], "shape", np.int64)])
+    y = _op(g, "Add", [_op(g, "MatMul", [ctx, _const(g, own["Wo"], f"Wo_{path}")]), _const(g, own["bo"], f"bo_{path}")])
+    return y, x[1], False
+
+
+def _reduce(g, op: str, x: str, axes: List[int], keepdims: int = 0) -> str:
     if g["opset"] >= 18:  # the axes became an input
-        return _op(g, op, [x, _const(g, axes, "axes", np.int64)], keepdims=0)
-    return _op(g, op, [x], axes=axes, keepdims=0)
+        return _op(g, op, [x, _const(g, axes, "axes", np.int64)], keepdims=keepdims)
+    return _op(g, op, [x], axes=axes, keepdims=keepdims)
 
 
 def _onnx_global_pool(g, layer, own, x, path, params):
@@ -354,9 +397,10 @@ def onnx_model(spec: Spec, params: Params, *, opset: Optional[int] = None, input
     x = _to_cl(g, x)
     g["nodes"].append(onnx.helper.make_node("Identity", [x[0]], [OUTPUT], name=OUTPUT))
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    in_elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)) if takes_tokens(spec) else elem
     graph = onnx.helper.make_graph(
         g["nodes"], "funcnn",
-        [onnx.helper.make_tensor_value_info(INPUT, elem, ["batch", *in_shape])],
+        [onnx.helper.make_tensor_value_info(INPUT, in_elem, ["batch", *in_shape])],
         [onnx.helper.make_tensor_value_info(OUTPUT, elem, ["batch", *x[1]])], g["inits"])
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
                                    producer_name="funcnn", doc_string="forward(spec, params, X)[0], inference mode")
@@ -364,6 +408,17 @@ def onnx_model(spec: Spec, params: Params, *, opset: Optional[int] = None, input
     model.ir_version = onnx.helper.find_min_ir_version_for(list(model.opset_import))
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def takes_tokens(spec: Spec) -> bool:
+    """Whether the network's input is token ids (its first layer, looking into blocks, is an embedding)."""
+    layer = spec[0]
+    while children(layer):
+        sub = children(layer)[0][1]
+        if not sub:
+            return False
+        layer = sub[0]
+    return layer["type"] == "embedding"
 
 
 def _check_opset(opset: Any) -> int:
@@ -502,8 +557,31 @@ def _torch_classes() -> Dict[str, type]:
                 return x
             return x.mean(dim=self.dims) if self.mode == "mean" else x.amax(dim=self.dims)
 
+    class Positional(nn.Module):
+        """``x + weight[:T]``: a learned position embedding (``weight`` is funcnn's ``P``)."""
+
+        def __init__(self, max_len, dim, dtype):
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(max_len, dim, dtype=dtype))
+
+        def forward(self, x):
+            return x + self.weight[:x.shape[1]]
+
+    class SelfAttention(nn.MultiheadAttention):
+        """``MultiheadAttention(x, x, x)`` (batch first), with the causal mask when asked."""
+
+        def __init__(self, dim, heads, causal, dtype):
+            super().__init__(dim, heads, batch_first=True, dtype=dtype)
+            self.causal = bool(causal)
+
+        def forward(self, x):
+            T = x.shape[1]
+            mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
+            return super().forward(x, x, x, attn_mask=mask, need_weights=False)[0]
+
     return {"Chain": Chain, "Residual": Residual, "Parallel": Parallel, "Conv2d": Conv2d, "Reshape": Reshape,
-            "LastAxisBatchNorm": LastAxisBatchNorm, "GlobalPool": GlobalPool}
+            "LastAxisBatchNorm": LastAxisBatchNorm, "GlobalPool": GlobalPool, "Positional": Positional,
+            "SelfAttention": SelfAttention}
 
 
 def _torch_chain(spec: Spec, params: Params, shape: Shape, cf: bool, prefix: str, dtype):
@@ -727,6 +805,31 @@ EXPORTERS: Dict[str, Dict[str, Any]] = {
                                           "running_mean": p["running_mean"], "running_var": p["running_var"]},
                    "from_torch": lambda s: {"gamma": s["weight"], "beta": s["bias"],
                                             "running_mean": s["running_mean"], "running_var": s["running_var"]}},
+    # sequences (API §10)
+    "embedding": {"layout": "cl", "onnx": _onnx_embedding, "torch_names": ("weight",),
+                  "torch": _leaf(lambda layer, shape, out, cf, dtype: _torch().nn.Embedding(
+                      int(layer["vocab"]), int(layer["dim"]), dtype=dtype)),
+                  "to_torch": lambda p: {"weight": p["E"]}, "from_torch": lambda s: {"E": s["weight"]}},
+    "positional": {"layout": "cl", "onnx": _onnx_positional, "torch_names": ("weight",),
+                   "torch": _leaf(lambda layer, shape, out, cf, dtype: _torch_classes()["Positional"](
+                       int(layer["max_len"]), shape[-1], dtype)),
+                   "to_torch": lambda p: {"weight": p["P"]}, "from_torch": lambda s: {"P": s["weight"]}},
+    "layer_norm": {"layout": "cl", "onnx": _onnx_layer_norm, "torch_names": ("weight", "bias"),
+                   "torch": _leaf(lambda layer, shape, out, cf, dtype: _torch().nn.LayerNorm(
+                       shape[-1], eps=float(layer.get("eps", 1e-5)), dtype=dtype)),
+                   "to_torch": lambda p: {"weight": p["gamma"], "bias": p["beta"]},
+                   "from_torch": lambda s: {"gamma": s["weight"], "beta": s["bias"]}},
+    # torch's in-projection is the three W's transposed and stacked
+    "attention": {"layout": "cl", "onnx": _onnx_attention,
+                  "torch_names": ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"),
+                  "torch": _leaf(lambda layer, shape, out, cf, dtype: _torch_classes()["SelfAttention"](
+                      shape[-1], int(layer["heads"]), layer.get("causal", False), dtype)),
+                  "to_torch": lambda p: {"in_proj_weight": np.concatenate([p["Wq"].T, p["Wk"].T, p["Wv"].T]),
+                                         "in_proj_bias": np.concatenate([p["bq"], p["bk"], p["bv"]]),
+                                         "out_proj.weight": p["Wo"].T, "out_proj.bias": p["bo"]},
+                  "from_torch": lambda s: dict(zip(("Wq", "Wk", "Wv"), (w.T for w in np.split(s["in_proj_weight"], 3))),
+                                               **dict(zip(("bq", "bk", "bv"), np.split(s["in_proj_bias"], 3))),
+                                               Wo=s["out_proj.weight"].T, bo=s["out_proj.bias"])},
     # blocks (API §9)
     "global_pool": {**_ACT, "onnx": _onnx_global_pool, "torch": _leaf(_torch_global_pool)},
     "residual": {**_ACT, "onnx": _onnx_residual, "torch": _torch_residual},

@@ -114,19 +114,36 @@ NETWORKS += [
          "shortcut": [{"type": "avg_pool", "size": 2}, {"type": "conv2d", "filters": 3, "kernel": 1}]},
         {"type": "global_pool", "mode": "max"}, {"type": "dense", "units": 2}], (32,), False),
 ]
+if "attention" in LAYERS:  # the sequence layers (API §10)
+    NETWORKS += [
+        ("transformer-tokens", [
+            {"type": "embedding", "vocab": 11, "dim": 8}, {"type": "positional", "max_len": 12},
+            {"type": "residual", "body": [{"type": "layer_norm"}, {"type": "attention", "heads": 2, "causal": True}]},
+            {"type": "residual", "body": [{"type": "layer_norm", "eps": 1e-3}, {"type": "dense", "units": 16},
+                                          {"type": "gelu", "approximate": "tanh"}, {"type": "dense", "units": 8}]},
+            {"type": "layer_norm"}, {"type": "dense", "units": 11}], (7,), True),
+        ("attention-on-sequences", [
+            {"type": "dense", "units": 8}, {"type": "attention", "heads": 4}, {"type": "relu"},
+            {"type": "global_pool", "mode": "mean"}, {"type": "dense", "units": 3}], (5, 6), False),
+    ]
+VOCAB = 11  # token ids of the token networks are drawn from range(VOCAB)
 
 BATCHES = (1, 13)
 
 
 def _network(name, dtype=np.float32, seed=0):
     _, spec, shape, needs_shape = next(n for n in NETWORKS if n[0] == name)
-    params = _randomise(spec, funcnn.init_params(spec, shape if len(shape) > 1 else shape[0], seed=seed,
+    params = _randomise(spec, funcnn.init_params(spec, shape if len(shape) > 1 or export.takes_tokens(spec)
+                                                 else shape[0], seed=seed,
                                                  dtype=dtype), seed)
     return spec, params, shape, (shape if needs_shape else None)
 
 
-def _X(shape, n, dtype, seed=1):
-    return np.random.default_rng(seed).normal(0, 1.5, (n,) + tuple(shape)).astype(dtype)
+def _X(shape, n, dtype, seed=1, spec=None):
+    rng = np.random.default_rng(seed)
+    if spec is not None and export.takes_tokens(spec):
+        return rng.integers(0, VOCAB, (n,) + tuple(shape))
+    return rng.normal(0, 1.5, (n,) + tuple(shape)).astype(dtype)
 
 
 def _rel(got, want):
@@ -164,8 +181,11 @@ def test_onnx_matches_forward(tmp_path, name, dtype):
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["output"]
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and tuple(d.dim_value for d in dims[1:]) == tuple(shape)
+    want_elem = onnx.TensorProto.INT64 if export.takes_tokens(spec) else onnx.helper.np_dtype_to_tensor_dtype(
+        np.dtype(dtype))
+    assert model.graph.input[0].type.tensor_type.elem_type == want_elem
     for n in BATCHES:  # one model, two batch sizes
-        X = _X(shape, n, dtype)
+        X = _X(shape, n, dtype, spec=spec)
         want = funcnn.forward(spec, params, X)[0]
         got = _run_onnx(path, spec, X)
         rel = _rel(got, want)
@@ -319,7 +339,7 @@ def test_to_torch_matches_forward_and_round_trips(name, dtype):
     module = export.to_torch(spec, params, input_shape=input_shape)
     assert not module.training
     for n in BATCHES:
-        X = _X(shape, n, dtype)
+        X = _X(shape, n, dtype, spec=spec)
         with torch.no_grad():
             got = module(torch.from_numpy(X)).numpy()
         assert _rel(got, funcnn.forward(spec, params, X)[0]) <= RTOL[dtype] * (10 if dtype == np.float64 else 1)
