@@ -83,8 +83,8 @@ def _checked(spec: Spec, params: Params, input_shape: Any, to: str) -> Tuple[Sha
     elif n_in is None and spec[0]["type"] == "reshape" and -1 not in spec[0]["shape"]:
         shape = (math.prod(spec[0]["shape"]),)  # a network on flat rows (a CNN that starts with a reshape)
     elif n_in is None:
-        raise ValueError("the params do not fix the input's shape (the network starts with a layer such as "
-                         "conv2d or reshape); pass input_shape=, one sample's shape, e.g. (28, 28, 1)")
+        raise ValueError("the params do not fix the input's shape (the network starts with a conv2d layer, say, or "
+                         "a layer on sequences); pass input_shape=, one sample's shape, e.g. (28, 28, 1) or (T, d)")
     else:
         shape = as_shape(n_in)
     return shape, np.dtype(dtype)
@@ -748,8 +748,9 @@ def from_torch(spec: Spec, module_or_state_dict: Any) -> Params:
             sub[name] = _as_numpy(state[key], key)
             used.add(key)
         used.update(f"{path}.{name}" for name in entry.get("torch_ignored", ()))
-        for name, arr in entry["from_torch"](sub).items():
-            params[f"{name}_{path}"] = np.ascontiguousarray(arr)
+        arrays = entry["from_torch"](sub)
+        for name in _names(layer):  # funcnn's order: trainable arrays, then state
+            params[f"{name}_{path}"] = np.ascontiguousarray(arrays[name])
     extra = sorted(k for k in state if k not in used)
     if extra:
         raise ValueError(f"the state_dict has key(s) {extra[:12]} that spec does not define")

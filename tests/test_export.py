@@ -124,7 +124,7 @@ if "attention" in LAYERS:  # the sequence layers (API §10)
             {"type": "layer_norm"}, {"type": "dense", "units": 11}], (7,), True),
         ("attention-on-sequences", [
             {"type": "dense", "units": 8}, {"type": "attention", "heads": 4}, {"type": "relu"},
-            {"type": "global_pool", "mode": "mean"}, {"type": "dense", "units": 3}], (5, 6), False),
+            {"type": "global_pool", "mode": "mean"}, {"type": "dense", "units": 3}], (5, 6), True),
     ]
 VOCAB = 11  # token ids of the token networks are drawn from range(VOCAB)
 
