@@ -45,11 +45,11 @@ Params = Dict[str, np.ndarray]
 Shape = Tuple[int, ...]
 
 DEFAULT_OPSET = 17  # ONNX Runtime 1.14 and later run it
-MIN_OPSET = 13      # Softmax over one axis and ReduceSum's axes input appear here
+MIN_OPSET = 13      # Softmax normalises one axis from here on (before, it flattened the trailing axes)
 INPUT, OUTPUT = "input", "output"
 
 
-# --- the spec as a tree of paths ------------------------------------------------------
+# --- the layers' arrays, and the checks -----------------------------------------------
 
 def _names(layer: Dict[str, Any]) -> Tuple[str, ...]:
     entry = LAYERS[layer["type"]]
@@ -66,7 +66,7 @@ def check_exportable(spec: Spec, to: str = "onnx") -> None:
     for path, layer in walk(spec):
         kind = layer["type"]
         if kind not in EXPORTERS or EXPORTERS[kind].get(to) is None:
-            known = sorted(k for k, e in EXPORTERS.items() if e.get(to) is not None)
+            known = exportable_types(to)
             target = "ONNX" if to == "onnx" else "PyTorch"
             raise ValueError(f"spec path {path} ({kind}): a {kind!r} layer cannot be exported to {target}; "
                              f"exportable layer types: {known}")
