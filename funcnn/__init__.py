@@ -12,9 +12,10 @@ The README documents the contract and every public function.
 # Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
 # ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
-from . import (checkpoint, datasets, gradcheck, layers, losses, metrics, network, optimizers, plot,
-               schedules, sweep, validation)
+from . import (bounded, checkpoint, datasets, footprint, gradcheck, layers, losses, metrics, network, optimizers,
+               plot, schedules, sweep, validation)
 from .checkpoint import load, save
+from .footprint import summary
 from .layers import (avg_pool, batch_norm, conv2d, dense, dropout, elu, flatten, gelu, identity, leaky_relu,
                      max_pool, relu, reshape, sigmoid, softmax, softplus, tanh)
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
@@ -40,9 +41,9 @@ __all__ = [
     "init_params", "forward", "backward", "value_and_grad", "init_state", "update", "train",
     "predict_proba", "predict", "save", "load",
     # beyond it
-    "evaluate", "param_keys", "sgd", "rmsprop", "adam",
+    "evaluate", "param_keys", "summary", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "conv2d", "max_pool", "avg_pool", "batch_norm", "reshape", "flatten", "gelu", "elu", "softplus",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
-    "checkpoint", "metrics", "network", "plot", "sweep", "validation",
+    "checkpoint", "metrics", "network", "plot", "sweep", "validation", "footprint", "bounded",
 ]

@@ -58,7 +58,12 @@ flushed to disk, and then renamed over ``path``. An error at any point leaves a 
 file at ``path`` byte-identical and removes the temporary file. A temporary file is named
 ``.{name}.{pid}.{token}.tmp`` (the name shortened, with a hash of it, when that would be
 longer than the file system allows); one left by a writer that was killed (its pid no
-longer runs) is removed by the next save to the same path.
+longer runs, or is a zombie) is removed by the next save to the same path, and by the next
+:func:`load` of it.
+
+Loading is bounded (:mod:`funcnn.bounded`): every ``.npz`` member's declared size, compression
+ratio and ``.npy`` header are checked before it is decompressed, and the network must fit the
+memory budget for one sample (:func:`funcnn.footprint.check_budget`) when its input shape is known.
 
 Training state (used by ``funcnn.train(..., checkpoint=path)``): :func:`save_training_state`
 writes a normal model file whose metadata also holds ``loss`` and ``training_state``;
@@ -83,8 +88,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
+from . import bounded as _bounded
+from . import footprint as _footprint
 from .layers import check_spec, is_trainable_key
-from .network import check_params
+from .network import as_shape, check_params
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -445,7 +452,8 @@ def _temp_pattern(stem: str) -> "re.Pattern[str]":
 
 
 def _pid_is_dead(pid: int) -> bool:
-    """True only if no process ``pid`` exists (a process we may not signal is alive)."""
+    """True only if no process ``pid`` runs (a process we may not signal is alive; a zombie, killed
+    but not yet reaped by its parent, is dead: it will never finish its write)."""
     if pid <= 0 or pid == os.getpid():
         return False
     try:
@@ -454,7 +462,18 @@ def _pid_is_dead(pid: int) -> bool:
         return True
     except (OSError, OverflowError, ValueError):
         return False
-    return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            # "pid (comm) state ...": the state follows the last ')'
+            return fh.read().rsplit(b")", 1)[-1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+def _temp_location(path: str) -> Tuple[str, str]:
+    """``(directory, stem)`` of the temporary files of ``path`` (see :func:`_temp_stem`)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    return directory, _temp_stem(os.path.basename(os.path.abspath(path)), _name_max(directory))
 
 
 def _remove_stale_temps(directory: str, stem: str) -> None:
@@ -688,7 +707,7 @@ def _read_safetensors(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, 
 
 # --- load -----------------------------------------------------------------------------
 
-def _read_npz(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+def _read_npz(fh: io.BufferedReader, path: str) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """``(header, params, meta arrays)`` from an open .npz; raises _NotOurs."""
     try:
         zf = zipfile.ZipFile(fh, mode="r")
@@ -713,6 +732,14 @@ def _read_npz(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, np.ndarr
         arrays: Dict[str, np.ndarray] = {}
         for info in infos:
             key = info.filename[:-4]
+            # bounded: the declared sizes are checked before a byte is inflated or allocated
+            _bounded.check_member(path, info)
+            try:
+                with zf.open(info) as member:
+                    shape, _, dtype, header_bytes = _bounded.read_header(member)
+            except Exception as exc:
+                raise _NotOurs(f"member {key!r} is not a valid .npy array ({type(exc).__name__}: {exc})") from None
+            _bounded.check_declared(f"{path}: member {info.filename!r}", shape, dtype, info.file_size - header_bytes)
             try:
                 with zf.open(info) as member:
                     arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
@@ -868,6 +895,7 @@ def load(path: PathLike) -> Dict[str, Any]:
     """Read a checkpoint written by :func:`save`: ``{"spec": ..., "params": ..., **metadata}``."""
     path = _fspath(path)
     kind = _kind(path)
+    _remove_stale_temps(*_temp_location(path))  # what a save killed mid-write left beside the file
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "no such checkpoint file", path)
     try:
@@ -876,7 +904,7 @@ def load(path: PathLike) -> Dict[str, Any]:
             if os.fstat(fh.fileno()).st_size == 0:
                 raise _NotOurs("the file is empty")
             if kind == "npz":
-                header, params, meta_arrays = _read_npz(fh)
+                header, params, meta_arrays = _read_npz(fh, path)
             elif kind == "safetensors":
                 header, params, meta_arrays = _read_safetensors(fh)
             else:
@@ -915,9 +943,16 @@ def load(path: PathLike) -> Dict[str, Any]:
                                         for v in params.values()):
         raise ValueError(f"{path}: not a funcnn checkpoint: its params are not all numeric arrays")
     try:
-        check_params(spec, params)
+        n_in, _, dtype = check_params(spec, params)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the checkpoint's params do not fit its spec: {exc}") from None
+    if n_in is None and spec[0]["type"] == "reshape" and -1 not in spec[0]["shape"]:
+        n_in = math.prod(spec[0]["shape"])  # a network on flat rows that starts with a reshape (a CNN)
+    if n_in is not None:  # one sample must fit the memory budget (a padding of 4000 is refused here)
+        try:
+            _footprint.check_budget(spec, as_shape(n_in), dtype)
+        except ValueError as exc:
+            raise ValueError(f"{path}: the checkpoint's network does not fit: {exc}") from None
     reserved = [k for k in metadata if k in RESERVED]
     if reserved:
         raise ValueError(f"{path}: not a funcnn checkpoint: metadata uses reserved name(s) {reserved}")

@@ -1,4 +1,4 @@
-"""The ``funcnn`` command: ``train``, ``evaluate``, ``predict``, ``sweep`` and ``export``.
+"""The ``funcnn`` command: ``train``, ``evaluate``, ``predict``, ``summary``, ``sweep`` and ``export``.
 
     funcnn train                                   # digits, 128-64 ReLU MLP, Adam; writes model.npz, curves.png
     funcnn train --data iris.csv                   # any CSV: label column, task, delimiter found by rule
@@ -37,9 +37,15 @@ Rules (documented in the README's command-line section):
   backend), refused in one line when distributed is missing or the scheduler, or a worker, is
   not there within ``--scheduler-timeout`` seconds.
 
+* ``sweep --results FILE`` writes each finished trial as a JSON line (the file rewritten atomically
+  after every trial); ``--resume`` skips the trials FILE already holds. When the parallel backend
+  fails (a Dask worker or the scheduler lost), the finished trials are kept and printed, the
+  others are reported lost, and the command exits 3;
+* ``summary MODEL`` prints the model's layers: output shapes, parameters, multiply-adds and memory.
+
 Argument errors exit with status 2 and an argparse message; data, model, path and
 training errors exit with status 1 and a one-line ``funcnn COMMAND: error: ...`` message,
-never a traceback; Ctrl-C exits 130.
+never a traceback; a sweep that lost trials exits 3 (see above); Ctrl-C exits 130.
 """
 from __future__ import annotations
 
@@ -121,6 +127,17 @@ def _open_fraction(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
     return value
+
+
+def _sample_shape(text: str) -> Tuple[int, ...]:
+    """One sample's shape: comma-separated positive ints such as 28,28,1."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"expected one sample's shape as positive ints such as 28,28,1, got {text!r}")
+    return shape
 
 
 def _widths(text: str) -> List[int]:
@@ -296,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="class probabilities, one column per class named by the class")
         p.set_defaults(func=func)
 
+    m = sub.add_parser("summary", help="a saved model's layers: output shapes, parameters, multiply-adds, memory",
+                       description="Per layer: path, type, output shape, parameters, multiply-adds and activation "
+                                   "memory per sample; then the totals and the memory budget (funcnn.summary).")
+    m.add_argument("model", help="a model file written by funcnn train (or funcnn.save)")
+    m.add_argument("--input-shape", type=_sample_shape, default=None, metavar="D1,D2,...",
+                   help="one sample's shape (e.g. 28,28,1), for a model whose file does not fix it")
+    m.set_defaults(func=cmd_summary)
+
     s = sub.add_parser("sweep", help="hyper-parameter sweep scored on a validation split",
                        description="Grid search over l2, widths, dropout and learning rate; every trial uses the "
                                    "same seed (common random numbers), --repeats runs each over several seeds; "
@@ -326,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler-timeout", type=_positive_float, default=30.0, metavar="SECONDS",
                    help="give up when the scheduler cannot be reached, or has no worker, within this time "
                         "(default 30)")
+    s.add_argument("--results", default=None, metavar="FILE",
+                   help="write every finished trial's result here as JSON lines, rewritten (atomically) after "
+                        "each trial, so an interrupted sweep keeps what finished")
+    s.add_argument("--resume", action="store_true",
+                   help="with --results: skip the trials the file already holds (same settings and seeds)")
     s.add_argument("--out", default=None, help="retrain the best trial on train+validation and save it here")
     s.add_argument("--plot", default=None, help="PNG of validation score against l2 (needs matplotlib)")
     s.set_defaults(func=cmd_sweep)
@@ -891,7 +921,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .checkpoint import load
+    from .footprint import format_summary, summary
+    model = load(args.model)
+    if args.input_shape is not None:
+        shape: Any = tuple(args.input_shape)
+    else:
+        try:
+            shape = _n_features(args.model, model)
+        except CLIError as exc:
+            raise CLIError(f"{exc}; give one sample's shape with --input-shape, e.g. 28,28,1") from None
+    dtype = next(iter(model["params"].values())).dtype
+    print(format_summary(summary(model["spec"], shape, dtype=dtype)))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.resume and args.results is None:
+        raise CLIError("--resume needs --results FILE (the file of the trials already done)")
+    if args.results is not None:
+        _check_output(args.results, "--results", (".jsonl", ".json", ".txt"))
     if args.out is not None:
         _check_model_path(args.out, "--out")
     if args.plot is not None:
@@ -975,8 +1025,11 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
           f"({', '.join(str(args.seed + r) for r in range(args.repeats))}; the same for every trial); "
           f"every trial: {json.dumps(base)}")
     results = sweep.sweep(X_tr, y_tr, validation_data=(X_val, y_val), trials=trials, loss=loss, base=base,
-                          n_jobs=n_jobs, seed=args.seed, repeats=args.repeats)
+                          n_jobs=n_jobs, seed=args.seed, repeats=args.repeats, log=args.results,
+                          resume=args.resume)
     metric = results[0]["score_name"]
+    lost = [r for r in results if r.get("lost")]
+    resumed = sum(1 for r in results if r.get("resumed"))
     for r in results:
         if r["error"]:
             score = "failed: " + r["error"]
@@ -986,9 +1039,23 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
         else:
             score = f"validation {metric} {r['score']:.4f}"
         print(f"{json.dumps(trials[r['index']], default=str)}  {score}")
+    failed = sum(1 for r in results if r["error"] and not r.get("lost"))
+    print(f"{len(results) - len(lost)} of {len(results)} trials finished"
+          + (f" ({resumed} from {args.results})" if resumed else "")
+          + (f", {failed} of them failed" if failed else "")
+          + (f"; {len(lost)} lost ({lost[0]['error']})" if lost else "")
+          + (f"; results in {args.results}" if args.results else ""))
+    if lost and all(r["error"] for r in results):
+        print(f"funcnn sweep: no trial finished; rerun with --results FILE --resume", file=sys.stderr)
+        return 3
     best = sweep.best(results)
     print(f"best: {json.dumps(trials[best['index']], default=str)} validation {metric} {best['score']:.4f}"
           + (f" (mean of {args.repeats} seeds)" if args.repeats > 1 else ""))
+    if lost:
+        print(f"funcnn sweep: {len(lost)} trial{'s' if len(lost) != 1 else ''} lost: not retrained, not plotted; "
+              + (f"rerun with --results {args.results} --resume to run only them" if args.results else
+                 "rerun with --results FILE --resume to keep finished trials"), file=sys.stderr)
+        return 3
     if args.plot and len(args.l2) > 1:
         from . import plot
         by_l2 = [r for r in results if not r["error"]]

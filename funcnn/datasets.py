@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import bounded as _bounded
 from .checkpoint import atomic_write
 from .validation import as_rng, check_number, check_X
 
@@ -323,10 +324,40 @@ def _read_bytes(path: str) -> bytes:
         raw = fh.read()
     if raw[:2] != b"\x1f\x8b":
         return raw
+    # inflated piece by piece: the IDX header (the first bytes) declares the size, which must be an
+    # honest expansion of the compressed bytes; nothing beyond the declared size is ever inflated
+    ratio_limit = min(_bounded.memory_budget(), max(_bounded.SMALL_MEMBER, _bounded.MAX_EXPANSION * len(raw)))
+    limit = ratio_limit
+    inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip header
+    parts, size, data, declared = [], 0, raw, None
     try:
-        return gzip.decompress(raw)
+        while data:
+            piece = inflater.decompress(data, 1 << 16 if declared is None else 1 << 20)
+            parts.append(piece)
+            size += len(piece)
+            if declared is None and size >= 4:
+                head = b"".join(parts)
+                ndim = head[3]
+                if size >= 4 + 4 * ndim and head[2] in _IDX_DTYPES:
+                    dims = np.frombuffer(head, dtype=">u4", count=ndim, offset=4)
+                    declared = 4 + 4 * ndim + int(np.prod(dims, dtype=np.int64)) * _IDX_DTYPES[head[2]].itemsize
+                    if declared > ratio_limit:
+                        raise ValueError(f"{path}: its IDX header declares {declared} bytes from {len(raw)} of gzip "
+                                         f"data ({declared / max(1, len(raw)):.0f}x; at most {_bounded.MAX_EXPANSION}x "
+                                         "is accepted): a decompression bomb or a damaged file; refused before "
+                                         "inflating it")
+                    limit = declared + 1  # one byte more tells load_idx that there are trailing bytes
+            if size > limit:
+                raise ValueError(f"{path}: the gzip data expand past {limit} bytes (from {len(raw)}): a "
+                                 "decompression bomb or a damaged file; refused before inflating the rest")
+            data = inflater.unconsumed_tail
+            if inflater.eof:
+                break
+        if not inflater.eof and size <= limit - 1:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    return b"".join(parts)
 
 
 def load_idx(path: PathLike) -> np.ndarray:
@@ -511,10 +542,19 @@ def read_csv(path: PathLike, *, header: Optional[bool] = None, delimiter: Option
                 rows.append((number, cells))
     else:
         reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-        for cells in reader:
-            cells = [c.strip() for c in cells]
-            if any(cells):
-                rows.append((reader.line_num, cells))
+        # csv's field limit (131072 characters by default) is process-wide: raised to the file's
+        # length (no field is longer) while this file is read, then restored
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(text) + 1))
+        try:
+            for cells in reader:
+                cells = [c.strip() for c in cells]
+                if any(cells):
+                    rows.append((reader.line_num, cells))
+        except csv.Error as exc:  # e.g. another thread restored a lower limit meanwhile
+            raise ValueError(f"{path}: line {reader.line_num + 1}: {exc}") from None
+        finally:
+            csv.field_size_limit(limit)
     if not rows:
         raise ValueError(f"{path}: empty file: no rows to load")
 
@@ -615,6 +655,11 @@ def label_position(table: Mapping[str, Any], label_column: Any = None) -> int:
     return len(columns) - 1
 
 
+def _cell_text(cell: str, limit: int = 60) -> str:
+    """A cell for an error message: its repr, cut (with its length) when long."""
+    return repr(cell) if len(cell) <= limit else f"{cell[:limit]!r}... ({len(cell)} characters)"
+
+
 def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: Optional[int]) -> np.ndarray:
     """The columns at ``positions`` as a finite float64 (n, d) matrix; errors name line and column."""
     columns, path, lines = table["columns"], table["path"], table["lines"]
@@ -627,7 +672,7 @@ def _feature_matrix(table: Mapping[str, Any], positions: Sequence[int], label: O
         for r, cell in enumerate(columns[c]):
             value = _parse_float(cell)
             if value is None or not np.isfinite(value):
-                why = "empty cell" if cell == "" else f"cannot parse {cell!r} as a finite number"
+                why = "empty cell" if cell == "" else f"cannot parse {_cell_text(cell)} as a finite number"
                 hint = ""
                 if value is None and cell != "":
                     hint = (" (features must be numbers" + ("" if label is None else
@@ -646,7 +691,7 @@ def _label_vector(table: Mapping[str, Any], c: int) -> np.ndarray:
         if not np.isfinite(values).all():
             r = int(np.flatnonzero(~np.isfinite(values))[0])
             raise ValueError(where.format(line=f"line {lines[r]}")
-                             + f": cannot parse {cells[r]!r} as a finite number (a missing label?)")
+                             + f": cannot parse {_cell_text(cells[r])} as a finite number (a missing label?)")
         return _as_labels(values, path)
     numeric = [r for r, cell in enumerate(cells) if _parse_float(cell) is not None]
     empty = [r for r, cell in enumerate(cells) if cell == ""]
@@ -694,23 +739,36 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
 # --------------------------------------------------------------------------- npz and npy
 
 def _read_npz(path: str) -> Dict[str, np.ndarray]:
+    """``{"X": ..., "y": ..., "keys": [...]}`` of an .npz, each member checked before it is
+    decompressed (:mod:`funcnn.bounded`: declared size, compression ratio, .npy header)."""
     try:
-        archive = np.load(path, allow_pickle=False)
+        zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        if os.path.isfile(path) and _is_npy(path):
+            raise ValueError(f"{path}: not an .npz archive (it holds a single array: name it .npy)") from None
         raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
-    if not hasattr(archive, "files"):
-        raise ValueError(f"{path}: not an .npz archive (it holds a single array: name it .npy)")
-    with archive:
-        out = {}
+    with zf:
+        members = {info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info
+                   for info in zf.infolist()}
+        out: Dict[str, Any] = {}
         for key in ("X", "y"):
-            if key in archive.files:
+            if key in members:
                 try:
-                    out[key] = archive[key]
-                except ValueError as exc:  # object arrays need pickle, refused for safety
-                    raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric or "
-                                     "string arrays)") from exc
-        out["keys"] = sorted(archive.files)
+                    out[key] = _bounded.read_npz_member(zf, members[key], path)
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):  # object arrays need pickle, refused for safety
+                        raise ValueError(f"{path}: {exc} (object arrays are refused: store numeric or "
+                                         "string arrays)") from exc
+                    raise
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                    raise ValueError(f"{path}: member {key!r} could not be read ({type(exc).__name__}: {exc})") from exc
+        out["keys"] = sorted(members)
     return out
+
+
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(6) == b"\x93NUMPY"
 
 
 def _load_npz(path: str) -> Arrays:
@@ -723,6 +781,7 @@ def _load_npz(path: str) -> Arrays:
 
 
 def _load_npy(path: str) -> np.ndarray:
+    _bounded.check_npy_file(path)  # the header's shape fits the file and the budget, before any allocation
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, EOFError, ValueError) as exc:
@@ -778,6 +837,8 @@ def load_npy_directory(directory: PathLike, *, labels: str = "required"
     directory = os.fspath(directory)
     x_path, y_path = os.path.join(directory, NPY_X), os.path.join(directory, NPY_Y)
     try:
+        if os.path.isfile(x_path):
+            _bounded.check_npy_file(x_path, in_memory=False)  # memory-mapped: the header must match the file
         X = np.load(x_path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise
@@ -794,6 +855,7 @@ def load_npy_directory(directory: PathLike, *, labels: str = "required"
             return X, None
         raise FileNotFoundError(f"{directory}: no {NPY_Y}: training and evaluating need labels ({NPY_Y} beside "
                                 f"{NPY_X}); funcnn predict reads {NPY_X} alone")
+    _bounded.check_npy_file(y_path)
     try:
         y = np.load(y_path, allow_pickle=False)
     except (OSError, EOFError, ValueError) as exc:

@@ -21,6 +21,10 @@ Each entry of :data:`LAYERS` describes one type with plain functions and a few f
   ``"y"`` (its output) or ``None`` (neither). The network decides from this alone which
   arrays a layer may overwrite (:func:`funcnn.network.forward_plan`);
 * ``elementwise``: ``y`` has ``x``'s shape and ``forward`` may write it into ``out=x``;
+* ``macs(layer, in_shape, out_shape) -> int``: multiply-adds per sample (0 by default, for
+  elementwise and reshaping layers); ``scratch(layer, in_shape, out_shape) -> int``: elements per
+  sample the layer allocates besides its output (a convolution's padded input and im2col
+  columns). :mod:`funcnn.footprint` sums them into ``funcnn.summary`` and the memory budget;
 * ``by_parts``: the layer runs per part of the samples (:mod:`funcnn.parallel`): on threads
   inside ``parallel.workers()``, which ``train``, inference and the public forward/backward
   functions enter for networks with such a layer (:func:`funcnn.network.uses_parts`); the same
@@ -258,6 +262,11 @@ def _dense_shape(layer: Layer, in_shape: Shape, where: str):
                      f"per-sample shape {tuple(in_shape)}; put a flatten layer before it")
     units = int(layer["units"])
     return {"W": (in_shape[0], units), "b": (units,)}, (units,)
+
+
+def _dense_macs(layer, in_shape, out_shape) -> int:
+    """Multiply-adds per sample: ``n_in * units`` per position (every leading axis of a sample)."""
+    return int(np.prod(in_shape, dtype=np.int64)) * int(out_shape[-1])
 
 
 def _dense_init(layer, in_shape, rng, dtype, before_relu):
@@ -622,8 +631,29 @@ def _conv_shape(layer, in_shape, where):
     kernel, stride, pads, (ho, wo) = _conv_geometry(layer, in_shape)
     if ho < 1 or wo < 1:
         _fail(where, f"kernel {list(kernel)} does not fit inputs of {h}x{w} with padding {layer.get('padding', 'valid')!r}")
+    padding = layer.get("padding", "valid")
+    if not isinstance(padding, str) and padding > max(h, w):
+        # PyTorch accepts any padding; beyond the image's own size most outputs see only zeros, and a
+        # padding of thousands (a hostile file) asks for gigabytes per sample
+        _fail(where, f"padding {padding} is larger than the {h}x{w} input itself: most outputs would see only "
+                     f"zeros (a padded sample of {(h + 2 * padding) * (w + 2 * padding) * c} values); use at most "
+                     f"{max(h, w)}")
     f = int(layer["filters"])
     return {"W": (kernel[0], kernel[1], c, f), "b": (f,)}, (ho, wo, f)
+
+
+def _conv_macs(layer, in_shape, out_shape) -> int:
+    """Multiply-adds per sample: ``ho * wo * filters * kh * kw * c_in``."""
+    kernel = check_pair(layer, "kernel", "conv2d")
+    return int(np.prod(out_shape, dtype=np.int64)) * kernel[0] * kernel[1] * int(in_shape[-1])
+
+
+def _conv_scratch(layer, in_shape, out_shape) -> int:
+    """Elements per sample besides the output: the padded input (when padded) and one sample's im2col columns."""
+    h, w, c = in_shape
+    kernel, _, ((t, b), (l, r)), (ho, wo) = _conv_geometry(layer, in_shape)
+    padded = (h + t + b) * (w + l + r) * c if (t or b or l or r) else 0
+    return padded + ho * wo * kernel[0] * kernel[1] * c
 
 
 def _conv_init(layer, in_shape, rng, dtype, before_relu):
@@ -668,6 +698,11 @@ def _pool_shape(layer, in_shape, where):
     if ho < 1 or wo < 1:
         _fail(where, f"pooling window {list(size)} does not fit inputs of {h}x{w}")
     return {}, (ho, wo, c)
+
+
+def _max_pool_scratch(layer, in_shape, out_shape) -> int:
+    """The argmax index per output element (counted as one element each)."""
+    return int(np.prod(out_shape, dtype=np.int64))
 
 
 def _max_pool_forward(layer, p, x, training, rng, out=None):
@@ -780,19 +815,25 @@ def _global_pool_backward(layer, p, cache, g, need_dx, out=None):
     return dx, {}
 
 
+def _no_cost(layer, in_shape, out_shape) -> int:
+    return 0
+
+
 def entry(check, shape, init, forward, backward, *, trainable=(), state=(), new_state=None, cache=None,
-          elementwise=False, activation=False, by_parts=False, children=None) -> Dict[str, Any]:
+          elementwise=False, activation=False, by_parts=False, children=None, macs=_no_cost,
+          scratch=_no_cost) -> Dict[str, Any]:
     """A registry entry of :data:`LAYERS` (the functions and facts the module docstring lists)."""
     assert all(name.startswith(STATE_PREFIX) for name in state)
     assert all("_" not in name for name in trainable)  # a key is "{name}_{path}": the name has no "_"
     return {"check": check, "shape": shape, "init": init, "forward": forward, "backward": backward,
             "trainable": tuple(trainable), "state": tuple(state), "new_state": new_state, "cache": cache,
-            "elementwise": elementwise, "activation": activation, "by_parts": by_parts, "children": children}
+            "elementwise": elementwise, "activation": activation, "by_parts": by_parts, "children": children,
+            "macs": macs, "scratch": scratch}
 
 
 LAYERS: Dict[str, Dict[str, Any]] = {
     "dense": entry(_dense_check, _dense_shape, _dense_init, _dense_forward, _dense_backward,
-                    trainable=("W", "b"), cache="x"),
+                    trainable=("W", "b"), cache="x", macs=_dense_macs),
     "relu": entry(_no_keys, _same_shape, _no_params, _relu_forward, _relu_backward,
                    cache="y", elementwise=True, activation=True),
     "leaky_relu": entry(_leaky_check, _same_shape, _no_params, _leaky_forward, _scale_backward,
@@ -818,8 +859,9 @@ LAYERS: Dict[str, Dict[str, Any]] = {
     "flatten": entry(_no_keys, _flatten_shape, _no_params, _flatten_forward, _unreshape_backward),
     # by_parts: runs per part of the samples, on threads inside funcnn.parallel.workers()
     "conv2d": entry(_conv_check, _conv_shape, _conv_init, _conv_forward, _conv_backward, trainable=("W", "b"),
-                     cache="x", by_parts=True),
-    "max_pool": entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward, by_parts=True),
+                     cache="x", by_parts=True, macs=_conv_macs, scratch=_conv_scratch),
+    "max_pool": entry(_pool_check, _pool_shape, _no_params, _max_pool_forward, _max_pool_backward, by_parts=True,
+                      scratch=_max_pool_scratch),
     "avg_pool": entry(_pool_check, _pool_shape, _no_params, _avg_pool_forward, _avg_pool_backward, by_parts=True),
     # caches x - mean (a new array), so it may normalise in place
     "batch_norm": entry(_bn_check, _bn_shape, _bn_init, _bn_forward, _bn_backward, trainable=("gamma", "beta"),

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import footprint as _footprint
 from . import losses as _losses
 from . import parallel as _parallel
 from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, has_params, is_trainable_key, remember,
@@ -37,7 +38,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # unchunked pass may differ in the last bits: BLAS may pick its kernel by the matrix height).
 # Counting the layers' outputs matters for image networks: a 28x28x16 convolution's output is
 # 16x its input, and chunks sized by the input alone make arrays 16x larger, page-faulted anew
-# for every chunk.
+# for every chunk. A chunk is cut shorter (down to one row) when its footprint
+# (funcnn.footprint: every layer's input + output + scratch) would exceed the memory budget.
 INFERENCE_CHUNK_BYTES = 1 << 23
 MIN_CHUNK = 256
 
@@ -329,6 +331,7 @@ def init_params(spec: Spec, n_inputs: Any, *, seed: SeedLike = None, dtype: Any 
     dt = check_dtype(dtype)
     rng = as_rng(seed)
     shapes(spec, shape)  # every layer accepts its input: errors name the layer before anything is drawn
+    _footprint.check_budget(spec, shape, dt)  # one sample must fit the memory budget
     return {key_name(pair): v for pair, v in init_chain(spec, shape, rng, dt, False).items()}
 
 
@@ -501,7 +504,9 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     ``training=True`` turns dropout on; its masks come from ``seed``, layer by layer.
     """
     training = _check_training(training)
-    X, _, _ = checked_input(spec, params, X, finite_params=False)
+    X, _, dtype = checked_input(spec, params, X, finite_params=False)
+    # the whole batch at once, caches kept: it must fit the memory budget (train checks its minibatches)
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="forward: ")
     rng = as_rng(seed) if training else None
     lparams = layer_params(spec, params)
     # image layers: inside the workers, as train, so BLAS runs the same threads (and bits) as there
@@ -538,6 +543,7 @@ def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2:
     l2 = float(check_number(l2, "l2", low=0.0))
     training = _check_training(training)
     X, n_out, dtype = checked_input(spec, params, X)
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="value_and_grad: ")
     target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
     w = check_sample_weight(sample_weight, X.shape[0], dtype)
     rng = as_rng(seed) if training else None
@@ -559,8 +565,9 @@ def uses_parts(spec: Spec) -> bool:
 
 
 def widest_row(spec: Spec, in_shape: Shape) -> int:
-    """Elements per sample of the widest array an inference pass makes: the input or a layer's output."""
-    return max([math.prod(in_shape)] + [math.prod(out) for _, _, _, out in layer_shapes(spec, in_shape)])
+    """Elements per sample of the widest array an inference pass makes: the input or a layer's output
+    (:func:`funcnn.footprint.per_sample`, memoised by the spec's content)."""
+    return _footprint.per_sample(spec, tuple(in_shape), 1)["widest"]
 
 
 def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None,
@@ -569,20 +576,22 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
 
     Each chunk is converted to ``dtype`` (the params' by default) on its own, so an ``X`` of
     another dtype, or memory-mapped, is never copied whole. By default a chunk's widest array
-    (:func:`widest_row`) holds about :data:`INFERENCE_CHUNK_BYTES`, with at least :data:`MIN_CHUNK` rows.
+    (:func:`widest_row`) holds about :data:`INFERENCE_CHUNK_BYTES`, with at least :data:`MIN_CHUNK` rows,
+    unless the chunk's footprint would exceed the memory budget (:func:`funcnn.footprint.inference_chunk`;
+    a network of which one sample exceeds it is a ValueError naming the layer).
     """
     lparams = layer_params(spec, params)
     dtype = next(iter(params.values())).dtype if dtype is None else np.dtype(dtype)
     n = X.shape[0]
+    by_parts = uses_parts(spec)
     if chunk is None:
-        # up to MIN_CHUNK rows are one chunk whatever the widths: a one-row predict skips the shapes
-        row = widest_row(spec, X.shape[1:]) * dtype.itemsize if n > MIN_CHUNK else 1
-        chunk = max(MIN_CHUNK, INFERENCE_CHUNK_BYTES // max(1, row))
+        # up to MIN_CHUNK rows of a dense network are one chunk: a one-row predict skips the footprint
+        chunk = (_footprint.inference_chunk(spec, X.shape[1:], dtype, INFERENCE_CHUNK_BYTES, MIN_CHUNK)
+                 if n > MIN_CHUNK or by_parts else n)
 
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
-    by_parts = uses_parts(spec)
     if n <= chunk and not by_parts:
         return run(X)  # one chunk of a dense network: the short path of a one-row predict
     with _parallel.workers(by_parts):

@@ -370,7 +370,8 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
           base: Optional[Trial] = None, n_jobs: Optional[int] = 1, seed: int = 0, epochs: Optional[int] = None,
           score: Union[str, Callable[[Any, Any], float]] = "auto", backend: Any = None,
           keep_params: str = "best", dtype: Any = np.float32, sample_weight: Any = None,
-          blas_threads: Optional[int] = 1, verbose: int = 0, repeats: int = 1) -> List[Result]:
+          blas_threads: Optional[int] = 1, verbose: int = 0, repeats: int = 1, log: Any = None,
+          resume: bool = False) -> List[Result]:
     """Train one network per trial on (X, y), score each on ``validation_data``; best first.
 
     ``trials`` — a list of setting dicts (see the module docstring for the keys), e.g. from
@@ -423,6 +424,15 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
 
     ``sorted(results, key=lambda r: r["index"])`` restores the trials' order, e.g. to plot
     a validation curve. No argument is modified.
+
+    **Finished trials are kept.** Results are collected as they finish (in any order). If the
+    parallel backend itself fails — a Dask worker or scheduler lost, a joblib worker killed —
+    every trial that finished keeps its result, and each trial that did not gets a result with
+    ``"lost": True`` and ``error = "lost: <the backend's error>"`` (every result has ``"lost"``).
+    ``log=PATH`` writes the finished trials (every entry above but ``params``) as JSON lines,
+    rewritten atomically after each trial, so a killed sweep leaves a complete file of what
+    finished; with ``resume=True`` the trials already in ``log`` with the same settings and
+    seeds are not run again (their results come from the file, ``params`` None) and the rest run.
     """
     import joblib
 
@@ -489,42 +499,151 @@ def sweep(X: Any, y: Any, *, validation_data: Tuple[Any, Any], trials: Sequence[
             merged["epochs"] = epochs
         settings.append(merged)
 
-    tasks = (joblib.delayed(_run_trial)(i, s, run_seed, X, y, (X_val, y_val), loss, n_outputs, dtype, score,
-                                        sample_weight, blas_threads)
-             for i, s in enumerate(settings) for run_seed in _run_seeds(s, seed, repeats))
-    parallel_kwargs: Dict[str, Any] = {"verbose": verbose}
+    if not isinstance(resume, (bool, np.bool_)):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
+    if resume and log is None:
+        raise ValueError("resume=True needs log=PATH (the file of the trials already done)")
+    if log is not None:
+        log = _check_log(log)
+    done = _read_log(log, settings, seed, repeats) if resume else {}
+    todo = [i for i in range(len(settings)) if i not in done]
+
+    tasks = (joblib.delayed(_run_trial)(i, settings[i], run_seed, X, y, (X_val, y_val), loss, n_outputs, dtype,
+                                        score, sample_weight, blas_threads)
+             for i in todo for run_seed in _run_seeds(settings[i], seed, repeats))
+    # one trial per task: a trial is long, and a batch of them lost with a worker would lose them all
+    parallel_kwargs: Dict[str, Any] = {"verbose": verbose, "batch_size": 1}
     if n_jobs is not None:
         parallel_kwargs["n_jobs"] = n_jobs
     if backend is not None:
         parallel_kwargs["backend"] = backend
     parallel = None
-    if "return_as" in inspect.signature(joblib.Parallel).parameters:
-        try:  # ordered; lets keep_params drop params as they arrive
-            parallel = joblib.Parallel(**parallel_kwargs, return_as="generator")
-        except ValueError:  # a backend without generators (Ray's): the results come as one list
-            parallel = None
+    accepts = inspect.signature(joblib.Parallel).parameters
+    if "return_as" in accepts:
+        # unordered: a trial's result is kept the moment it finishes, whatever runs before it
+        for mode in ("generator_unordered", "generator"):
+            try:
+                parallel = joblib.Parallel(**parallel_kwargs, return_as=mode)
+                break
+            except ValueError:  # a backend without generators (Ray's): the results come as one list
+                parallel = None
     if parallel is None:
         parallel = joblib.Parallel(**parallel_kwargs)
 
-    results: List[Result] = []
+    results: List[Result] = list(done.values())
     leader: Optional[Result] = None
-    runs: List[Result] = []
+    pending: Dict[int, List[Result]] = {}
     # The parent's own pools are limited too: that covers n_jobs=1 and thread-based backends.
     with _blas_threads(blas_threads):
-        for run in parallel(tasks):
-            runs.append(run)  # in task order: a trial's repeats arrive one after another
-            if len(runs) < repeats:
+        try:
+            if todo:
+                for run in parallel(tasks):
+                    runs = pending.setdefault(run["index"], [])
+                    runs.append(run)
+                    if len(runs) < repeats:
+                        continue
+                    del pending[run["index"]]
+                    order = _run_seeds(settings[run["index"]], seed, repeats)
+                    runs.sort(key=lambda r: order.index(r["seed"]) if r["seed"] in order else 0)
+                    result = _combine(runs)
+                    result["lost"] = False
+                    if keep_params == "none":
+                        result["params"] = None
+                    elif keep_params == "best" and result["error"] is None:
+                        if leader is None or _rank(result) < _rank(leader):
+                            if leader is not None:
+                                leader["params"] = None
+                            leader = result
+                        else:
+                            result["params"] = None
+                    results.append(result)
+                    if log is not None:
+                        _write_log(log, results)
+        except Exception as exc:  # the backend failed (a lost worker or scheduler): keep what finished
+            finished = {r["index"] for r in results}
+            reason = " ".join(f"lost: {type(exc).__name__}: {exc}".split())  # one line
+            for i in todo:
+                if i not in finished:
+                    results.append(_lost_result(i, settings[i], _run_seeds(settings[i], seed, repeats), reason,
+                                                score))
+    results.sort(key=_rank)
+    return results
+
+
+# --------------------------------------------------------------------------- keeping results
+
+_LOG_KEYS = ("index", "trial", "seed", "seeds", "score", "score_name", "scores", "score_std", "score_min",
+             "score_max", "val_loss", "metrics", "history", "spec", "optimizer", "error", "traceback", "seconds")
+
+
+def _check_log(log: Any) -> str:
+    """The results file's path, checked before anything runs (its directory exists, it is not one)."""
+    import os
+    path = os.fspath(log)
+    if not isinstance(path, str):
+        raise TypeError(f"log must be a path (str or os.PathLike), got {type(log).__name__}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"log {path}: no such directory {directory}")
+    if os.path.isdir(path):
+        raise ValueError(f"log {path}: is a directory")
+    return path
+
+
+def _key(settings: Trial, seeds: Sequence[Any]) -> str:
+    """What identifies a trial in a results file: its settings and seeds, JSON-normal."""
+    import json
+    from .checkpoint import plain
+    return json.dumps({"trial": plain(settings, "trial"), "seeds": plain(list(seeds), "seeds")}, sort_keys=True,
+                      allow_nan=True, default=str)
+
+
+def _write_log(path: str, results: Sequence[Result]) -> None:
+    """Every finished trial as one JSON line (no params), in trial order; an atomic rewrite."""
+    import json
+    from .checkpoint import atomic_write, plain
+    lines = []
+    for r in sorted(results, key=lambda r: r["index"]):
+        if r.get("lost"):
+            continue
+        entry = {k: r.get(k) for k in _LOG_KEYS}
+        entry["key"] = _key(r["trial"], r.get("seeds") or [r["seed"]])
+        lines.append(json.dumps(plain(entry, "result"), allow_nan=True, default=str))
+    text = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    atomic_write(path, lambda fh: fh.write(text))
+
+
+def _read_log(path: str, settings: Sequence[Trial], seed: int, repeats: int) -> Dict[int, Result]:
+    """The results in ``path`` of trials whose index, settings and seeds match this sweep's (none if no file)."""
+    import json
+    import os
+    if not os.path.exists(path):
+        return {}
+    done: Dict[int, Result] = {}
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
                 continue
-            result, runs = _combine(runs), []
-            if keep_params == "none":
-                result["params"] = None
-            elif keep_params == "best" and result["error"] is None:
-                if leader is None or _rank(result) < _rank(leader):
-                    if leader is not None:
-                        leader["params"] = None
-                    leader = result
-                else:
-                    result["params"] = None
-            results.append(result)
+            try:
+                entry = json.loads(line)
+                i = entry["index"]
+                ok = isinstance(i, int) and 0 <= i < len(settings)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: line {number} is not a sweep result ({type(exc).__name__}: {exc}); "
+                                 "it is not a file sweep(log=...) wrote") from None
+            if ok and entry.get("key") == _key(settings[i], _run_seeds(settings[i], seed, repeats)):
+                result = {k: entry.get(k) for k in _LOG_KEYS}
+                result.update(trial=settings[i], params=None, lost=False, resumed=True)
+                done[i] = result
+    return done
+
+
+def _lost_result(index: int, settings: Trial, seeds: List[Any], reason: str, score: Any) -> Result:
+    nan = float("nan")
+    return {"index": index, "trial": settings, "seed": seeds[0], "seeds": seeds, "score": nan,
+            "score_name": score if isinstance(score, str) else getattr(score, "__name__", "score"),
+            "scores": [nan] * len(seeds), "score_std": nan, "score_min": nan, "score_max": nan, "val_loss": nan,
+            "metrics": None, "history": None, "params": None, "spec": None, "optimizer": None, "error": reason,
+            "traceback": None, "seconds": 0.0, "lost": True}
     results.sort(key=_rank)
     return results

@@ -46,7 +46,8 @@ from . import optimizers as _optimizers
 from . import parallel as _parallel
 from .layers import check_spec
 from .network import Params, Spec
-from .validation import SeedLike, as_rng, check_number, check_sample_weight, check_X
+from . import footprint as _footprint
+from .validation import SeedLike, as_rng, check_fits, check_number, check_sample_weight, check_X
 
 History = Dict[str, List[float]]
 Run = Dict[str, Any]
@@ -133,8 +134,12 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
         n_in, n_out, dtype = _network.check_params(spec, params, arr.shape[1:] if arr.ndim > 1 else None,
                                                    finite=False)
     X = check_X(X, dtype, n_in, convert=False)
+    check_fits(X, dtype, "X")  # converted minibatch by minibatch: an overflow is named now, not as a divergence
     _losses.check_outputs(loss, n_out)
     n = X.shape[0]
+    # a minibatch's caches must fit the memory budget: refused here, not by a MemoryError mid-epoch
+    _footprint.check_budget(spec, X.shape[1:], dtype, rows=n if batch_size is None else min(batch_size, n),
+                            training=True, where="train: ")
     y = _losses.check_targets(loss, y, n, n_out, dtype)
     w = check_sample_weight(sample_weight, n, dtype)
     return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
@@ -148,6 +153,7 @@ def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.nd
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
     X_val = check_X(validation_data[0], data["dtype"], data["n_in"], name="validation_data X", convert=False)
+    check_fits(X_val, data["dtype"], "validation_data X")
     y_val = _losses.check_targets(data["loss"], validation_data[1], X_val.shape[0], data["n_out"], data["dtype"],
                                   name="validation_data y")
     return X_val, y_val

@@ -50,10 +50,11 @@ def check_X(X: Any, dtype: np.dtype, n_features: Any = None, name: str = "X", *,
     ``n_features``: an int (flat features; X must be 2-D), a tuple (one sample's shape) or
     None (2-D, any width). With ``convert=False`` a numeric array (a memory map too) comes
     back as it is, in its own dtype, checked without a copy of the whole: ``funcnn.train``
-    converts it minibatch by minibatch.
+    converts it minibatch by minibatch (and checks first that its values fit: :func:`check_fits`;
+    inference reports an overflow in its output instead).
     """
     if isinstance(X, np.ndarray) and (X.dtype == dtype or not convert) and X.dtype.kind in "fiub":
-        arr = X
+        arr = X  # with convert=False, whoever converts it checks that its values fit (check_fits)
     else:
         try:
             arr = np.asarray(X)
@@ -64,6 +65,8 @@ def check_X(X: Any, dtype: np.dtype, n_features: Any = None, name: str = "X", *,
         if np.iscomplexobj(arr):
             raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
         if convert:
+            if arr.dtype != dtype:
+                check_fits(arr, dtype, name)
             arr = arr.astype(dtype, copy=False)
     shape = None if n_features is None else (tuple(n_features) if isinstance(n_features, tuple)
                                              else (int(n_features),))
@@ -83,6 +86,39 @@ def check_X(X: Any, dtype: np.dtype, n_features: Any = None, name: str = "X", *,
 
 # Rows per chunk when an array is checked piece by piece (bounded scratch, memory maps welcome).
 CHECK_CHUNK_BYTES = 1 << 24
+
+
+_LARGEST = {np.dtype(np.float16): float(np.finfo(np.float16).max), np.dtype(np.float32): float(np.finfo(np.float32).max)}
+
+
+def check_fits(arr: np.ndarray, dtype: np.dtype, name: str) -> None:
+    """ValueError naming the first column whose finite values overflow ``dtype`` (float64 features
+    near 1e300 become inf in float32), before anything is trained on them; chunk by chunk."""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= np.dtype(dtype).itemsize or arr.size == 0:
+        return
+    top = _LARGEST.get(np.dtype(dtype))
+    if top is None:
+        return
+    if arr.size <= 4096:  # one-row predicts: two reductions, no reshapes
+        high, low = np.maximum.reduce(arr, axis=None), np.minimum.reduce(arr, axis=None)
+        if not (high > top or low < -top):
+            return
+    flat_rows = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1, 1)
+    step = max(1, CHECK_CHUNK_BYTES // max(1, flat_rows.shape[1] * arr.itemsize))
+    for start in range(0, flat_rows.shape[0], step):
+        part = flat_rows[start:start + step]
+        high, low = np.maximum.reduce(part, axis=None), np.minimum.reduce(part, axis=None)
+        if not (high > top or low < -top):
+            continue  # NaN compares False: check_finite_array names it
+        with np.errstate(invalid="ignore"):
+            bad = np.argwhere(np.isfinite(part) & (np.abs(part) > top))
+        if not bad.size:
+            continue  # only inf: check_finite_array names it
+        r, c = int(bad[0][0]), int(bad[0][1])
+        where = f"column {c}" if arr.ndim <= 2 else f"position {np.unravel_index(c, arr.shape[1:])}"
+        raise ValueError(f"{name} {where} holds {float(part[r, c])!r} (row {r + start}), beyond the largest "
+                         f"{dtype} ({top:.4g}): it would overflow to inf in {dtype}; scale the features "
+                         f"(e.g. --scale / funcnn.datasets.fit_scaler) or use float64 params")
 
 
 def check_finite_array(arr: np.ndarray, name: str) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Mutation check: perturb each operation by 1 % and count how many the test suite catches.
 
-Every layer's forward result and backward results, every loss core's value and gradient
+Every layer's forward result and backward results (and its ``macs``/``scratch`` counts, which
+get one added), every loss core's value and gradient
 and every optimizer rule's step live in one registry entry each (``funcnn.layers.LAYERS``,
 ``funcnn.losses.CORES``, ``funcnn.optimizers.OPTIMIZERS[name]["rule"]``), and so does each layer
 type's ONNX and torch export (``funcnn.export.EXPORTERS``: its output times 1.01; plus one wrong
@@ -72,6 +73,10 @@ def pytest_configure(config):
                 owned_g = out is not None and out.get("dx") is g
                 return _scale(dx, None if owned_g else g), {k: _scale(v) for k, v in grads.items()}
         entry[part] = wrapped
+    elif kind == "cost":  # a layer's multiply-adds or scratch count (ints): one more
+        entry = layers.LAYERS[name]
+        real_cost = entry[part]
+        entry[part] = lambda layer, in_shape, out_shape: real_cost(layer, in_shape, out_shape) + 1
     elif kind == "loss":
         real = losses.CORES[name]
 
@@ -124,6 +129,8 @@ def mutations():
     sys.path.insert(0, REPO)
     from funcnn import export, layers, losses, optimizers
     out = [f"layer:{k}:{part}" for k in layers.LAYERS for part in ("forward", "backward")]
+    out += [f"cost:{k}:{part}" for k, entry in layers.LAYERS.items() for part in ("macs", "scratch")
+            if entry[part] is not layers.entry.__kwdefaults__[part]]  # the footprint facts (funcnn.footprint)
     out += [f"loss:{k}:{part}" for k in losses.CORES for part in ("value", "grad")]
     out += [f"optimizer:{k}:step" for k in optimizers.OPTIMIZERS]
     out += [f"export:{k}:{to}" for k in export.exportable_types() for to in ("onnx", "torch")]

@@ -34,6 +34,7 @@ Run (from the repository root)::
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -49,7 +50,7 @@ from funcnn import layers as L  # noqa: E402
 from funcnn import plot, schedules  # noqa: E402
 from funcnn.datasets import DEFAULT_MNIST_DIR  # noqa: E402
 from funcnn.optimizers import adam  # noqa: E402
-from funcnn.train import evaluate, train  # noqa: E402
+from funcnn.train import evaluate, new_run, train, train_epoch  # noqa: E402
 from cnn_mnist import FASHION_NAMES as NAMES, load  # noqa: E402  (the same files and splits as the plain CNN)
 
 LOSS = "softmax_cross_entropy"
@@ -57,6 +58,7 @@ TARGET = 0.935
 EPOCHS = 12
 LR = 2e-3
 BATCH = 128
+AUGMENT = False
 SPEC_FILE = os.path.join(_common.HERE, "specs", "resnet_fashion.json")
 
 
@@ -80,7 +82,29 @@ def resnet_spec(widths=(32, 64)) -> List[Dict[str, Any]]:
             {"type": "global_pool", "mode": "mean"}, L.dense(10)]
 
 
-def run(data, epochs: int, seed: int = 0, widths=(32, 64)) -> Dict[str, Any]:
+def augment(X: np.ndarray, rng: np.random.Generator, shift: int = 2) -> np.ndarray:
+    """A copy of the flat 28x28 images, a random half flipped left-right and each moved by up to
+    ``shift`` pixels in both directions (zeros fill in): a fresh draw every epoch."""
+    n = len(X)
+    padded = np.zeros((n, 28 + 2 * shift, 28 + 2 * shift), X.dtype)
+    padded[:, shift:-shift, shift:-shift] = X.reshape(n, 28, 28)
+    flip = rng.random(n) < 0.5
+    padded[flip] = padded[flip, :, ::-1]
+    dy, dx = rng.integers(0, 2 * shift + 1, n), rng.integers(0, 2 * shift + 1, n)
+    out = np.empty((n, 28, 28), X.dtype)
+    for a in range(2 * shift + 1):
+        for b in range(2 * shift + 1):
+            pick = (dy == a) & (dx == b)
+            out[pick] = padded[pick, a:a + 28, b:b + 28]
+    return out.reshape(X.shape)
+
+
+def run(data, epochs: int, seed: int = 0, widths=(32, 64), augmented: bool = False) -> Dict[str, Any]:
+    """Train on the training split, keep the epoch with the best validation accuracy, score the test split.
+
+    With ``augmented``, each epoch sees freshly flipped and shifted images (an epoch at a time
+    through ``new_run``/``train_epoch``, the steps ``train`` takes).
+    """
     X_train, y_train, X_val, y_val, X_test, y_test = data
     spec = resnet_spec(widths)
     params = funcnn.init_params(spec, X_train.shape[1], seed=seed)
@@ -91,10 +115,24 @@ def run(data, epochs: int, seed: int = 0, widths=(32, 64)) -> Dict[str, Any]:
         print(f"epoch {e}/{epochs}  loss {h['loss'][-1]:.4f}  val loss {h['val_loss'][-1]:.4f}  "
               f"val acc {h['val_accuracy'][-1]:.4f}", file=sys.stderr, flush=True)
     with _common.stopwatch() as clock:
-        params, history = train(spec, params, X_train, y_train, loss=LOSS, optimizer=optimizer, epochs=epochs,
-                                batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
-                                early_stopping={"monitor": "val_accuracy", "patience": epochs},
-                                callbacks=[report])
+        if not augmented:
+            params, history = train(spec, params, X_train, y_train, loss=LOSS, optimizer=optimizer, epochs=epochs,
+                                    batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
+                                    early_stopping={"monitor": "val_accuracy", "patience": epochs},
+                                    callbacks=[report])
+        else:
+            state, rng = new_run(spec, params, optimizer, seed=seed), np.random.default_rng(seed + 1)
+            history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+            for e in range(1, epochs + 1):
+                state = train_epoch(spec, state, augment(X_train, rng), y_train, loss=LOSS, optimizer=optimizer,
+                                    batch_size=BATCH)
+                val = evaluate(spec, state["params"], X_val, y_val, loss=LOSS)
+                for k in ("loss", "accuracy"):
+                    history[k].append(state["history"][k][-1])
+                    history[f"val_{k}"].append(val[k])
+                if val["accuracy"] >= max(history["val_accuracy"]):
+                    params = state["params"]  # the best epoch so far (the first of equals)
+                report(e, state["params"], history)
     best = int(np.argmax(history["val_accuracy"])) + 1
     test = evaluate(spec, params, X_test, y_test, loss=LOSS)
     print(f"{epochs} epochs in {clock['seconds']:.1f} s; best epoch {best} (val acc "
@@ -123,6 +161,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {EPOCHS}; 1 with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="init and shuffling seed (default 0)")
     parser.add_argument("--save", default=None, help="also save the selected model to this .npz path")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
+                        help=f"random flips and shifts of up to 2 pixels, drawn anew every epoch (default {AUGMENT})")
     args = parser.parse_args(argv)
     if args.save is not None:
         try:
@@ -134,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if data is None:
         raise SystemExit(1)
     with _common.blas_threads(args.threads):
-        r = run(data, epochs, seed=args.seed)
+        r = run(data, epochs, seed=args.seed, augmented=args.augment)
     figures(args, r, data)
     if args.save is not None:
         funcnn.save(args.save, r["spec"], r["params"], loss=LOSS, history=r["history"])

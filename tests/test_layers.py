@@ -108,7 +108,7 @@ def test_registry_is_complete():
     assert set(LAYERS) >= {"dense", "relu", "leaky_relu", "sigmoid", "tanh", "identity", "softmax", "dropout"}
     for fns in LAYERS.values():
         assert set(fns) == {"check", "shape", "init", "forward", "backward", "trainable", "state", "new_state", "cache", "elementwise",
-                            "activation", "by_parts", "children"}
+                            "activation", "by_parts", "children", "macs", "scratch"}
 
 
 def test_predict_conventions():

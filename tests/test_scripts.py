@@ -190,6 +190,9 @@ def test_resnet_quick_on_tiny_idx(tmp_path, capsys):
     assert result["epochs"] == 2 and result["train_seconds"] > 0 and 1 <= result["best_epoch"] <= 2
     assert is_fraction(result["test_accuracy"]) and is_fraction(result["val_accuracy"])
     assert result["n_params"] == 151690
+    augmented = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
+                                                              "--augment"))
+    assert augmented["epochs"] == 2 and is_fraction(augmented["test_accuracy"])
     saved = F.load(str(model))
     assert saved["spec"] == load_script("resnet_fashion").resnet_spec()
     assert "test acc" in capsys.readouterr().out
@@ -310,3 +313,16 @@ def test_make_large_dataset_quick(tmp_path, synthetic):
     again = load_script("make_large_dataset").main(["--quick", "--out", str(tmp_path / "again"), *extra])
     assert again["rows"] == 5000
     assert (out / "X.npy").read_bytes() == (tmp_path / "again" / "X.npy").read_bytes()  # same seed, same bytes
+
+
+def test_resnet_augment_flips_and_shifts_within_two_pixels():
+    augment = load_script("resnet_fashion").augment
+    rng = np.random.default_rng(0)
+    images = np.zeros((40, 28, 28), np.float32)
+    images[:, 2:26, 2:26] = rng.random((40, 24, 24))  # a 2-pixel empty border: shifts lose nothing
+    out = augment(images.reshape(40, 784), np.random.default_rng(1)).reshape(40, 28, 28)
+    for img, aug in zip(images, out):
+        found = [(f, dy, dx) for f in (False, True) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(np.roll((img[:, ::-1] if f else img), (dy, dx), axis=(0, 1)), aug)]
+        assert found, "not a flip and shift of its image"
+    assert not np.array_equal(out, images)
