@@ -1104,10 +1104,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .export import to_onnx
         from .network import check_params
         shape = args.input_shape
-        n_features = (model.get("data") or {}).get("n_features")
+        data = model.get("data") or {}
+        n_features, context = data.get("n_features"), data.get("context")
         if shape is None and check_params(spec, params)[0] is None:
             if spec[0]["type"] == "reshape" and isinstance(n_features, int):
                 shape = (n_features,)  # a network on flat rows, as it was trained
+            elif spec[0]["type"] == "embedding" and isinstance(context, int):
+                shape = (context,)  # a language model trained on windows of this many tokens
             elif spec[0]["type"] != "reshape" or -1 in spec[0]["shape"]:
                 raise CLIError(f"{args.model}: the model's params do not fix its input's shape (it starts with "
                                f"a {spec[0]['type']!r} layer); pass --input-shape, e.g. 28,28,1")
