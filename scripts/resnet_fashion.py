@@ -58,7 +58,7 @@ TARGET = 0.935
 EPOCHS = 12
 LR = 2e-3
 BATCH = 128
-AUGMENT = False
+AUGMENT = True
 SPEC_FILE = os.path.join(_common.HERE, "specs", "resnet_fashion.json")
 
 
