@@ -7,17 +7,19 @@ A network is a list of layer specs and a flat dict of arrays::
     loss, grads = value_and_grad(spec, params, X, y, loss="softmax_cross_entropy")
     params, state = update(opt, params, grads, init_state(opt, params))
 
-The README documents the contract and every public function.
+The documentation (docs/: guides, tutorials, the API reference) describes the contract and
+every public function.
 """
-# Every submodule the README lists is an attribute after ``import funcnn`` (funcnn.plot imports
+# Every submodule of the API reference is an attribute after ``import funcnn`` (funcnn.plot imports
 # matplotlib only when a plot is drawn; funcnn.sweep imports joblib only when a sweep runs).
 # ``funcnn.train`` is the function; the module is ``sys.modules['funcnn.train']``.
 from . import (bounded, checkpoint, datasets, footprint, gradcheck, layers, losses, metrics, network, optimizers,
-               plot, schedules, sweep, validation)
+               plot, schedules, sequence, sweep, validation)
 from .checkpoint import load, save
 from .footprint import summary
-from .layers import (avg_pool, batch_norm, conv2d, dense, dropout, elu, flatten, gelu, identity, leaky_relu,
-                     max_pool, relu, reshape, sigmoid, softmax, softplus, tanh)
+from .layers import (attention, avg_pool, batch_norm, conv2d, dense, dropout, elu, embedding, flatten, gelu,
+                     identity, layer_norm, leaky_relu, max_pool, positional, relu, reshape, sigmoid, softmax,
+                     softplus, tanh)
 from .network import (backward, forward, init_params, param_keys, predict, predict_proba,
                       value_and_grad)
 from .optimizers import adam, init_state, rmsprop, sgd, update
@@ -44,6 +46,7 @@ __all__ = [
     "evaluate", "param_keys", "summary", "sgd", "rmsprop", "adam",
     "dense", "dropout", "identity", "leaky_relu", "relu", "sigmoid", "softmax", "tanh",
     "conv2d", "max_pool", "avg_pool", "batch_norm", "reshape", "flatten", "gelu", "elu", "softplus",
+    "embedding", "positional", "layer_norm", "attention",
     "layers", "losses", "optimizers", "schedules", "datasets", "gradcheck",
-    "checkpoint", "metrics", "network", "plot", "sweep", "validation", "footprint", "bounded",
+    "checkpoint", "metrics", "network", "plot", "sequence", "sweep", "validation", "footprint", "bounded",
 ]

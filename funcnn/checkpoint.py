@@ -560,7 +560,21 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], None]) -> 
     """Write a file all or nothing: ``write(fh)`` fills a temporary file beside ``path``, which is
     fsynced and renamed onto ``path``; on any error ``path`` is left as it was and the temporary
     file removed (temporaries of killed writers are cleaned up on the next write). Used by
-    :func:`save` and by ``funcnn.datasets.write_idx``."""
+    :func:`save` and by ``funcnn.datasets.write_idx``.
+
+    Args:
+        path: the file to write.
+        write: ``write(fh)`` writes the whole content to the binary file object ``fh``.
+
+    Returns:
+        ``path``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = atomic_write(os.path.join(tempfile.mkdtemp(), "notes.txt"), lambda fh: fh.write(b"hello"))
+        >>> open(path, "rb").read()
+        b'hello'
+    """
     path = _fspath(path)
     directory, stem = _file_target(path, what="file")
     _atomic_write(path, directory, stem, write)
@@ -592,7 +606,32 @@ def _native_order(node: Any) -> Any:
 
 def save(path: PathLike, spec: List[Dict[str, Any]], params: Dict[str, np.ndarray],
          **metadata: Any) -> str:
-    """Write ``spec``, ``params`` and ``metadata`` to ``path`` (.npz, .pkl/.pickle or .safetensors) atomically."""
+    """Write ``spec``, ``params`` and ``metadata`` to ``path`` (.npz, .pkl/.pickle or .safetensors) atomically.
+
+    Everything is checked before the disk is touched; the file is written beside ``path``,
+    fsynced and renamed onto it, so an error leaves the previous file intact.
+
+    Args:
+        path: the file to write; its extension picks the format (``.npz``: arrays as arrays,
+            the spec and metadata as JSON, safe to load; ``.safetensors``: the Hugging Face
+            format, safe to load; ``.pkl``/``.pickle``: trusted files only).
+        spec: the network's layer specs.
+        params: the params dict (checked against ``spec``).
+        **metadata: anything else to keep: dicts, lists, numbers, strings, arrays (a scaler,
+            the classes, a history).
+
+    Returns:
+        ``path``.
+
+    Examples:
+        >>> import os, tempfile, numpy as np, funcnn as F
+        >>> spec = [F.dense(2)]
+        >>> params = F.init_params(spec, n_inputs=3, seed=0)
+        >>> path = save(os.path.join(tempfile.mkdtemp(), "model.npz"), spec, params, classes=["no", "yes"])
+        >>> model = load(path)
+        >>> sorted(model), model["classes"], bool(np.array_equal(model["params"]["W_0"], params["W_0"]))
+        (['classes', 'params', 'spec'], ['no', 'yes'], True)
+    """
     path = _fspath(path)
     # Everything is checked before the disk is touched.
     kind, directory, stem = _check_target(path)
@@ -892,7 +931,19 @@ def _verify_checksum(path: str, content: Dict[str, Any], required: bool = False)
 
 
 def load(path: PathLike) -> Dict[str, Any]:
-    """Read a checkpoint written by :func:`save`: ``{"spec": ..., "params": ..., **metadata}``."""
+    """Read a checkpoint written by :func:`save`: ``{"spec": ..., "params": ..., **metadata}``.
+
+    Args:
+        path: a file written by :func:`save` (or by ``train(checkpoint=...)``).
+
+    Returns:
+        A dict with ``"spec"``, ``"params"`` (arrays bit-identical to what was saved) and the
+        metadata (tuples come back as lists).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an empty, truncated, foreign or newer-version file, naming it.
+    """
     path = _fspath(path)
     kind = _kind(path)
     _remove_stale_temps(*_temp_location(path))  # what a save killed mid-write left beside the file

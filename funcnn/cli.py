@@ -12,7 +12,7 @@ This is where files meet the library, so labels are encoded here (any labels: nu
 text, booleans; classes in sorted order, stored in the model as ``classes``) and
 predictions are decoded back to the original labels.
 
-Rules (documented in the README's command-line section):
+Rules (documented in the command-line guide, docs/guide/cli.md):
 
 * the label column of a CSV: ``--label-column NAME|INDEX``; by default a column named
   target/label/class/y (case-insensitive), else the only non-numeric column, else the last;
@@ -56,6 +56,7 @@ import importlib
 import importlib.util
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -241,6 +242,8 @@ def _add_csv_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``funcnn`` command's argument parser, one sub-parser per command (the documentation's
+    command-line reference is generated from it)."""
     parser = argparse.ArgumentParser(prog="funcnn", description="Train and use small neural networks (NumPy).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -252,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dataset name (digits, iris, wine, breast-cancer, diabetes, moons, circles, blobs, "
                         "fashion-mnist, mnist), a .npz/.csv file, a directory of MNIST IDX files, or a directory "
                         "holding X.npy and y.npy (memory-mapped: larger than memory is fine; the last "
-                        "--test-size rows are the test part, no standardisation) (default: digits)")
+                        "--test-size rows are the test part, no standardisation), or text:FILE (a causal "
+                        "language model on the file's bytes; needs --spec) (default: digits)")
     _add_csv_options(t)
     t.add_argument("--task", choices=TASK_CHOICES, default="auto",
                    help="auto (default): text/boolean labels and integers with at most max(20, sqrt(n)) "
@@ -260,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-size", type=_open_fraction, default=0.25, help="held-out test fraction (default 0.25)")
     t.add_argument("--validation-split", type=_fraction, default=0.1,
                    help="fraction of the training part used for validation curves (default 0.1; 0 for none)")
+    t.add_argument("--context", type=_positive_int, default=None,
+                   help="with --data text:FILE: the window length in bytes (default: the spec's positional max_len)")
     arch = t.add_mutually_exclusive_group()
     arch.add_argument("--spec", help="a JSON file holding the layer spec (a list of dicts)")
     arch.add_argument("--hidden", type=_widths, default=None,
@@ -660,6 +666,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             print("no plot: funcnn.plot needs matplotlib: pip install 'funcnn[plot]' (or pass --no-plot)")
 
+    if args.data.startswith("text:"):
+        return _train_text(args, plot_path)
     d = _prepare(args)
     X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
                                                        d["loss"], d["classes"])
@@ -732,11 +740,101 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_windows(path: str, context: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A text file's UTF-8 bytes (ids 0..255) cut into consecutive windows of ``context`` bytes:
+    inputs (n, context) and targets, the same windows shifted by one byte."""
+    try:
+        with open(path, "rb") as fh:
+            ids = np.frombuffer(fh.read(), dtype=np.uint8).astype(np.int64)
+    except FileNotFoundError:
+        raise CLIError(f"--data text:{path}: no such file") from None
+    except IsADirectoryError:
+        raise CLIError(f"--data text:{path} is a directory; give one text file") from None
+    n = (ids.size - 1) // context
+    if n < 10:
+        raise CLIError(f"--data text:{path}: {ids.size} bytes make {n} windows of {context}; need at least 10")
+    return ids[:n * context].reshape(n, context), ids[1:n * context + 1].reshape(n, context)
+
+
+def _train_text(args: argparse.Namespace, plot_path: Optional[str]) -> int:
+    """``funcnn train --data text:FILE --spec LM.json``: a causal language model on a text's bytes.
+
+    Windows of ``--context`` bytes (default: the spec's positional ``max_len``), consecutive; the last
+    ``--test-size`` of them test, the last ``--validation-split`` of the rest validate (by position,
+    no shuffling across the split); each target is its window shifted by one byte.
+    """
+    from .checkpoint import save
+    from .network import init_params
+    from .train import evaluate
+    path = args.data[len("text:"):]
+    if not args.spec:
+        raise CLIError("--data text:FILE needs --spec: a JSON spec whose first layer is an embedding with vocab 256 "
+                       "(e.g. scripts/specs/char_transformer.json)")
+    spec = _read_spec(args.spec)
+    first = spec[0]
+    if first.get("type") != "embedding" or int(first.get("vocab", 0)) != 256:
+        raise CLIError(f"--spec {args.spec}: text data are UTF-8 bytes (ids 0..255): the spec must start with "
+                       f"an embedding of vocab 256, it starts with {json.dumps(first)}")
+    lens = [int(l["max_len"]) for l in spec if l.get("type") == "positional"]
+    context = args.context if args.context is not None else (lens[0] if lens else None)
+    if context is None:
+        raise CLIError("--data text:FILE: give --context (the spec has no positional layer to take it from)")
+    X, y = _text_windows(path, context)
+    n_test = max(1, int(round(args.test_size * len(X))))
+    X_train, y_train, X_test, y_test = X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
+    validation_data = None
+    if args.validation_split > 0:
+        n_val = max(1, int(round(args.validation_split * len(X_train))))
+        validation_data = (X_train[-n_val:], y_train[-n_val:])
+        X_train, y_train = X_train[:-n_val], y_train[:-n_val]
+    loss = "softmax_cross_entropy"
+    params = init_params(spec, (context,), seed=args.seed, dtype=args.dtype)
+    optimizer = _optimizer(args.optimizer, args.lr, args.momentum)
+    early = None if args.early_stopping is None else {"patience": args.early_stopping}
+    if early is not None and validation_data is None:
+        raise CLIError("--early-stopping needs a validation split (--validation-split > 0)")
+    data = {"source": args.data, "text": "utf-8 bytes", "context": context, "test_size": args.test_size,
+            "validation_split": args.validation_split, "seed": args.seed}
+    metadata = {"data": data}
+    resumed = _checkpoint_epoch(args.checkpoint, data)
+    print(f"data {args.data}: windows of {context} bytes: {len(X_train)} train, "
+          f"{0 if validation_data is None else len(validation_data[0])} validation, {len(X_test)} test (by position)")
+    start = time.perf_counter()
+    try:
+        params, history = _train_checked(
+            spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
+            early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
+            checkpoint_metadata=None if args.checkpoint is None else metadata)
+    except KeyboardInterrupt:
+        print("funcnn train: interrupted" + ("; nothing was saved" if args.checkpoint is None else
+                                             f"; {args.checkpoint} holds the last finished epoch"), file=sys.stderr)
+        return 130
+    if resumed is not None:
+        print(f"resumed from epoch {resumed} ({args.checkpoint})")
+    scores = evaluate(spec, params, X_test, y_test, loss=loss)
+    scores["bits_per_char"] = scores["loss"] / math.log(2.0)
+    print(f"trained {len(history['loss'])} epochs in {time.perf_counter() - start:.1f} s; test loss "
+          f"{scores['loss']:.4f} ({scores['bits_per_char']:.3f} bits/char), accuracy {scores['accuracy']:.4f}")
+    save(args.out, spec, params, loss=loss, **metadata, history=history, test_scores=scores,
+         optimizer=optimizer, l2=args.l2)
+    print(f"wrote {args.out}; sample from it with funcnn.sequence.sample (or scripts/sample_text.py)")
+    if plot_path is not None:
+        from . import plot
+        plot.learning_curves(history, plot_path, title=f"{args.data}: {loss}")
+        print(f"wrote {plot_path}")
+    return 0
+
+
 def _load_model(path: str) -> Dict[str, Any]:
     from .checkpoint import load
     model = load(path)
     if "loss" not in model:
         raise CLIError(f"{path}: the model file does not record its loss; save it with loss=... in the metadata")
+    if isinstance(model.get("data"), dict) and model["data"].get("text"):
+        raise CLIError(f"{path} is a language model trained on text ({model['data'].get('source')}); evaluate and "
+                       "predict read tabular data: sample from it with funcnn.sequence.sample or "
+                       "scripts/sample_text.py")
     model["n_features"] = _n_features(path, model)
     classes = model.get("classes")
     model["classes"] = None if classes is None else np.asarray(classes)
@@ -1003,6 +1101,8 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
     from .network import init_params
     from .train import evaluate
 
+    if args.data.startswith("text:"):
+        raise CLIError("--data text:FILE is for funcnn train (a language model); funcnn sweep takes tabular data")
     d = _prepare(args)
     X_train, X_test, y_train, y_test, loss, classes = (d["X_train"], d["X_test"], d["y_train"], d["y_test"],
                                                        d["loss"], d["classes"])
@@ -1123,6 +1223,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one ``funcnn`` command, as the console script does.
+
+    Args:
+        argv: the arguments after ``funcnn`` (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 for a data, model, path or training error (one line on
+        stderr), 130 on Ctrl-C; argument errors exit 2 from argparse.
+
+    Examples:
+        >>> main(["train", "--data", "iris", "--batch-size", "0"])
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

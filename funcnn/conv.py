@@ -57,7 +57,22 @@ __all__ = ["same_padding", "conv_geometry", "pool_geometry", "pad", "im2col",
 
 def same_padding(n: int, k: int, s: int) -> Tuple[int, int, int]:
     """JAX/TensorFlow SAME along one axis: ``(out, before, after)`` with ``out = ceil(n / s)``
-    and any odd extra row/column of padding after (bottom/right)."""
+    and any odd extra row/column of padding after (bottom/right).
+
+    Args:
+        n: the input length along the axis.
+        k: the kernel length.
+        s: the stride.
+
+    Returns:
+        ``(out, before, after)``: the output length and the padding on each side.
+
+    Examples:
+        >>> same_padding(28, 3, 1)
+        (28, 1, 1)
+        >>> same_padding(28, 3, 2)
+        (14, 0, 1)
+    """
     out = -(-n // s)
     total = max((out - 1) * s + k - n, 0)
     return out, total // 2, total - total // 2
@@ -67,6 +82,12 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
     """``((ho, wo), ((top, bottom), (left, right)))`` for ``padding`` "valid", "same" or an int.
 
     ``ho`` or ``wo`` may come out below 1 (the kernel does not fit); the caller reports that.
+
+    Examples:
+        >>> conv_geometry((28, 28), (3, 3), (1, 1), "valid")
+        ((26, 26), ((0, 0), (0, 0)))
+        >>> conv_geometry((28, 28), (5, 5), (2, 2), 2)
+        ((14, 14), ((2, 2), (2, 2)))
     """
     out, pads = [], []
     for n, k, s in zip(hw, kernel, stride):
@@ -82,7 +103,12 @@ def conv_geometry(hw: Pair, kernel: Pair, stride: Pair, padding: Any) -> Tuple[P
 
 
 def pool_geometry(hw: Pair, size: Pair, stride: Pair) -> Pair:
-    """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits)."""
+    """Output height and width of a pooling without padding (partial windows dropped; 0 if none fits).
+
+    Examples:
+        >>> pool_geometry((7, 7), (2, 2), (2, 2))
+        (3, 3)
+    """
     return tuple((n - k) // s + 1 if n >= k else 0 for n, k, s in zip(hw, size, stride))  # type: ignore
 
 
@@ -322,7 +348,7 @@ def _max_pool_part(x, offsets, out, which) -> None:
         np.greater(s, out, out=better)  # strictly: ties keep the earlier offset
         np.maximum(out, s, out=out)
         # which = k where better, else unchanged: which += better * (k - which), in integers
-        # (np.copyto(which, k, where=better) measured 3.5x slower)
+        # (several times faster than np.copyto(which, k, where=better))
         np.subtract(k, which, out=step, dtype=which.dtype, casting="unsafe")
         step *= better
         which += step
@@ -407,7 +433,7 @@ def _avg_pool_grad_part(g, offsets, scale, tiles, dx) -> None:
 
 def _column_sums(a2: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Sums over the rows of an ``(m, c)`` array: one BLAS matrix-vector product with ones
-    (for 100352 x 16 float32, 0.3 ms against 2.1 ms for ``np.add.reduce(a2, axis=0)``)."""
+    (on tall, narrow arrays several times faster than ``np.add.reduce(a2, axis=0)``)."""
     return np.matmul(np.ones(a2.shape[0], dtype=a2.dtype), a2, out=out)
 
 

@@ -136,6 +136,20 @@ def encode_labels(y: Any, classes: Any = None) -> Tuple[np.ndarray, np.ndarray]:
     ``y.argmax(axis=1)``. With ``classes`` (e.g. as a previous call returned them), the
     codes are positions in those classes, and a label that is not one of them is a
     ``ValueError`` naming it.
+
+    Args:
+        y: 1-D class labels (ints, strings or booleans; a list, an array or a pandas Series).
+        classes: the known classes, or None to take the sorted distinct labels of ``y``.
+
+    Returns:
+        ``(codes, classes)``: int64 codes ``(n,)`` and the classes ``(k,)``.
+
+    Examples:
+        >>> codes, classes = encode_labels(["cat", "dog", "cat", "bird"])
+        >>> codes.tolist(), classes.tolist()
+        ([1, 2, 1, 0], ['bird', 'cat', 'dog'])
+        >>> decode_labels(codes, classes).tolist()
+        ['cat', 'dog', 'cat', 'bird']
     """
     arr = _class_labels_1d(y, "y")
     if classes is None:
@@ -195,6 +209,14 @@ def infer_task(y: Any, *, return_reason: bool = False) -> Union[str, Tuple[str, 
       one (0/1, one 1 per row) is refused with the hint ``y.argmax(axis=1)``.
 
     With ``return_reason=True`` returns ``(task, reason)``, the reason a short phrase.
+
+    Examples:
+        >>> infer_task(["setosa", "virginica"])
+        'classification'
+        >>> infer_task([0.5, 1.25, 3.0])
+        'regression'
+        >>> infer_task(list(range(3)) * 10, return_reason=True)
+        ('classification', '3 distinct integer labels <= max(20, sqrt(n)) = 20')
     """
     arr = label_array(y, "y")
     if arr.ndim == 2 and arr.shape[1] == 1:
@@ -717,6 +739,26 @@ def load_csv(path: PathLike, *, label_column: Union[None, int, str] = None, head
     (delimiter sniffed, header auto-detected, a row index column dropped). Every feature must be
     a finite number. ``return_info=True`` adds a dict ``{"label_name", "label_index",
     "feature_names", "delimiter", "index_column"}`` (names None without a header).
+
+    Args:
+        path: the CSV (or TSV, TXT) file.
+        label_column: a header name or a column index (negative from the end); None: the rule above.
+        header: True, False, or None to detect it.
+        delimiter: a character, ``"tab"``, ``"whitespace"``, or ``"auto"`` to sniff it.
+        index_column: ``"auto"``, None (keep every column), or a name or index to drop.
+        return_info: also return the dict above.
+
+    Returns:
+        ``(X, y)``, or ``(X, y, info)`` with ``return_info=True``.
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "pets.csv")
+        >>> with open(path, "w") as f:
+        ...     _ = f.write("weight,height,species\\n4.0,25,cat\\n30.5,60,dog\\n")
+        >>> X, y = load_csv(path)
+        >>> X.tolist(), y.tolist()
+        ([[4.0, 25.0], [30.5, 60.0]], ['cat', 'dog'])
     """
     table = read_csv(path, header=header, delimiter=delimiter, index_column=index_column)
     n_cols = len(table["columns"])
@@ -871,6 +913,13 @@ def tail_split(X: Any, y: Any, *, test_size: float = 0.25
     a fraction in (0, 1) (``ceil(test_size * n)`` rows, as scikit-learn counts them) or a number
     of rows. Use it for data stored in random order (``scripts/make_large_dataset.py`` writes
     them shuffled); :func:`split` shuffles and stratifies, which copies.
+
+    Examples:
+        >>> import numpy as np
+        >>> X, y = np.arange(10).reshape(5, 2), np.arange(5)
+        >>> X_train, X_test, y_train, y_test = tail_split(X, y, test_size=0.4)
+        >>> y_test.tolist(), np.shares_memory(X_test, X)
+        ([3, 4], True)
     """
     if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
         n_test = int(check_number(test_size, "test_size", low=1, integer=True))
@@ -1013,6 +1062,21 @@ def load(source: Union[str, PathLike], **options: Any) -> Arrays:
     circles n_samples=1000 noise=0.1 factor=0.5 seed=0; blobs n_samples=1000 centers=3
     n_features=2 cluster_std=1.0 seed=0. MNIST names take ``directory``; CSV paths take
     :func:`load_csv`'s options; directories take ``split``.
+
+    Args:
+        source: a dataset name (``digits``, ``iris``, ``wine``, ``breast-cancer``,
+            ``diabetes``, ``moons``, ``circles``, ``blobs``, ``fashion-mnist``, ``mnist``) or a
+            path (``.npz``, ``.csv``/``.tsv``/``.txt``, a directory of IDX files or of
+            ``X.npy`` + ``y.npy``).
+        **options: the source's options, as above; an unknown one is a ``ValueError``.
+
+    Returns:
+        ``(X, y)``.
+
+    Examples:
+        >>> X, y = load("moons", n_samples=100, noise=0.1, seed=0)
+        >>> X.shape, y.dtype.name
+        ((100, 2), 'int64')
     """
     kind, value = _resolve(source)
     if kind == "name":
@@ -1133,6 +1197,12 @@ def split(X: Any, y: Any, *, test_size: float = 0.25, seed: Any = 0, stratify: O
     ``stratify=None`` stratifies when ``y`` holds class labels (:func:`infer_task`) and every
     class has at least two samples; True stratifies on ``y`` (integer, text or boolean labels;
     labels and their codes give the same split); False never. ``test_size`` is a fraction in (0, 1) or a number of samples.
+
+    Examples:
+        >>> X, y = load("iris")
+        >>> X_train, X_test, y_train, y_test = split(X, y, test_size=0.2, seed=0)
+        >>> len(X_train), len(X_test), sorted(set(y_test.tolist()))
+        (120, 30, [0, 1, 2])
     """
     if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
         test_size = check_number(test_size, "test_size", low=1, integer=True)
@@ -1161,6 +1231,21 @@ def load_train_test(source: Union[str, PathLike], *, test_size: float = 0.25, se
     least two samples; for MNIST-format data ``test_size`` and ``seed`` do not apply (the
     files fix the split), for an ``X.npy`` directory ``seed`` and ``stratify`` do not (the
     files' order does). Labels come back as :func:`load` returns them.
+
+    Args:
+        source: a dataset name or path, as :func:`load` takes.
+        test_size: a fraction in (0, 1) or a number of samples.
+        seed: the split's seed (scikit-learn's ``random_state``).
+        stratify: as in :func:`split`.
+        **options: :func:`load`'s options for the source.
+
+    Returns:
+        ``(X_train, X_test, y_train, y_test)``.
+
+    Examples:
+        >>> X_train, X_test, y_train, y_test = load_train_test("digits", test_size=0.25, seed=0)
+        >>> X_train.shape, X_test.shape
+        ((1347, 64), (450, 64))
     """
     kind, value = _resolve(source)
     if kind == "dir" and directory_kind(value) == "npy":
@@ -1183,7 +1268,19 @@ def load_train_test(source: Union[str, PathLike], *, test_size: float = 0.25, se
 # --------------------------------------------------------------------------- scaling
 
 def fit_scaler(X: Any) -> Dict[str, np.ndarray]:
-    """Per-feature mean and std of X (n, d) → {"mean": (d,), "scale": (d,)} float64 (scale 1 where std is 0)."""
+    """Per-feature mean and std of X (n, d) → {"mean": (d,), "scale": (d,)} float64 (scale 1 where std is 0).
+
+    A plain dict, so it is saved with a model (``funcnn.save(..., scaler=scaler)``) and
+    applied to new data by :func:`apply_scaler` (as ``funcnn predict`` does).
+
+    Examples:
+        >>> import numpy as np
+        >>> scaler = fit_scaler(np.array([[1.0, 10.0], [3.0, 10.0]]))
+        >>> scaler["mean"].tolist(), scaler["scale"].tolist()
+        ([2.0, 10.0], [1.0, 1.0])
+        >>> apply_scaler(scaler, np.array([[3.0, 12.0]])).tolist()
+        [[1.0, 2.0]]
+    """
     from sklearn.preprocessing import StandardScaler
     X = check_X(X, np.dtype(np.float64))
     scaler = StandardScaler().fit(X)

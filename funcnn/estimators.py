@@ -161,7 +161,16 @@ class _NeuralNet(BaseEstimator):
         return check_dtype(self.dtype)
 
     def fit(self, X, y, sample_weight=None):
-        """Train a new network on (X, y) for ``epochs`` epochs with :func:`funcnn.train`."""
+        """Train a new network on (X, y) for ``epochs`` epochs with :func:`funcnn.train`.
+
+        Args:
+            X: features ``(n_samples, n_features)``.
+            y: labels (classifier: any label type) or targets ``(n,)`` / ``(n, k)`` (regressor).
+            sample_weight: optional weights ``(n,)``; each minibatch's loss is ``Σ w·l / Σ w``.
+
+        Returns:
+            self, fitted: ``spec_``, ``params_``, ``history_`` and the rest hold the network.
+        """
         X, y = self._validate(X, y, reset=True)
         y, n_outputs = self._targets(y, fit=True)
         w = check_sample_weight(sample_weight, X.shape[0], X.dtype)
@@ -232,23 +241,46 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     output per class and ``softmax_cross_entropy``; ``loss_`` names it, so
     ``classes_[funcnn.predict(spec_, params_, X, loss=loss_)]`` is ``predict(X)``.
 
-    Parameters: ``hidden`` (a width or widths of the hidden layers), ``activation``
-    (a layer type name or dict, see :func:`funcnn.layers.mlp`), ``dropout`` (rate after each
-    hidden activation), ``optimizer`` (``"adam"``, ``"sgd"``, ``"rmsprop"`` or an optimizer
-    dict) with learning rate ``lr``, ``epochs``, ``batch_size`` (None: full batch), ``l2``,
-    ``early_stopping`` (True: hold out 10 % (stratified), patience 10 on the validation loss,
-    restore the best params; an int patience or a dict as :func:`funcnn.train` takes),
-    ``seed`` (an int gives the same bits as ``funcnn.init_params(seed=seed)`` +
-    ``funcnn.train(seed=seed)``; None is ``funcnn.train``'s default seed, 0, so fits are
-    reproducible; a ``RandomState`` or ``Generator`` gives a seed drawn from itself, e.g.
-    ``np.random.default_rng()`` a fresh one; ``seed_`` holds the int used), ``verbose``
-    (``train``'s progress), ``spec`` (a whole network instead of ``hidden``/``activation``/
-    ``dropout``; its last dense layer must have as many units as the problem needs) and
-    ``dtype`` (of the params: float64, as scikit-learn computes, or float32).
+    Args:
+        hidden: a width, or the widths of the hidden layers.
+        activation: a layer type name or dict (see :func:`funcnn.layers.mlp`).
+        dropout: the rate after each hidden activation.
+        optimizer: ``"adam"``, ``"sgd"``, ``"rmsprop"`` or an optimizer dict.
+        lr: the learning rate.
+        epochs: epochs of ``fit``.
+        batch_size: minibatch size; None is full batch.
+        l2: the L2 coefficient (``l2/2 · Σ‖W‖²`` added to the mean loss).
+        early_stopping: True holds out 10 % (stratified), stops after 10 epochs without a
+            better validation loss and restores the best params; or an int patience or a
+            dict as :func:`funcnn.train` takes.
+        seed: an int gives the same bits as ``funcnn.init_params(seed=seed)`` +
+            ``funcnn.train(seed=seed)``; None is ``funcnn.train``'s default seed, 0, so fits
+            are reproducible; a ``RandomState`` or ``Generator`` gives a seed drawn from
+            itself (``np.random.default_rng()``: a fresh one).
+        verbose: ``train``'s progress output.
+        spec: a whole network instead of ``hidden``/``activation``/``dropout``; its last
+            dense layer must have as many units as the problem needs.
+        dtype: of the params: float64, as scikit-learn computes, or float32.
 
-    Fitted attributes, all plain data: ``spec_``, ``params_``, ``history_``, ``loss_``,
-    ``classes_``, ``n_features_in_``, ``seed_`` and ``run_`` (the training state of
-    ``partial_fit``, None after ``fit``).
+    Attributes:
+        spec_: the network's layer specs (a list of dicts).
+        params_: the trained params (a dict of arrays).
+        history_: ``train``'s per-epoch history.
+        loss_: the loss name.
+        classes_: the sorted classes; ``predict_proba``'s columns follow them.
+        n_features_in_: the number of features seen by ``fit``.
+        seed_: the int seed used.
+        run_: the training state of ``partial_fit`` (None after ``fit`` with early stopping).
+
+    Examples:
+        >>> import funcnn as F
+        >>> from sklearn.datasets import load_iris
+        >>> X, y = load_iris(return_X_y=True)
+        >>> clf = NeuralNetClassifier(hidden=(16,), epochs=5, seed=0).fit(X, y)
+        >>> clf.spec_
+        [{'type': 'dense', 'units': 16}, {'type': 'relu'}, {'type': 'dense', 'units': 3}]
+        >>> bool((clf.classes_[F.predict(clf.spec_, clf.params_, X, loss=clf.loss_)] == clf.predict(X)).all())
+        True
     """
 
     def _validate(self, X, y, reset):
@@ -314,6 +346,13 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
     A 1-D ``y`` trains one output and ``predict`` returns a 1-D array; a 2-D ``y`` of
     shape (n, k) trains k outputs and ``predict`` returns (n, k). Parameters and fitted
     attributes as :class:`NeuralNetClassifier` (no ``classes_``; ``n_outputs_`` instead).
+
+    Examples:
+        >>> from sklearn.datasets import load_diabetes
+        >>> X, y = load_diabetes(return_X_y=True)
+        >>> reg = NeuralNetRegressor(hidden=(8,), epochs=3, seed=0).fit(X, y)
+        >>> reg.predict(X[:2]).shape, reg.loss_
+        ((2,), 'mean_squared_error')
     """
 
     def _validate(self, X, y, reset):

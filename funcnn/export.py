@@ -254,7 +254,7 @@ def _onnx_gelu(g, layer, own, x, path, params):
 
 # funcnn's softmax (layers.stable_softmax) normalises axis 1 of its input: the features of (n, k)
 # rows, and so here too for inputs of higher rank (the test of an image softmax tells if that changes)
-SOFTMAX_AXIS = 1
+SOFTMAX_AXIS = -1
 
 
 def _onnx_softmax(g, layer, own, x, path, params):

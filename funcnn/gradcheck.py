@@ -18,7 +18,24 @@ from .layers import check_spec
 
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central-difference gradient of scalar ``f`` at ``x`` (any shape); ``x`` is not modified."""
+    """Central-difference gradient of scalar ``f`` at ``x`` (any shape); ``x`` is not modified.
+
+    ``grad[i] = (f(x + eps·e_i) − f(x − eps·e_i)) / (2·eps)``, computed in float64.
+
+    Args:
+        f: a function of one array returning a number.
+        x: the point, an array of any shape.
+        eps: the step.
+
+    Returns:
+        A float64 array of ``x``'s shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> g = numerical_gradient(lambda v: float(np.sum(v ** 2)), np.array([1.0, -2.0]))
+        >>> np.allclose(g, [2.0, -4.0])
+        True
+    """
     x = np.array(x, dtype=np.float64)  # a private copy to perturb
     grad = np.empty_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
@@ -34,7 +51,13 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """``||a - b|| / max(||a|| + ||b||, tiny)``: 0 for equal arrays, ~1 for unrelated ones."""
+    """``||a - b|| / max(||a|| + ||b||, tiny)``: 0 for equal arrays, ~1 for unrelated ones.
+
+    Examples:
+        >>> import numpy as np
+        >>> relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+        0.0
+    """
     denom = max(float(np.linalg.norm(a)) + float(np.linalg.norm(b)), 1e-300)
     return float(np.linalg.norm(a - b)) / denom
 
@@ -44,8 +67,37 @@ def gradient_errors(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2
                     eps: float = 1e-6, keys: Optional[Iterable[str]] = None) -> Dict[str, float]:
     """Relative error between analytic and numerical gradients, per params key.
 
-    ``seed`` must be an int (or None without dropout) so every evaluation sees the same
-    dropout masks.
+    The analytic gradient is :func:`funcnn.value_and_grad`'s; the numerical one is
+    :func:`numerical_gradient` of its loss value, one key at a time.
+
+    Args:
+        spec: the network's layer specs.
+        params: float64 params (in float32, rounding swamps the difference quotient).
+        X: inputs.
+        y: targets.
+        loss: the loss name.
+        l2: the L2 coefficient, as in ``value_and_grad``.
+        sample_weight: optional weights ``(n,)``.
+        training: training mode (dropout on, batch statistics).
+        seed: an int (or None without dropout), so that every evaluation sees the same dropout masks.
+        eps: the finite-difference step.
+        keys: the params keys to check (default: every trainable key).
+
+    Returns:
+        ``{key: relative error}``; about 1e-9 or less for a correct gradient in float64.
+
+    Raises:
+        ValueError: params that are not float64, or keys that are not in params.
+        TypeError: a ``np.random.Generator`` seed.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> spec = [F.dense(3), F.tanh(), F.dense(2)]
+        >>> params = F.init_params(spec, n_inputs=4, seed=0, dtype=np.float64)
+        >>> X, y = np.random.default_rng(0).normal(size=(5, 4)), np.array([0, 1, 1, 0, 1])
+        >>> errors = gradient_errors(spec, params, X, y, loss="softmax_cross_entropy")
+        >>> sorted(errors), max(errors.values()) < 1e-7
+        (['W_0', 'W_2', 'b_0', 'b_2'], True)
     """
     _losses.get(loss)
     check_spec(spec)
@@ -72,5 +124,9 @@ def gradient_errors(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2
 
 
 def check_gradients(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, **kwargs: Any) -> float:
-    """The worst relative error over all params of :func:`gradient_errors` (same arguments)."""
+    """The worst relative error over all params of :func:`gradient_errors` (same arguments).
+
+    Returns:
+        ``max(gradient_errors(...).values())``: what a test asserts is small (say < 1e-7).
+    """
     return max(gradient_errors(spec, params, X, y, loss=loss, **kwargs).values())

@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import conv as _conv
+from . import sequence as _seq
 from .validation import check_number
 
 Layer = Dict[str, Any]
@@ -84,7 +85,17 @@ def out_buffer(out: Optional[Dict[str, np.ndarray]], name: str) -> Optional[np.n
 # --- constructors: plain dicts --------------------------------------------------------
 
 def dense(units: int, init: Optional[str] = None, std: Optional[float] = None) -> Layer:
-    """``{"type": "dense", "units": units}``: ``y = x @ W + b``, W of shape (n_in, units)."""
+    """``{"type": "dense", "units": units}``: ``y = x @ W + b``, W of shape (n_in, units).
+
+    Args:
+        units: the output width.
+        init: ``"glorot"``, ``"he"`` or ``"normal"``; None: He before a ReLU-family activation, else Glorot.
+        std: the standard deviation of ``"normal"``.
+
+    Examples:
+        >>> dense(128)
+        {'type': 'dense', 'units': 128}
+    """
     layer: Layer = {"type": "dense", "units": units}
     if init is not None:
         layer["init"] = init
@@ -146,7 +157,20 @@ def flatten() -> Layer:
 
 def conv2d(filters: int, kernel: Union[int, Sequence[int]] = 3, stride: Union[int, Sequence[int]] = 1,
            padding: Union[str, int] = "valid", init: Optional[str] = None, std: Optional[float] = None) -> Layer:
-    """``{"type": "conv2d", "filters": F, "kernel": k, "stride": 1, "padding": "valid"}`` (NHWC, W (kh, kw, c_in, F))."""
+    """``{"type": "conv2d", "filters": F, "kernel": k, "stride": 1, "padding": "valid"}`` (NHWC, W (kh, kw, c_in, F)).
+
+    Args:
+        filters: output channels F.
+        kernel: k or ``[kh, kw]``.
+        stride: s or ``[sh, sw]``.
+        padding: ``"valid"``, ``"same"`` (JAX/TensorFlow SAME) or an int on all four sides.
+        init: as for :func:`dense` (fan-in ``kh·kw·c_in``).
+        std: the standard deviation of ``"normal"``.
+
+    Examples:
+        >>> conv2d(32, kernel=3, padding="same")
+        {'type': 'conv2d', 'filters': 32, 'kernel': 3, 'stride': 1, 'padding': 'same'}
+    """
     layer: Layer = {"type": "conv2d", "filters": filters, "kernel": _plain(kernel), "stride": _plain(stride),
                     "padding": padding}
     if init is not None:
@@ -196,10 +220,10 @@ def stable_sigmoid(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarra
 
 
 def stable_softmax(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum so exp never overflows. ``out`` may be ``x``."""
-    z = np.subtract(x, np.maximum.reduce(x, axis=1, keepdims=True), out=out)
+    """Softmax over the last axis, shifted by its maximum so exp never overflows. ``out`` may be ``x``."""
+    z = np.subtract(x, np.maximum.reduce(x, axis=-1, keepdims=True), out=out)
     np.exp(z, out=z)
-    z /= np.add.reduce(z, axis=1, keepdims=True)
+    z /= np.add.reduce(z, axis=-1, keepdims=True)
     return z
 
 
@@ -257,11 +281,9 @@ def _dense_check(layer: Layer, where: str) -> None:
 
 
 def _dense_shape(layer: Layer, in_shape: Shape, where: str):
-    if len(in_shape) != 1:
-        _fail(where, f"a dense layer takes flat inputs (n_samples, n_features), but its input has "
-                     f"per-sample shape {tuple(in_shape)}; put a flatten layer before it")
+    # on the last axis of any rank, as torch.nn.Linear: (n, T, d) -> (n, T, units)
     units = int(layer["units"])
-    return {"W": (in_shape[0], units), "b": (units,)}, (units,)
+    return {"W": (in_shape[-1], units), "b": (units,)}, tuple(in_shape[:-1]) + (units,)
 
 
 def _dense_macs(layer, in_shape, out_shape) -> int:
@@ -282,8 +304,12 @@ def _dense_forward(layer, p, x, training, rng, out=None):
 
 
 def _dense_backward(layer, p, x, g, need_dx, out=None):
-    grads = {"W": np.matmul(x.T, g, out=out_buffer(out, "W")),
-             "b": np.add.reduce(g, axis=0, out=out_buffer(out, "b"))}  # g.sum(axis=0), minus the wrapper
+    if x.ndim > 2:  # leading axes are rows: 2-D views (no copy for contiguous arrays)
+        x, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    else:
+        g2 = g
+    grads = {"W": np.matmul(x.T, g2, out=out_buffer(out, "W")),
+             "b": np.add.reduce(g2, axis=0, out=out_buffer(out, "b"))}  # g.sum(axis=0), minus the wrapper
     dx = np.matmul(g, p["W"].T, out=out_buffer(out, "dx")) if need_dx else None
     return dx, grads
 
@@ -310,8 +336,8 @@ _ZEROS: Dict[np.dtype, np.ndarray] = {}
 
 def positive_part(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``max(x, 0)`` elementwise (NaN stays NaN), into ``out`` when given (which may be ``x``)."""
-    # NumPy vectorises maximum's array-array loop, not the array-scalar one: against a block
-    # of zeros it runs 2-3x faster (32k to 700k float32 elements, this machine).
+    # NumPy vectorises maximum's array-array loop, not the array-scalar one: against a reused
+    # block of zeros it runs several times faster.
     if out is None:
         out = np.empty_like(x)
     if x.dtype.kind != "f" or not (x.flags.c_contiguous and out.flags.c_contiguous):
@@ -398,8 +424,8 @@ def _softmax_forward(layer, p, x, training, rng, out=None):
 
 
 def _softmax_backward(layer, p, y, g, need_dx, out=None):
-    # Jacobian-vector product of softmax: y * (g - <g, y>) row by row.
-    dot = np.add.reduce(g * y, axis=1, keepdims=True)
+    # Jacobian-vector product of softmax: y * (g - <g, y>) along the last axis.
+    dot = np.add.reduce(g * y, axis=-1, keepdims=True)
     dx = np.subtract(g, dot, out=out_buffer(out, "dx"))
     dx *= y
     return dx, {}
@@ -815,6 +841,194 @@ def _global_pool_backward(layer, p, cache, g, need_dx, out=None):
     return dx, {}
 
 
+# --- sequences: embedding, positional, layer norm, attention ---------------------------
+#
+# The arithmetic lives in funcnn.sequence; these entries check specs, give shapes and init.
+
+def embedding(vocab: int, dim: int) -> Layer:
+    """``{"type": "embedding", "vocab": V, "dim": d}``: token ids (n, T) → rows of ``E`` (V, d), (n, T, d)."""
+    return {"type": "embedding", "vocab": vocab, "dim": dim}
+
+
+def positional(max_len: int) -> Layer:
+    """``{"type": "positional", "max_len": L}``: ``x + P[:T]`` with a learned ``P`` (L, d)."""
+    return {"type": "positional", "max_len": max_len}
+
+
+def layer_norm(eps: float = 1e-5) -> Layer:
+    """``{"type": "layer_norm", "eps": 1e-5}``: normalise the last axis, then ``* gamma + beta``."""
+    return {"type": "layer_norm", "eps": eps}
+
+
+def attention(heads: int, causal: bool = False) -> Layer:
+    """``{"type": "attention", "heads": h, "causal": False}``: multi-head self-attention on (n, T, d)."""
+    return {"type": "attention", "heads": heads, "causal": causal}
+
+
+def _check_std(layer: Layer, where: str) -> None:
+    if "std" in layer:
+        std = layer["std"]
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not np.isfinite(std) or std <= 0:
+            _fail(where, f"'std' must be a positive number, got {std!r}")
+
+
+def _check_eps(layer: Layer, where: str) -> None:
+    eps = layer.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps <= 0:
+        _fail(where, f"'eps' must be a positive number, got {eps!r}")
+
+
+def _sequence_shape(layer: Layer, in_shape: Shape, where: str) -> Tuple[int, int]:
+    if len(in_shape) != 2:
+        _fail(where, f"a {layer['type']} layer takes sequences (n_samples, T, d), but its input has per-sample "
+                     f"shape {tuple(in_shape)}" + ("; token ids (n, T) go through an embedding layer first"
+                                                   if len(in_shape) == 1 else ""))
+    return int(in_shape[0]), int(in_shape[1])
+
+
+def _embedding_check(layer: Layer, where: str) -> None:
+    check_keys(layer, where, frozenset({"vocab", "dim", "std"}))
+    check_positive_int(layer, "vocab", where)
+    check_positive_int(layer, "dim", where)
+    _check_std(layer, where)
+
+
+def _embedding_shape(layer, in_shape, where):
+    if len(in_shape) != 1:
+        _fail(where, f"an embedding layer takes token ids (n_samples, T), but its input has per-sample shape "
+                     f"{tuple(in_shape)}; n_inputs is (T,) for tokens")
+    V, d = int(layer["vocab"]), int(layer["dim"])
+    return {"E": (V, d)}, (int(in_shape[0]), d)
+
+
+def _embedding_init(layer, in_shape, rng, dtype, before_relu):
+    # N(0, 1) as torch.nn.Embedding (or N(0, std**2) with "std"), drawn in float64
+    V, d = int(layer["vocab"]), int(layer["dim"])
+    return {"E": rng.normal(0.0, float(layer.get("std", 1.0)), size=(V, d)).astype(dtype)}
+
+
+def _embedding_forward(layer, p, x, training, rng, out=None):
+    _seq.check_ids(x, int(layer["vocab"]))
+    return _seq.embedding_forward(p["E"], x, out=out), x
+
+
+def _embedding_backward(layer, p, ids, g, need_dx, out=None):
+    return None, {"E": _seq.embedding_backward(ids, g, int(layer["vocab"]), out=out_buffer(out, "E"))}
+
+
+def _positional_check(layer: Layer, where: str) -> None:
+    check_keys(layer, where, frozenset({"max_len", "std"}))
+    check_positive_int(layer, "max_len", where)
+    _check_std(layer, where)
+
+
+def _positional_shape(layer, in_shape, where):
+    T, d = _sequence_shape(layer, in_shape, where)
+    L = int(layer["max_len"])
+    if T > L:
+        _fail(where, f"sequences of length T = {T} are longer than the positional layer's max_len = {L}")
+    return {"P": (L, d)}, (T, d)
+
+
+def _positional_init(layer, in_shape, rng, dtype, before_relu):
+    # N(0, 0.02**2) (GPT-2's choice for learned positions; "std" to change it), drawn in float64
+    d = int(in_shape[-1])
+    return {"P": rng.normal(0.0, float(layer.get("std", 0.02)), size=(int(layer["max_len"]), d)).astype(dtype)}
+
+
+def _positional_forward(layer, p, x, training, rng, out=None):
+    if x.shape[1] > p["P"].shape[0]:
+        _fail("positional", f"sequences of length T = {x.shape[1]} are longer than max_len = {p['P'].shape[0]}")
+    return _seq.positional_forward(x, p["P"], out=out), None
+
+
+def _positional_backward(layer, p, cache, g, need_dx, out=None):
+    return g, {"P": _seq.positional_backward(g, int(layer["max_len"]), out=out_buffer(out, "P"))}
+
+
+def _ln_check(layer: Layer, where: str) -> None:
+    check_keys(layer, where, frozenset({"eps"}))
+    _check_eps(layer, where)
+
+
+def _ln_shape(layer, in_shape, where):
+    c = (int(in_shape[-1]),)
+    return {"gamma": c, "beta": c}, tuple(in_shape)
+
+
+def _ln_init(layer, in_shape, rng, dtype, before_relu):
+    c = int(in_shape[-1])
+    return {"gamma": np.ones(c, dtype=dtype), "beta": np.zeros(c, dtype=dtype)}
+
+
+def _ln_forward(layer, p, x, training, rng, out=None):
+    return _seq.layer_norm_forward(x, p["gamma"], p["beta"], float(layer.get("eps", 1e-5)), out=out)
+
+
+def _ln_backward(layer, p, cache, g, need_dx, out=None):
+    dx, dgamma, dbeta = _seq.layer_norm_backward(cache, p["gamma"], g, out)
+    return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+# Layers whose input is a sequence (n, T, d): a dense layer before them fixes d alone, not the input's shape.
+SEQUENCE_LAYERS = frozenset({"positional", "attention"})
+
+ATTENTION_PARAMS = ("Wq", "Wk", "Wv", "Wo", "bq", "bk", "bv", "bo")
+
+
+def _attention_check(layer: Layer, where: str) -> None:
+    check_keys(layer, where, frozenset({"heads", "causal"}))
+    check_positive_int(layer, "heads", where)
+    causal = layer.get("causal", False)
+    if not isinstance(causal, (bool, np.bool_)):
+        _fail(where, f"'causal' must be true or false, got {causal!r}", TypeError)
+
+
+def _attention_shape(layer, in_shape, where):
+    T, d = _sequence_shape(layer, in_shape, where)
+    h = int(layer["heads"])
+    if d % h:
+        _fail(where, f"the model width d = {d} is not divisible by heads = {h} (each head takes d / heads features)")
+    return {**{name: (d, d) for name in ATTENTION_PARAMS[:4]}, **{name: (d,) for name in ATTENTION_PARAMS[4:]}}, (T, d)
+
+
+def _attention_init(layer, in_shape, rng, dtype, before_relu):
+    # torch.nn.MultiheadAttention's: its (3d, d) in-projection Xavier-uniform (bound sqrt(6 / 4d)),
+    # the out-projection U(+-1/sqrt(d)) (nn.Linear's default), every bias 0. Drawn in float64.
+    d = int(in_shape[-1])
+    a_in, a_out = np.sqrt(6.0 / (4 * d)), 1.0 / np.sqrt(d)
+    p = {name: rng.uniform(-a_in, a_in, size=(d, d)).astype(dtype) for name in ("Wq", "Wk", "Wv")}
+    p["Wo"] = rng.uniform(-a_out, a_out, size=(d, d)).astype(dtype)
+    p.update({name: np.zeros(d, dtype=dtype) for name in ATTENTION_PARAMS[4:]})
+    return p
+
+
+def _attention_macs(layer, in_shape, out_shape) -> int:
+    """Multiply-adds per sample: the four (d, d) projections at T positions, q kᵀ and A v (T² d each)."""
+    T, d = int(in_shape[0]), int(in_shape[1])
+    return 4 * T * d * d + 2 * T * T * d
+
+
+def _attention_scratch(layer, in_shape, out_shape) -> int:
+    """Elements per sample besides the output: q, k, v (twice: projected, then split by head), the
+    merged heads and the (h, T, T) attention weights the cache keeps."""
+    T, d = int(in_shape[0]), int(in_shape[1])
+    return 7 * T * d + int(layer["heads"]) * T * T
+
+
+def _ln_scratch(layer, in_shape, out_shape) -> int:
+    """The normalised input and one 1/std per position (what the cache keeps)."""
+    return int(np.prod(in_shape, dtype=np.int64)) + int(np.prod(in_shape[:-1], dtype=np.int64))
+
+
+def _attention_forward(layer, p, x, training, rng, out=None):
+    return _seq.attention_forward(x, p, int(layer["heads"]), bool(layer.get("causal", False)), out=out)
+
+
+def _attention_backward(layer, p, cache, g, need_dx, out=None):
+    return _seq.attention_backward(cache, p, g, need_dx, out)
+
+
 def _no_cost(layer, in_shape, out_shape) -> int:
     return 0
 
@@ -868,13 +1082,25 @@ LAYERS: Dict[str, Dict[str, Any]] = {
                          state=("running_mean", "running_var"), new_state=_bn_new_state, elementwise=True),
     "global_pool": entry(_global_pool_check, _global_pool_shape, _no_params, _global_pool_forward,
                          _global_pool_backward),
+    # sequences (funcnn.sequence): token ids (n, T) → (n, T, d); the others on (n, T, d)
+    "embedding": entry(_embedding_check, _embedding_shape, _embedding_init, _embedding_forward,
+                        _embedding_backward, trainable=("E",), cache="x"),
+    "positional": entry(_positional_check, _positional_shape, _positional_init, _positional_forward,
+                         _positional_backward, trainable=("P",), elementwise=True),
+    # caches xhat (a new array), so it may normalise in place
+    "layer_norm": entry(_ln_check, _ln_shape, _ln_init, _ln_forward, _ln_backward, trainable=("gamma", "beta"),
+                         elementwise=True, scratch=_ln_scratch),
+    "attention": entry(_attention_check, _attention_shape, _attention_init, _attention_forward,
+                        _attention_backward, trainable=ATTENTION_PARAMS, cache="x", macs=_attention_macs,
+                        scratch=_attention_scratch),
 }
 
 # Layers that :func:`funcnn.network.init_params` looks through when it asks which activation a
 # dense or conv layer feeds (He init before a ReLU-family activation): dropout, batch norm,
 # pooling and reshapes do not change which nonlinearity comes next (max pooling commutes with
 # a ReLU; batch norm rescales, and the ReLU after it still halves the variance).
-INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "max_pool", "avg_pool", "global_pool", "flatten", "reshape"})
+INIT_TRANSPARENT = frozenset({"dropout", "batch_norm", "layer_norm", "max_pool", "avg_pool", "global_pool",
+                              "flatten", "reshape"})
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -993,6 +1219,19 @@ def mlp(hidden: Union[int, Sequence[int]] = (64,), activation: Union[str, Dict[s
     dict such as ``{"type": "leaky_relu", "alpha": 0.1}``; a dropout layer with rate
     ``dropout`` follows each hidden activation when ``dropout > 0``. The output layer has no
     activation (the network outputs logits, as the losses expect).
+
+    Args:
+        hidden: a width or a sequence of widths.
+        activation: a layer type name or an activation layer dict.
+        dropout: the rate after each hidden activation (0: none).
+        n_outputs: the output layer's width.
+
+    Returns:
+        The spec, a list of layer dicts.
+
+    Examples:
+        >>> mlp(hidden=(16,), dropout=0.1, n_outputs=3)
+        [{'type': 'dense', 'units': 16}, {'type': 'relu'}, {'type': 'dropout', 'rate': 0.1}, {'type': 'dense', 'units': 3}]
     """
     if isinstance(hidden, (numbers.Integral, np.integer)) and not isinstance(hidden, (bool, np.bool_)):
         widths = [hidden]

@@ -33,8 +33,11 @@ def _check_output(output: Any, name: str) -> np.ndarray:
     if not isinstance(output, np.ndarray) or output.dtype.kind != "f":
         raise TypeError(f"{name}: output must be a float ndarray, got {type(output).__name__}"
                         + (f" of dtype {output.dtype}" if isinstance(output, np.ndarray) else ""))
+    if name == "softmax_cross_entropy" and output.ndim == 3 and output.shape[0] and output.shape[1]:
+        return output  # sequences: (n, T, k) logits, one distribution per position
     if output.ndim != 2 or output.shape[0] == 0:
-        raise ValueError(f"{name}: output must be 2-D (n_samples, n_outputs) and non-empty, got shape {output.shape}")
+        raise ValueError(f"{name}: output must be 2-D (n_samples, n_outputs) and non-empty, got shape {output.shape}"
+                         + ("" if name != "softmax_cross_entropy" else " (or (n, T, k) for sequences)"))
     return output
 
 
@@ -64,11 +67,43 @@ def _regression_targets(y: Any, n: int, k: int, dtype: np.dtype, name: str = "me
 def _public(name: str, output: Any, y: Any, sample_weight: Any, options: Dict[str, Any]) -> LossResult:
     """What every public loss does: check the output, the targets and the weights, then run the core."""
     output = _check_output(output, name)
-    n, k = output.shape
+    n, k = output.shape[0], output.shape[-1]
     check_outputs(name, k)
-    target = TARGETS[name](y, n, k, output.dtype)
-    w = check_sample_weight(sample_weight, n, output.dtype)
+    if output.ndim == 3:
+        target = sequence_labels(y, output.shape[:2], k)
+    else:
+        target = TARGETS[name](y, n, k, output.dtype)
+    w = check_sample_weight(sample_weight, n, output.dtype, shape=weight_shape(name, target))
     return CORES[name](output, target, w, **options)
+
+
+def sequence_labels(y: Any, shape: Tuple[int, int], k: int, name: str = "y") -> np.ndarray:
+    """Integer labels of shape ``(n, T)`` in ``0..k-1`` for sequence outputs (n, T, k), as intp;
+    an id out of range is named by sample and position."""
+    arr = np.asarray(y)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (one label per sample and position) to match "
+                         f"outputs of shape {tuple(shape) + (k,)}, got {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            bad = np.argwhere(~np.isfinite(arr) | (arr != np.round(arr)))[0]
+            raise ValueError(f"{name} must hold whole-number labels, got {arr[tuple(bad)].item()!r} at sample "
+                             f"{int(bad[0])}, position {int(bad[1])}")
+    elif arr.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= k):
+        bad = np.argwhere((arr < 0) | (arr >= k))[0]
+        raise ValueError(f"{name} at sample {int(bad[0])}, position {int(bad[1])} is {arr[tuple(bad)].item()!r}: "
+                         f"labels must be in 0..{k - 1} for a network with {k} outputs")
+    return arr.astype(np.intp, copy=False)
+
+
+def weight_shape(loss: Any, target: np.ndarray) -> Optional[Tuple[int, ...]]:
+    """The shape ``sample_weight`` takes with these checked targets: ``(n, T)`` (one weight per
+    position, 0 drops a padding position) for sequence labels, else None (the default ``(n,)``)."""
+    if resolve(loss)[0] == "softmax_cross_entropy" and target.ndim == 2:
+        return target.shape
+    return None
 
 
 def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None, *,
@@ -77,29 +112,93 @@ def softmax_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None,
 
     ``label_smoothing`` ε (torch's ``cross_entropy(label_smoothing=ε)``): the target is
     ``(1 - ε) onehot(y) + ε / k``, i.e. the loss is ``(1 - ε) (-log p_y) + ε mean_j (-log p_j)``.
+
+    Args:
+        output: the network's output: logits ``(n, k)``.
+        y: the targets: integer labels ``0..k-1``.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+        label_smoothing: ε in [0, 1].
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = softmax_cross_entropy(np.array([[0.0, 0.0]]), np.array([1]))
+        >>> round(value, 4), grad.tolist()
+        (0.6931, [[0.5, -0.5]])
     """
     return _public("softmax_cross_entropy", output, y, sample_weight,
                    {"label_smoothing": _check_smoothing(label_smoothing)})
 
 
 def binary_cross_entropy(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}."""
+    """Mean log loss of ``sigmoid(output)``; output (n, 1) logits, y (n,) or (n, 1) in {0, 1}.
+
+    Args:
+        output: the network's output: logits ``(n, 1)``.
+        y: the targets: 0/1, ``(n,)`` or ``(n, 1)``.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = binary_cross_entropy(np.array([[0.0], [0.0]]), np.array([0, 1]))
+        >>> round(value, 4), grad.ravel().tolist()
+        (0.6931, [0.25, -0.25])
+    """
     return _public("binary_cross_entropy", output, y, sample_weight, {})
 
 
 def mean_squared_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1."""
+    """Mean over samples and outputs of ``(output - y)**2``; y (n, k), or (n,) when k == 1.
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+
+    Examples:
+        >>> import numpy as np
+        >>> value, grad = mean_squared_error(np.array([[1.0], [3.0]]), np.array([0.0, 3.0]))
+        >>> value, grad.ravel().tolist()
+        (0.5, [1.0, 0.0])
+    """
     return _public("mean_squared_error", output, y, sample_weight, {})
 
 
 def mean_absolute_error(output: np.ndarray, y: Any, sample_weight: Any = None) -> LossResult:
-    """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0)."""
+    """Mean over samples and outputs of ``|output - y|`` (torch.nn.L1Loss; gradient sign(output - y), 0 at 0).
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+    """
     return _public("mean_absolute_error", output, y, sample_weight, {})
 
 
 def huber(output: np.ndarray, y: Any, sample_weight: Any = None, *, delta: float = 1.0) -> LossResult:
     """Mean over samples and outputs of the Huber loss of ``d = output - y`` (torch.nn.HuberLoss):
-    ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``."""
+    ``d**2 / 2`` where ``|d| < delta``, else ``delta * (|d| - delta / 2)``.
+
+    Args:
+        output: the network's output ``(n, k)``.
+        y: the targets ``(n, k)``, or ``(n,)`` when k = 1.
+        sample_weight: optional weights ``(n,)``: the mean is ``Σ w·l / Σ w``.
+        delta: where the loss turns from quadratic to linear (> 0).
+
+    Returns:
+        ``(value, grad_output)``: the loss as a float and ∂value/∂output, ``output``'s shape and dtype.
+    """
     return _public("huber", output, y, sample_weight, {"delta": _check_delta(delta)})
 
 
@@ -138,6 +237,13 @@ def _scale_rows(grad: np.ndarray, wn: Optional[np.ndarray], total: float, factor
 
 def _softmax_cross_entropy(output: np.ndarray, labels: np.ndarray, w: Optional[np.ndarray],
                            out: Optional[np.ndarray] = None, label_smoothing: float = 0.0) -> LossResult:
+    if output.ndim == 3:
+        # sequences: the mean over all n*T positions, i.e. the loss of the flattened positions
+        # (torch's cross_entropy on (n*T, k)); weights (n, T) weight positions
+        value, grad = _softmax_cross_entropy(
+            output.reshape(-1, output.shape[-1]), labels.reshape(-1), None if w is None else w.reshape(-1),
+            None if out is None else out.reshape(-1, out.shape[-1]), label_smoothing)
+        return value, grad.reshape(output.shape)
     n, k = output.shape
     total, wn = _weights(w, n)
     flat = np.arange(0, n * k, k)  # index of (i, labels[i]) in the flattened (n, k) array
@@ -272,7 +378,7 @@ PROBA: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 DECISION: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "softmax_cross_entropy": lambda out: out.argmax(axis=1),
+    "softmax_cross_entropy": lambda out: out.argmax(axis=-1),  # (n,) labels, (n, T) for sequences
     # sigmoid(z) > 0.5 exactly when z > 0, as scikit-learn's MLPClassifier decides.
     "binary_cross_entropy": lambda out: (out[:, 0] > 0).astype(np.intp),
     "mean_squared_error": lambda out: out,
@@ -369,7 +475,8 @@ def chance_level(loss: Any, n_outputs: int) -> Optional[float]:
     return None
 
 
-def check_targets(loss: Any, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y") -> np.ndarray:
+def check_targets(loss: Any, y: Any, n: int, n_out: int, dtype: np.dtype, name: str = "y",
+                  out_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
     """Targets checked once for ``loss``: intp labels (n,) or an (n, n_out) array of ``dtype``.
 
     Callers that validate their data once (``train``, ``evaluate``, ``sweep``) pass the result
@@ -382,6 +489,12 @@ def check_targets(loss: Any, y: Any, n: int, n_out: int, dtype: np.dtype, name: 
     if len(y) != n:
         raise ValueError(f"{name} has {len(y)} rows but X has {n} samples")
     check_outputs(loss_name, n_out)
+    if out_shape is not None and len(out_shape) > 1:  # one sample's output is (T, k): sequences
+        if loss_name != "softmax_cross_entropy" or len(out_shape) != 2:
+            raise ValueError(f"{loss_name} takes outputs (n_samples, n_outputs), this network's are "
+                             f"(n_samples, {', '.join(map(str, out_shape))}); softmax_cross_entropy takes "
+                             "sequence outputs (n, T, k), or flatten/pool the network's output first")
+        return sequence_labels(y, (n, int(out_shape[0])), int(out_shape[1]), name)
     try:
         return TARGETS[loss_name](y, n, n_out, dtype)
     except (ValueError, TypeError) as exc:

@@ -18,17 +18,46 @@ __all__ = ["accuracy", "correct", "r2", "scores"]
 
 
 def correct(loss: str, output: np.ndarray, labels: np.ndarray) -> int:
-    """How many rows of ``output`` the loss's decision rule classifies as ``labels`` says."""
+    """How many rows of ``output`` the loss's decision rule classifies as ``labels`` says.
+
+    Args:
+        loss: a classification loss name (its decision rule: argmax, or logit > 0 for binary).
+        output: the network's output, ``(n, k)`` logits (``(n, 1)`` for binary).
+        labels: integer labels ``(n,)``.
+
+    Returns:
+        The count of correctly classified rows.
+
+    Examples:
+        >>> import numpy as np
+        >>> correct("softmax_cross_entropy", np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 0]))
+        1
+    """
     return int(np.count_nonzero(_losses.decision(loss)(output) == labels))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
-    """Fraction (weighted: share of the weight) of ``y_pred == y_true``."""
-    hit = np.asarray(y_true) == np.asarray(y_pred)
+    """Fraction (weighted: share of the weight) of ``y_pred == y_true``.
+
+    Args:
+        y_true: true labels ``(n,)``, or ``(n, T)`` for sequences (every position counts).
+        y_pred: predicted labels, the same shape.
+        sample_weight: optional weights, the labels' shape.
+
+    Returns:
+        ``count(y_pred == y_true) / size``, or ``Σ w·[y_pred == y_true] / Σ w``.
+
+    Examples:
+        >>> accuracy([0, 1, 1, 2], [0, 1, 2, 2])
+        0.75
+        >>> accuracy([0, 1], [0, 0], sample_weight=[3.0, 1.0])
+        0.75
+    """
+    hit = np.asarray(y_true) == np.asarray(y_pred)  # (n,), or (n, T) for sequences: every position counts
     if sample_weight is None:
-        return float(np.count_nonzero(hit)) / hit.shape[0]
+        return float(np.count_nonzero(hit)) / hit.size
     w = np.asarray(sample_weight, dtype=np.float64)
-    return float(np.dot(w, hit) / w.sum())
+    return float(np.dot(w.reshape(-1), hit.reshape(-1)) / w.sum())
 
 
 def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarray] = None) -> float:
@@ -36,6 +65,20 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarra
 
     An output whose target is constant scores 1.0 when predicted exactly, else 0.0 (as
     scikit-learn). With fewer than two samples R² is undefined: NaN.
+
+    Args:
+        y_true: targets ``(n,)`` or ``(n, k)``.
+        y_pred: predictions of the same shape (or any shape with as many values).
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        R², the uniform average over the k outputs (scikit-learn's ``"uniform_average"``).
+
+    Examples:
+        >>> r2([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+        1.0
+        >>> r2([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
+        0.0
     """
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
@@ -56,8 +99,20 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray, sample_weight: Optional[np.ndarra
 def scores(loss: str, output: np.ndarray, y: np.ndarray, sample_weight: Any = None) -> Dict[str, float]:
     """``{"loss", "accuracy"}`` for classification, ``{"loss", "mse", "r2"}`` for regression.
 
-    ``y`` as :func:`funcnn.losses.check_targets` returns it; ``loss`` is the loss value without
-    any L2 term (the data's loss).
+    Args:
+        loss: a loss name or ``{"name": ..., **options}`` dict.
+        output: the network's output (inference mode).
+        y: the targets, as :func:`funcnn.losses.check_targets` returns them.
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        A dict of floats; ``"loss"`` is the loss value without any L2 term (the data's loss).
+
+    Examples:
+        >>> import numpy as np
+        >>> s = scores("softmax_cross_entropy", np.array([[3.0, 0.0], [0.0, 3.0]]), np.array([0, 0]))
+        >>> sorted(s), s["accuracy"]
+        (['accuracy', 'loss'], 0.5)
     """
     value = float(_losses.core(loss)(output, y, sample_weight)[0])
     if _losses.is_classification(loss):

@@ -21,8 +21,8 @@ import numpy as np
 from . import footprint as _footprint
 from . import losses as _losses
 from . import parallel as _parallel
-from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, Shape, check_spec, has_params, is_trainable_key, remember,
-                     spec_key)
+from .layers import (INIT_TRANSPARENT, LAYERS, RELU_FAMILY, SEQUENCE_LAYERS, Shape, check_spec, has_params,
+                     is_trainable_key, remember, spec_key)
 from .validation import SeedLike, as_rng, check_dtype, check_finite, check_X
 
 Spec = List[Dict[str, Any]]
@@ -75,7 +75,13 @@ def children(layer: Dict[str, Any]) -> Optional[List[Tuple[str, Spec]]]:
 
 def walk(spec: Spec, prefix: str = "") -> List[Tuple[str, Dict[str, Any]]]:
     """``(path, layer)`` for every layer of ``spec``, blocks and the layers inside them, depth first
-    in spec order (a block before its inner layers): ``[("0", ...), ("1", residual), ("1.body.0", ...)]``."""
+    in spec order (a block before its inner layers): ``[("0", ...), ("1", residual), ("1.body.0", ...)]``.
+
+    Examples:
+        >>> import funcnn as F
+        >>> [path for path, _ in walk([F.dense(4), {"type": "residual", "body": [F.dense(4), F.relu()]}])]
+        ['0', '1', '1.body.0', '1.body.1']
+    """
     out: List[Tuple[str, Dict[str, Any]]] = []
     for i, layer in enumerate(spec):
         path = f"{prefix}{i}"
@@ -107,7 +113,13 @@ def trainable_keys(params: Params) -> List[str]:
 
 
 def param_keys(spec: Spec) -> List[str]:
-    """The keys a params dict for ``spec`` has, in layer order: ``["W_0", "b_0", ...]`` (paths in blocks)."""
+    """The keys a params dict for ``spec`` has, in layer order: ``["W_0", "b_0", ...]`` (paths in blocks).
+
+    Examples:
+        >>> import funcnn as F
+        >>> F.param_keys([F.dense(4), {"type": "residual", "body": [F.dense(4)]}, F.dense(2)])
+        ['W_0', 'b_0', 'W_1.body.0', 'b_1.body.0', 'W_2', 'b_2']
+    """
     return [key for _, _, key in layer_keys(spec)]
 
 
@@ -191,7 +203,8 @@ def _input_key(spec: Spec) -> Optional[str]:
     """The key of the W whose rows fix the input width (a dense layer first, after elementwise layers), or None."""
     first = first_trainable(spec)
     if first is not None and spec[first]["type"] == "dense" \
-            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]):
+            and all(LAYERS[l["type"]]["elementwise"] for l in spec[:first]) \
+            and not any(l["type"] in SEQUENCE_LAYERS for _, l in walk(spec)):  # sequences: W fixes d, not (T, d)
         return f"W_{first}"
     return None
 
@@ -325,6 +338,23 @@ def init_params(spec: Spec, n_inputs: Any, *, seed: SeedLike = None, dtype: Any 
     """New params for ``spec`` on inputs of ``n_inputs`` features (or per-sample shape), by each layer's init.
 
     Arrays are drawn from ``seed`` in :func:`param_keys` order (blocks: body, then shortcut; branches in order).
+
+    Args:
+        spec: the layer specs, a list of dicts (blocks may nest).
+        n_inputs: the number of features (an int), or one sample's shape (a tuple, e.g.
+            ``(28, 28, 1)`` for images).
+        seed: an int, a ``np.random.Generator`` (advanced), or None for fresh entropy.
+        dtype: float32 (the default) or float64.
+
+    Returns:
+        The params dict: ``"{name}_{path}"`` → array, e.g. ``W_0`` ``(n_in, units)`` and ``b_0``
+        ``(units,)`` for a dense layer at position 0.
+
+    Examples:
+        >>> import funcnn as F
+        >>> params = F.init_params([F.dense(8), F.relu(), F.dense(3)], n_inputs=4, seed=0)
+        >>> {k: v.shape for k, v in params.items()}
+        {'W_0': (4, 8), 'b_0': (8,), 'W_2': (8, 3), 'b_2': (3,)}
     """
     check_spec(spec)
     shape = as_shape(n_inputs)
@@ -420,8 +450,10 @@ def run_backward(spec: Spec, lparams: LayerParams, caches: Sequence[Any], g: np.
 
 
 def l2_keys(params: Params) -> List[str]:
-    """The arrays ``l2`` penalises: every weight array ``W_*`` (dense and conv kernels), never biases."""
-    return [k for k in params if k.startswith("W_")]
+    """The arrays ``l2`` penalises: every weight matrix, i.e. the keys whose name (before the first
+    ``_``) starts with ``W``: dense and conv kernels ``W_*``, attention's ``Wq_*`` .. ``Wo_*``;
+    never biases, norms, embeddings or positions."""
+    return [k for k in params if k[:1] == "W" and "_" in k]
 
 
 def l2_penalty(params: Params, l2: float) -> float:
@@ -474,13 +506,40 @@ def checked_input(spec: Spec, params: Params, X: Any, name: str = "X", *, finite
     """
     check_spec(spec)
     n_in, n_out, dtype = check_params(spec, params, finite=finite_params)
-    if n_in is None:  # the network starts with a layer whose input shape the params do not fix
+    # the input's shape from X when the params do not fix it: a network that starts with a layer
+    # of no fixed input shape, or a dense layer on the last axis of sequences (n, T, d)
+    if n_in is None or (isinstance(n_in, int) and getattr(X, "ndim", 2) > 2):
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         if arr.ndim < 2:
             raise ValueError(f"{name} must have a sample axis and a per-sample shape, got shape {arr.shape}")
         _, n_out, dtype = check_params(spec, params, arr.shape[1:], finite=False)
-        return check_X(arr, dtype, arr.shape[1:], name=name, convert=convert), n_out, dtype
-    return check_X(X, dtype, n_in, name=name, convert=convert), n_out, dtype
+        return check_X(arr, input_dtype(spec, arr, dtype, name), arr.shape[1:], name=name, convert=convert), \
+            n_out, dtype
+    return check_X(X, input_dtype(spec, X, dtype, name), n_in, name=name, convert=convert), n_out, dtype
+
+
+def takes_tokens(spec: Spec) -> bool:
+    """Whether the network's input is token ids (its first layer is an embedding)."""
+    return bool(spec) and isinstance(spec[0], dict) and spec[0].get("type") == "embedding"
+
+
+def input_dtype(spec: Spec, X: Any, dtype: np.dtype, name: str = "X") -> np.dtype:
+    """The dtype the network's input takes: ``dtype`` (the params'), or for a token network X's own
+    integer dtype (ids are never converted to float; float ids are a TypeError)."""
+    if not takes_tokens(spec):
+        return dtype
+    kind = getattr(X, "dtype", None)
+    if kind is None:
+        kind = np.asarray(X).dtype
+    if kind.kind not in "iu":
+        raise TypeError(f"{name} must hold integer token ids (the network starts with an embedding), got dtype "
+                        f"{kind}; pass integer ids, e.g. {name}.astype(np.int64)")
+    return kind
+
+
+def output_shape(spec: Spec, in_shape: Shape) -> Shape:
+    """One sample's output shape for inputs of per-sample shape ``in_shape`` (``(k,)``, or ``(T, k)``)."""
+    return tuple(shapes(spec, tuple(in_shape))[-1][1])
 
 
 def check_output(spec: Spec, params: Params, output: np.ndarray) -> np.ndarray:
@@ -502,6 +561,25 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
     """Run the network: X (n, *input shape) → (output (n, n_outputs), cache for :func:`backward`).
 
     ``training=True`` turns dropout on; its masks come from ``seed``, layer by layer.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict for ``spec``.
+        X: inputs ``(n, *input shape)``, converted to the params' dtype.
+        training: training mode: dropout on, batch norm on batch statistics.
+        seed: the dropout masks' seed (an int or a Generator), in training mode.
+
+    Returns:
+        ``(output, cache)``: the network's output and what :func:`backward` needs;
+        ``cache["state"]`` holds batch norm's new running statistics in training mode.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> spec = [F.dense(3)]
+        >>> params = F.init_params(spec, n_inputs=2, seed=0)
+        >>> output, cache = F.forward(spec, params, np.ones((5, 2)))
+        >>> output.shape, output.dtype.name
+        ((5, 3), 'float32')
     """
     training = _check_training(training)
     X, _, dtype = checked_input(spec, params, X, finite_params=False)
@@ -518,7 +596,27 @@ def forward(spec: Spec, params: Params, X: Any, *, training: bool = False,
 
 
 def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Params:
-    """Back-propagate ``grad_output`` = d loss / d output (n, n_outputs) → grads, keyed like params."""
+    """Back-propagate ``grad_output`` = d loss / d output (n, n_outputs) → grads, keyed like params.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict the forward pass used.
+        cache: the cache :func:`forward` returned.
+        grad_output: ∂loss/∂output, the forward output's shape and the params' dtype (as a loss
+            function returns it).
+
+    Returns:
+        The gradients: the trainable keys of ``params`` with their shapes and dtypes.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> spec = [F.dense(3)]
+        >>> params = F.init_params(spec, n_inputs=2, seed=0)
+        >>> output, cache = F.forward(spec, params, np.ones((5, 2)))
+        >>> loss, g = F.losses.softmax_cross_entropy(output, np.array([0, 1, 2, 0, 1]))
+        >>> {k: v.shape for k, v in F.backward(spec, params, cache, g).items()}
+        {'W_0': (2, 3), 'b_0': (3,)}
+    """
     check_spec(spec)
     _, _, dtype = check_params(spec, params)
     if not isinstance(cache, dict) or "layers" not in cache or len(cache["layers"]) != len(spec):
@@ -537,15 +635,40 @@ def backward(spec: Spec, params: Params, cache: Cache, grad_output: Any) -> Para
 def value_and_grad(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, l2: float = 0.0,
                    sample_weight: Any = None, training: bool = True,
                    seed: SeedLike = None) -> Tuple[float, Params]:
-    """Loss value ``loss(forward(X), y) + l2/2 * sum ||W||^2`` and its gradient w.r.t. every param."""
+    """Loss value ``loss(forward(X), y) + l2/2 * sum ||W||^2`` and its gradient w.r.t. every param.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict.
+        X: inputs ``(n, *input shape)``.
+        y: targets: integer labels for the cross-entropies, values for regression.
+        loss: a loss name, or ``{"name": ..., **options}``.
+        l2: the coefficient of ``l2/2 · Σ‖W‖²`` over the weight arrays (not biases).
+        sample_weight: optional weights ``(n,)``: the loss is ``Σ w·l / Σ w``.
+        training: training mode (the default here: dropout on, batch statistics).
+        seed: the dropout masks' seed.
+
+    Returns:
+        ``(value, grads)``: the objective as a float and its gradient, keyed like the trainable params.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> spec = [F.dense(3)]
+        >>> params = F.init_params(spec, n_inputs=2, seed=0)
+        >>> value, grads = F.value_and_grad(spec, params, np.ones((4, 2)), np.array([0, 1, 2, 1]),
+        ...                                 loss="softmax_cross_entropy", l2=1e-3)
+        >>> round(value, 4) > 0, sorted(grads)
+        (True, ['W_0', 'b_0'])
+    """
     from .validation import check_number, check_sample_weight
     _losses.get(loss)
     l2 = float(check_number(l2, "l2", low=0.0))
     training = _check_training(training)
     X, n_out, dtype = checked_input(spec, params, X)
     _footprint.check_budget(spec, X.shape[1:], dtype, rows=X.shape[0], training=True, where="value_and_grad: ")
-    target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
-    w = check_sample_weight(sample_weight, X.shape[0], dtype)
+    out_shape = output_shape(spec, X.shape[1:])
+    target = _losses.check_targets(loss, y, X.shape[0], n_out, dtype, out_shape=out_shape)
+    w = check_sample_weight(sample_weight, X.shape[0], dtype, shape=_losses.weight_shape(loss, target))
     rng = as_rng(seed) if training else None
     with _parallel.workers(uses_parts(spec)):
         value, grads, _, _ = objective(spec, layer_params(spec, params), params, X, target, _losses.core(loss), l2,
@@ -589,6 +712,9 @@ def infer(spec: Spec, params: Params, X: np.ndarray, chunk: Optional[int] = None
         chunk = (_footprint.inference_chunk(spec, X.shape[1:], dtype, INFERENCE_CHUNK_BYTES, MIN_CHUNK)
                  if n > MIN_CHUNK or by_parts else n)
 
+    if takes_tokens(spec):
+        dtype = X.dtype  # ids stay integers
+
     def run(part):
         return run_forward(spec, lparams, part if part.dtype == dtype else part.astype(dtype), False, None,
                            keep_cache=False)[0]
@@ -616,13 +742,43 @@ def _output(spec: Spec, params: Params, X: Any, loss: str) -> np.ndarray:
 
 
 def predict_proba(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:
-    """Class probabilities (n, n_classes): softmax of the logits, or [1 - p, p] for binary."""
+    """Class probabilities (n, n_classes): softmax of the logits, or [1 - p, p] for binary.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict.
+        X: inputs ``(n, *input shape)``; any dtype (each chunk of rows is converted on its own).
+        loss: the classification loss the network was trained with.
+
+    Returns:
+        Probabilities ``(n, k)``, each row summing to 1 (binary: 2 columns, as scikit-learn).
+
+    Raises:
+        ValueError: a regression loss.
+    """
     to_proba = _losses.proba(loss)
     output = _output(spec, params, X, loss)
     return to_proba(output)
 
 
 def predict(spec: Spec, params: Params, X: Any, *, loss: str) -> np.ndarray:
-    """Class labels (n,) for the cross-entropies; the outputs (n, k) for mean_squared_error."""
+    """Class labels (n,) for the cross-entropies; the outputs (n, k) for mean_squared_error.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict.
+        X: inputs ``(n, *input shape)``; any dtype (each chunk of rows is converted on its own).
+        loss: the loss the network was trained with.
+
+    Returns:
+        Integer labels ``(n,)`` (argmax; binary: logit > 0), or the outputs for regression.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> spec = [F.dense(1)]
+        >>> params = {"W_0": np.array([[1.0], [-1.0]], np.float32), "b_0": np.zeros(1, np.float32)}
+        >>> F.predict(spec, params, np.array([[2.0, 1.0], [0.0, 3.0]]), loss="binary_cross_entropy").tolist()
+        [1, 0]
+    """
     output = _output(spec, params, X, loss)
     return _losses.decision(loss)(output)

@@ -196,6 +196,19 @@ def sgd(lr: LearningRate, momentum: float = 0.0, nesterov: bool = False,
 
     b_t = momentum * b_{t-1} + g;  d = g + momentum * b_t if nesterov else b_t;  p -= lr * d
     (without momentum: p -= lr * g). ``clip_norm``: see :func:`clip_factor`.
+
+    Args:
+        lr: the learning rate: a number, a schedule dict (:mod:`funcnn.schedules`) or a function of the step.
+        momentum: in [0, 1).
+        nesterov: Nesterov momentum.
+        clip_norm: clip the gradients' global norm to this (None: off).
+
+    Returns:
+        The optimizer dict.
+
+    Examples:
+        >>> sgd(0.1, momentum=0.9)
+        {'name': 'sgd', 'lr': 0.1, 'momentum': 0.9, 'nesterov': False}
     """
     opt = validate({"name": "sgd", "lr": _check_lr(lr, "sgd"),
                     "momentum": _unit(momentum, "sgd: momentum"), "nesterov": nesterov})
@@ -208,6 +221,15 @@ def rmsprop(lr: LearningRate, decay: float = 0.9, eps: float = 1e-8, clip_norm: 
 
     s_t = decay * s_{t-1} + (1 - decay) * g**2;  p -= lr * g / (sqrt(s_t) + eps).
     ``clip_norm``: see :func:`clip_factor`.
+
+    Args:
+        lr: the learning rate (a number, a schedule dict or a function of the step).
+        decay: the squares' moving-average factor (torch's ``alpha``).
+        eps: added to the root for stability.
+        clip_norm: clip the gradients' global norm to this (None: off).
+
+    Returns:
+        The optimizer dict.
     """
     return _with_clip({"name": "rmsprop", "lr": _check_lr(lr, "rmsprop"),
                        "decay": _unit(decay, "rmsprop: decay"),
@@ -220,6 +242,21 @@ def adam(lr: LearningRate = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps:
 
     p *= 1 - lr*wd;  m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g**2;
     p -= lr / (1-b1**t) * m_t / (sqrt(v_t) / sqrt(1-b2**t) + eps).  ``clip_norm``: see :func:`clip_factor`.
+
+    Args:
+        lr: the learning rate (a number, a schedule dict or a function of the step).
+        beta1: the first moment's factor.
+        beta2: the second moment's factor.
+        eps: added to the root for stability.
+        weight_decay: decoupled weight decay (AdamW); 0 is Adam.
+        clip_norm: clip the gradients' global norm to this (None: off).
+
+    Returns:
+        The optimizer dict.
+
+    Examples:
+        >>> adam(1e-3)["name"], adam(1e-3, clip_norm=1.0)["clip_norm"]
+        ('adam', 1.0)
     """
     return _with_clip({"name": "adam", "lr": _check_lr(lr, "adam"),
                        "beta1": _unit(beta1, "adam: beta1"), "beta2": _unit(beta2, "adam: beta2"),
@@ -359,7 +396,21 @@ def by_name(optimizer: Any, **hyperparameters: Any) -> Optimizer:
 # --------------------------------------------------------------------------- public
 
 def init_state(optimizer: Optimizer, params: Params) -> State:
-    """The state before the first update: ``{"step": 0, slot: {key: zeros_like(params[key])}}``."""
+    """The state before the first update: ``{"step": 0, slot: {key: zeros_like(params[key])}}``.
+
+    Args:
+        optimizer: an optimizer dict.
+        params: the params dict (only its trainable keys get slots).
+
+    Returns:
+        The state dict.
+
+    Examples:
+        >>> import numpy as np
+        >>> state = init_state(adam(), {"W_0": np.ones((2, 2))})
+        >>> state["step"], sorted(state)
+        (0, ['m', 'step', 'v'])
+    """
     validate(optimizer)
     _check_params(params)
     slots = OPTIMIZERS[optimizer["name"]]["slots"](optimizer)
@@ -419,6 +470,24 @@ def update(optimizer: Optimizer, params: Params, grads: Params, state: State) ->
     gradients are not checked for (that would cost a pass over every array); they
     propagate into the parameters without warnings, and ``train`` reports the non-finite
     loss that produced them.
+
+    Args:
+        optimizer: an optimizer dict.
+        params: the params dict.
+        grads: gradients keyed like the trainable params (as :func:`funcnn.backward` returns them).
+        state: the optimizer state (from :func:`init_state` or the previous update).
+
+    Returns:
+        ``(new_params, new_state)``; entries without a gradient (batch norm's running statistics)
+        are carried over unchanged.
+
+    Examples:
+        >>> import numpy as np
+        >>> opt = sgd(0.5)
+        >>> params = {"W_0": np.array([1.0, 2.0])}
+        >>> new, state = update(opt, params, {"W_0": np.array([1.0, -1.0])}, init_state(opt, params))
+        >>> new["W_0"].tolist(), state["step"], params["W_0"].tolist()
+        ([0.5, 2.5], 1, [1.0, 2.0])
     """
     validate(optimizer)
     _check_params(params)

@@ -8,10 +8,10 @@ two threads or on sixteen.
 
 Threads run the parts only inside :func:`workers`. It takes the threads BLAS would have used: as
 many workers as BLAS has threads at entry (at most :data:`PARTS`), and BLAS limited to one
-thread inside, so the cores are not oversubscribed. Measured on 2 cores (the small CNN of the
-benchmark, batch 128): a training step 20-23 ms → 17-18 ms. OpenBLAS's two threads inside each
-matrix product left the rest of the step (im2col, pooling, strided adds: about half of it) on
-one core, and its idle worker spun on the other; parts of the whole layer keep both cores busy.
+thread inside, so the cores are not oversubscribed. Why: OpenBLAS's threads work only inside
+each matrix product, which left the rest of the step (im2col, pooling, strided adds: about
+half of it) on one core while its idle worker spun on the other; parts of the whole layer keep
+every core busy.
 With BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep``
 runs its trials), the parts run one after the other on the calling thread.
 
@@ -60,7 +60,17 @@ if hasattr(os, "register_at_fork"):
 
 def parts(n: int) -> List[Tuple[int, int]]:
     """The ``(start, stop)`` runs of samples a batch of ``n`` is split into: equal sizes, the first
-    ones one larger when ``n`` does not divide."""
+    ones one larger when ``n`` does not divide.
+
+    ``min(PARTS, n // MIN_PART)`` parts, at least one; they depend on ``n`` alone, so results
+    are the same bits on threads or sequentially.
+
+    Examples:
+        >>> parts(10)
+        [(0, 10)]
+        >>> parts(130)
+        [(0, 33), (33, 66), (66, 98), (98, 130)]
+    """
     k = max(1, min(PARTS, n // MIN_PART))
     size, extra = divmod(n, k)
     bounds, start = [], 0
@@ -81,6 +91,18 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
 
     With w workers, worker j runs parts j, j + w, ...; the calling thread is worker 0 (so it
     never only waits, and nested or concurrent calls cannot deadlock).
+
+    Args:
+        fn: ``fn(start, stop)`` computes one part (writing into disjoint slices, or returning
+            a value).
+        n: the number of samples.
+
+    Returns:
+        The parts' results, in the order of :func:`parts`.
+
+    Examples:
+        >>> map_parts(lambda start, stop: stop - start, 64)
+        [16, 16, 16, 16]
     """
     bounds = parts(n)
     pool, w = _state["pool"], _state["workers"]
@@ -101,7 +123,7 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
 
 def _blas_controller():
     """threadpoolctl's view of the BLAS libraries (made once: scanning the loaded libraries takes
-    about 16 ms; None without threadpoolctl)."""
+    milliseconds; None without threadpoolctl)."""
     if _state["controller"] is None:
         try:
             from threadpoolctl import ThreadpoolController
@@ -119,6 +141,18 @@ def workers(enabled: bool = True) -> Iterator[int]:
     to one thread until the outermost exit (restored even on an exception). Nested and
     concurrent entries share that setting. ``enabled=False`` is a no-op (yields the current
     count). The worker threads are made once and wait, idle, between blocks.
+
+    Args:
+        enabled: False makes the block a no-op.
+
+    Yields:
+        The number of workers (1 when BLAS has one thread).
+
+    Examples:
+        >>> with workers() as w:
+        ...     sizes = map_parts(lambda start, stop: stop - start, 64)
+        >>> sizes
+        [16, 16, 16, 16]
     """
     if not enabled:
         yield _state["workers"]

@@ -51,7 +51,25 @@ def _series(values: Any, name: str) -> np.ndarray:
 
 def learning_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, title: Optional[str] = None,
                     figsize: Tuple[float, float] = (6, 4), dpi: float = 100) -> PathLike:
-    """Loss (and, when recorded, accuracy) per epoch from a ``train`` history dict → image at ``path``."""
+    """Loss (and, when recorded, accuracy) per epoch from a ``train`` history dict → image at ``path``.
+
+    Args:
+        history: ``train``'s history: per-epoch lists ``loss`` and, when recorded,
+            ``val_loss``, ``accuracy``, ``val_accuracy``.
+        path: the image file to write.
+        title: an optional title above the panels.
+        figsize: the figure's (width, height) in inches.
+        dpi: pixels per inch: a PNG is ``figsize * dpi`` pixels.
+
+    Returns:
+        ``path``, once the image is written (the format follows its extension, PNG if none).
+
+    Examples:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "curves.png")
+        >>> learning_curves({"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.7, 0.6]}, path) == path
+        True
+    """
     if not isinstance(history, Mapping):
         raise TypeError(f"history must be a dict of per-epoch lists, got {type(history).__name__}")
     panels = [(kind, [k for k in (kind, f"val_{kind}") if k in history]) for kind in ("loss", "accuracy")]
@@ -70,7 +88,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], path: PathLike, *, t
             ax.plot(epochs, series[key], marker="o" if epochs.size <= 30 else None, markersize=3,
                     label="validation" if key.startswith("val_") else "training")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5"
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # no "epoch 1.5"; labels that fit
         ax.set_ylabel(kind)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
@@ -93,7 +111,22 @@ def _looks_logarithmic(values: np.ndarray) -> bool:
 def validation_curve(values: Sequence[float], scores: Any, path: PathLike, *, param_name: str = "λ",
                      score_name: str = "validation accuracy", log: Optional[bool] = None,
                      figsize: Tuple[float, float] = (6, 4), dpi: float = 100) -> PathLike:
-    """Score vs hyperparameter; ``scores`` (n,) or (n, folds) → mean line with a ±1 std band."""
+    """Score vs hyperparameter; ``scores`` (n,) or (n, folds) → mean line with a ±1 std band.
+
+    Args:
+        values: the hyperparameter's values ``(n,)``.
+        scores: one score per value ``(n,)``, or one per value and fold ``(n, folds)``.
+        path: the image file to write.
+        param_name: the x axis label.
+        score_name: the y axis label.
+        log: a log x axis; None decides (positive values spanning two decades, or a
+            geometric grid).
+        figsize: the figure's (width, height) in inches.
+        dpi: pixels per inch: a PNG is ``figsize * dpi`` pixels.
+
+    Returns:
+        ``path``, once the image is written (the format follows its extension, PNG if none).
+    """
     values = _series(values, "values")
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim not in (1, 2) or scores.shape[0] != values.size:
@@ -133,7 +166,21 @@ def _class_colormap(n_classes: int) -> Any:
 
 def decision_boundary(predict_fn: Callable[[np.ndarray], Any], X: Any, y: Any, path: PathLike, *,
                       resolution: int = 200, figsize: Tuple[float, float] = (6, 4), dpi: float = 100) -> PathLike:
-    """Regions of ``predict_fn`` ((m, 2) → (m,) labels) on a resolution² grid, with the samples X (n, 2)."""
+    """Regions of ``predict_fn`` ((m, 2) → (m,) labels) on a resolution² grid, with the samples X (n, 2).
+
+    Args:
+        predict_fn: maps an ``(m, 2)`` array of points to ``(m,)`` labels, e.g.
+            ``lambda Z: funcnn.predict(spec, params, Z, loss=...)``.
+        X: the samples to draw, ``(n, 2)``.
+        y: their labels ``(n,)``.
+        path: the image file to write.
+        resolution: grid points per axis.
+        figsize: the figure's (width, height) in inches.
+        dpi: pixels per inch: a PNG is ``figsize * dpi`` pixels.
+
+    Returns:
+        ``path``, once the image is written (the format follows its extension, PNG if none).
+    """
     X = check_X(X, np.dtype(np.float64))
     if X.shape[1] != 2:
         raise ValueError(f"decision_boundary needs 2-D X with exactly 2 features, got shape {X.shape}")
@@ -187,6 +234,17 @@ def confusion_matrix(y_true: Any, y_pred: Any, path: PathLike, *, labels: Option
     ``labels``: the classes in the order of the rows, when y holds them (``labels=["cat", "dog"]``
     for string labels); or the display names of integer codes ``0..k-1`` (``labels=class_names``
     with ``y`` in ``0..k-1``, as a network predicts them). None: the sorted classes seen in y.
+
+    Args:
+        y_true: true labels ``(n,)``.
+        y_pred: predicted labels ``(n,)``.
+        path: the image file to write.
+        labels: as above.
+        figsize: the figure's (width, height) in inches.
+        dpi: pixels per inch: a PNG is ``figsize * dpi`` pixels.
+
+    Returns:
+        ``path``, once the image is written (the format follows its extension, PNG if none).
     """
     from sklearn import metrics
     y_true = np.asarray(y_true)

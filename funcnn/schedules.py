@@ -55,7 +55,13 @@ def constant(lr: float) -> Schedule:
 
 
 def step_decay(lr: float, step_size: int, gamma: float = 0.1) -> Schedule:
-    """lr_t = lr * gamma ** (t // step_size)  (torch ``StepLR``, counted in updates)."""
+    """lr_t = lr * gamma ** (t // step_size)  (torch ``StepLR``, counted in updates).
+
+    Examples:
+        >>> s = step_decay(0.1, step_size=10, gamma=0.5)
+        >>> value(s, 0), value(s, 10), value(s, 25)
+        (0.1, 0.05, 0.025)
+    """
     return {"name": "step_decay",
             "lr": _check_lr(lr, "step_decay: lr"),
             "step_size": check_number(step_size, "step_decay: step_size", low=1, integer=True),
@@ -78,6 +84,11 @@ def cosine(lr: float, total_steps: int, min_lr: float = 0.0) -> Schedule:
     """lr_t = min_lr + (lr - min_lr) * (1 + cos(pi * min(t, T) / T)) / 2  (torch ``CosineAnnealingLR``).
 
     Unlike torch, the rate stays at ``min_lr`` after ``total_steps`` instead of rising again.
+
+    Examples:
+        >>> s = cosine(1.0, total_steps=10)
+        >>> value(s, 0), round(value(s, 5), 6), value(s, 10), value(s, 50)
+        (1.0, 0.5, 0.0, 0.0)
     """
     lr = _check_lr(lr, "cosine: lr")
     total_steps = check_number(total_steps, "cosine: total_steps", low=1, integer=True)
@@ -93,6 +104,11 @@ def warmup(schedule_or_lr: Union[float, Schedule], warmup_steps: int) -> Schedul
     ``schedule_or_lr`` is a number (a constant rate) or another schedule dict, which is
     evaluated at the same global step ``t`` (torch ``LinearLR(start_factor=1/w,
     total_iters=w-1)`` chained with the inner scheduler).
+
+    Examples:
+        >>> s = warmup(0.1, warmup_steps=4)
+        >>> [round(value(s, t), 3) for t in range(6)]
+        [0.025, 0.05, 0.075, 0.1, 0.1, 0.1]
     """
     if isinstance(schedule_or_lr, dict):
         inner = validate(schedule_or_lr)

@@ -89,6 +89,15 @@ def new_run(spec: Spec, params: Params, optimizer: Dict[str, Any], *, seed: Seed
     """The state before the first epoch: ``{"params", "opt_state", "rng_state", "epoch": 0, "history": {}}``.
 
     A Generator ``seed`` is read, not advanced (its state is copied into the run).
+
+    Args:
+        spec: the layer specs.
+        params: the initial params.
+        optimizer: an optimizer dict.
+        seed: an int or a Generator: the run's random stream.
+
+    Returns:
+        The run dict, plain data (it can be saved, pickled, sent to another process).
     """
     check_spec(spec)
     _network.check_params(spec, params)
@@ -104,6 +113,20 @@ def train_epoch(spec: Spec, run: Run, X: Any, y: Any, *, loss: str, optimizer: D
 
     ``train(..., epochs=k, seed=s)`` without validation, early stopping or callbacks equals
     ``new_run(..., seed=s)`` followed by ``k`` calls of ``train_epoch``, bit for bit.
+
+    Args:
+        spec: the layer specs.
+        run: the dict :func:`new_run` or the previous ``train_epoch`` returned (not modified).
+        X: inputs.
+        y: targets.
+        loss: the loss name.
+        optimizer: the optimizer dict the run was made with.
+        batch_size: the minibatch size; None is full batch.
+        l2: the L2 coefficient.
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        The next run dict.
     """
     if not isinstance(run, dict) or not {"params", "opt_state", "rng_state", "epoch", "history"} <= set(run):
         raise TypeError("run must be the dict new_run() or train_epoch() returned")
@@ -129,20 +152,22 @@ def _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weig
     if batch_size is not None:
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
     l2 = float(check_number(l2, "l2", low=0.0))
-    if n_in is None:
+    if n_in is None or (isinstance(n_in, int) and getattr(X, "ndim", 2) > 2):  # as network.checked_input
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         n_in, n_out, dtype = _network.check_params(spec, params, arr.shape[1:] if arr.ndim > 1 else None,
                                                    finite=False)
-    X = check_X(X, dtype, n_in, convert=False)
+    X = check_X(X, _network.input_dtype(spec, X, dtype), n_in, convert=False)
     check_fits(X, dtype, "X")  # converted minibatch by minibatch: an overflow is named now, not as a divergence
     _losses.check_outputs(loss, n_out)
     n = X.shape[0]
     # a minibatch's caches must fit the memory budget: refused here, not by a MemoryError mid-epoch
     _footprint.check_budget(spec, X.shape[1:], dtype, rows=n if batch_size is None else min(batch_size, n),
                             training=True, where="train: ")
-    y = _losses.check_targets(loss, y, n, n_out, dtype)
-    w = check_sample_weight(sample_weight, n, dtype)
-    return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "dtype": dtype, "loss": loss,
+    out_shape = _network.output_shape(spec, X.shape[1:])
+    y = _losses.check_targets(loss, y, n, n_out, dtype, out_shape=out_shape)
+    w = check_sample_weight(sample_weight, n, dtype, shape=_losses.weight_shape(loss, y))
+    return {"X": X, "y": y, "w": w, "n": n, "n_in": n_in, "n_out": n_out, "out_shape": out_shape,
+            "spec": spec, "dtype": dtype, "loss": loss,
             "optimizer": optimizer, "batch_size": batch_size, "l2": l2,
             "classification": _losses.is_classification(loss)}
 
@@ -152,10 +177,12 @@ def _check_validation(validation_data, data) -> Optional[Tuple[np.ndarray, np.nd
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
-    X_val = check_X(validation_data[0], data["dtype"], data["n_in"], name="validation_data X", convert=False)
+    X_val = check_X(validation_data[0], _network.input_dtype(data["spec"], validation_data[0], data["dtype"],
+                                                             "validation_data X"),
+                    data["n_in"], name="validation_data X", convert=False)
     check_fits(X_val, data["dtype"], "validation_data X")
     y_val = _losses.check_targets(data["loss"], validation_data[1], X_val.shape[0], data["n_out"], data["dtype"],
-                                  name="validation_data y")
+                                  name="validation_data y", out_shape=data["out_shape"])
     return X_val, y_val
 
 
@@ -239,6 +266,37 @@ def train(spec: Spec, params: Params, X: Any, y: Any, *, loss: str, optimizer: D
     epoch) and, with validation data, ``val_loss`` and ``val_accuracy`` at the epoch's end.
     A non-finite loss raises ``FloatingPointError``; a run that diverged by the rule of
     :func:`diverged` warns (:class:`DivergenceWarning`).
+
+    Args:
+        spec: the layer specs.
+        params: the initial params (not modified).
+        X: inputs ``(n, *input shape)``, any dtype (a memory map too): converted batch by batch.
+        y: targets: integer labels for the cross-entropies, values for regression.
+        loss: a loss name or ``{"name": ..., **options}``.
+        optimizer: an optimizer dict (:mod:`funcnn.optimizers`).
+        epochs: the number of epochs (the total, when resuming from a checkpoint).
+        batch_size: the minibatch size; None is full-batch gradient descent.
+        l2: the coefficient of ``l2/2 · Σ‖W‖²``.
+        validation_data: ``(X_val, y_val)``, scored after every epoch.
+        seed: an int or a Generator: the minibatch order and the dropout masks.
+        sample_weight: optional weights ``(n,)``.
+        early_stopping: a patience, or a dict as above.
+        callbacks: functions ``cb(epoch, params, history)``; returning True stops.
+        progress: a progress bar (tqdm) or log lines on stderr.
+        checkpoint: a path for the training state, saved after every epoch; resumed from.
+        checkpoint_metadata: extra metadata for the checkpoint file.
+
+    Returns:
+        ``(params, history)``.
+
+    Examples:
+        >>> import numpy as np, funcnn as F
+        >>> X = np.random.default_rng(0).normal(size=(64, 2)); y = (X[:, 0] > 0).astype(int)
+        >>> spec = [F.dense(8), F.relu(), F.dense(2)]
+        >>> params, history = F.train(spec, F.init_params(spec, 2, seed=0), X, y, loss="softmax_cross_entropy",
+        ...                           optimizer=F.adam(1e-2), epochs=5, batch_size=16, progress=False)
+        >>> sorted(history), len(history["loss"])
+        (['accuracy', 'loss'], 5)
     """
     data = _check_data(spec, params, X, y, loss, optimizer, batch_size, l2, sample_weight)
     optimizer = data["optimizer"]
@@ -442,10 +500,11 @@ def _workspace(spec, params, state, optimizer, data) -> Dict[str, Any]:
     ws["stateful"] = len(ws["flat_keys"]) < len(keys)  # any running state (batch norm) to set per step
     batch = data["n"] if data["batch_size"] is None else min(data["batch_size"], data["n"])
     X, y = data["X"], data["y"]
-    ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=dtype)
+    # token ids stay integers (network.input_dtype); other inputs take the params' dtype
+    ws["xb"] = np.empty((batch,) + X.shape[1:], dtype=_network.input_dtype(spec, X, dtype))
     ws["yb"] = np.empty((batch,) + y.shape[1:], dtype=y.dtype)
-    ws["wb"] = None if data["w"] is None else np.empty(batch, dtype=data["w"].dtype)
-    ws["gb"] = np.empty((batch, data["n_out"]), dtype=dtype)  # the loss gradient
+    ws["wb"] = None if data["w"] is None else np.empty((batch,) + data["w"].shape[1:], dtype=data["w"].dtype)
+    ws["gb"] = np.empty((batch,) + data["out_shape"], dtype=dtype)  # the loss gradient
     return ws
 
 
@@ -491,12 +550,12 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
     with np.errstate(over="ignore", invalid="ignore"), _parallel.workers(_network.uses_parts(spec)):
         for b in range(n_batches):
             if full:  # the data as they are; forward never writes into its input
-                xb = X if X.dtype == data["dtype"] else gather(X, None, ws["xb"])
+                xb = X if X.dtype == ws["xb"].dtype else gather(X, None, ws["xb"])
                 yb, wb = y, w
             else:
                 idx = perm[b * bs:(b + 1) * bs]
                 wb = None if w is None else gather(w, idx, ws["wb"])
-                if wb is not None and not np.add.reduce(wb, dtype=np.float64) > 0:
+                if wb is not None and not np.add.reduce(wb, axis=None, dtype=np.float64) > 0:
                     continue  # all-zero weights: skipped (module docstring, point 3)
                 xb = gather(X, idx, ws["xb"])
                 yb = gather(y, idx, ws["yb"])
@@ -527,7 +586,7 @@ def _epoch(spec, ws, data, rng, epoch, history) -> Optional[float]:
                                  "try a smaller learning rate")
     history.setdefault("loss", []).append(total / counted)
     if data["classification"]:
-        history.setdefault("accuracy", []).append(correct / n)
+        history.setdefault("accuracy", []).append(correct / y.size)  # per position for sequences
     return first
 
 
@@ -536,12 +595,23 @@ def evaluate(spec: Spec, params: Params, X: Any, y: Any, *, loss: str,
     """Scores on (X, y): ``loss`` and ``accuracy`` for classification; ``loss``, ``mse``, ``r2`` for regression.
 
     ``loss`` is the data's loss (no L2 term); the network runs in inference mode, in chunks of rows.
+
+    Args:
+        spec: the layer specs.
+        params: the params dict.
+        X: inputs (any dtype; converted chunk by chunk).
+        y: targets.
+        loss: the loss name.
+        sample_weight: optional weights ``(n,)``.
+
+    Returns:
+        A dict of floats, as :func:`funcnn.metrics.scores`.
     """
     _losses.get(loss)
     X, n_out, dtype = _network.checked_input(spec, params, X, convert=False)
     _losses.check_outputs(loss, n_out)
-    y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype)
-    w = check_sample_weight(sample_weight, X.shape[0], dtype)
+    y = _losses.check_targets(loss, y, X.shape[0], n_out, dtype, out_shape=_network.output_shape(spec, X.shape[1:]))
+    w = check_sample_weight(sample_weight, X.shape[0], dtype, shape=_losses.weight_shape(loss, y))
     with np.errstate(over="ignore", invalid="ignore"):  # a non-finite output is reported by check_output
         output = _network.infer(spec, params, X)
     output = _network.check_output(spec, params, output)

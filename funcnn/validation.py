@@ -17,7 +17,19 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_rng(seed: SeedLike, name: str = "seed") -> np.random.Generator:
-    """An int (or None) makes a fresh Generator; a Generator is used (and advanced) as is."""
+    """An int (or None) makes a fresh Generator; a Generator is used (and advanced) as is.
+
+    Args:
+        seed: None (fresh entropy), a non-negative int, or a ``np.random.Generator``.
+        name: the argument's name, for error messages.
+
+    Returns:
+        A ``np.random.Generator``.
+
+    Examples:
+        >>> int(as_rng(0).integers(10)) == int(as_rng(0).integers(10))
+        True
+    """
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None:
@@ -30,6 +42,7 @@ def as_rng(seed: SeedLike, name: str = "seed") -> np.random.Generator:
 
 
 def check_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a ``np.dtype``, which must be float32 or float64 (else TypeError / ValueError)."""
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -52,6 +65,20 @@ def check_X(X: Any, dtype: np.dtype, n_features: Any = None, name: str = "X", *,
     back as it is, in its own dtype, checked without a copy of the whole: ``funcnn.train``
     converts it minibatch by minibatch (and checks first that its values fit: :func:`check_fits`;
     inference reports an overflow in its output instead).
+
+    Args:
+        X: the data: an array or anything ``np.asarray`` takes.
+        dtype: the dtype to convert to.
+        n_features: as above.
+        name: the argument's name, for error messages.
+        convert: False returns numeric arrays in their own dtype.
+
+    Returns:
+        The checked array.
+
+    Raises:
+        ValueError: wrong dimensions or feature count, NaN or inf (with its row and column).
+        TypeError: non-numeric data.
     """
     if isinstance(X, np.ndarray) and (X.dtype == dtype or not convert) and X.dtype.kind in "fiub":
         arr = X  # with convert=False, whoever converts it checks that its values fit (check_fits)
@@ -161,7 +188,14 @@ def check_finite(arrays: Dict[str, np.ndarray], what: str = "params") -> None:
 
 def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
                  context: Optional[str] = None) -> np.ndarray:
-    """Integer class labels ``0..n_classes-1`` of length ``n_samples``, as an intp array."""
+    """Integer class labels ``0..n_classes-1`` of length ``n_samples``, as an intp array.
+
+    Whole-number floats are accepted; ``(n, 1)`` is flattened. The first bad label is named.
+
+    Examples:
+        >>> check_labels([0.0, 2.0, 1.0], 3, 3).tolist()
+        [0, 2, 1]
+    """
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -190,20 +224,26 @@ def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y",
     return arr.astype(np.intp, copy=False)
 
 
-def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> Optional[np.ndarray]:
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype,
+                        shape: Optional[Tuple[int, ...]] = None) -> Optional[np.ndarray]:
+    """Weights ``(n_samples,)`` (or ``shape``: ``(n, T)`` per position) of ``dtype``: finite,
+    non-negative, with a positive sum (None stays None)."""
     if sample_weight is None:
         return None
     w = np.asarray(sample_weight)
     if w.dtype == object or not np.issubdtype(w.dtype, np.number):
         raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
     w = w.astype(dtype, copy=False)
-    if w.ndim != 1 or w.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {w.shape}")
+    want = (n_samples,) if shape is None else tuple(shape)
+    if w.shape != want:
+        raise ValueError(f"sample_weight must have shape {want}"
+                         + (" (one weight per sample and position)" if len(want) > 1 else "") + f", got {w.shape}")
     if not np.isfinite(w).all():
         raise ValueError("sample_weight contains NaN or inf")
     if (w < 0).any():
-        i = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(f"sample_weight must be non-negative, got {w[i]!r} at index {i}")
+        i = np.unravel_index(int(np.flatnonzero(w < 0)[0]), w.shape)
+        at = i[0] if len(i) == 1 else tuple(int(j) for j in i)
+        raise ValueError(f"sample_weight must be non-negative, got {w[i]!r} at index {at}")
     if w.sum(dtype=np.float64) <= 0:  # float64: float32 weights near 1e38 would overflow the sum
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight")
     return w
@@ -211,7 +251,28 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
 
 def check_number(value: Any, name: str, *, low: float = -np.inf, high: float = np.inf,
                  low_open: bool = False, high_open: bool = False, integer: bool = False) -> Any:
-    """A real (or integer) scalar within [low, high] (ends open as asked)."""
+    """A real (or integer) scalar within [low, high] (ends open as asked).
+
+    Args:
+        value: the number to check.
+        name: its name, for error messages.
+        low: the lower bound.
+        high: the upper bound.
+        low_open: exclude ``low`` itself.
+        high_open: exclude ``high`` itself.
+        integer: require an integer (bools are refused either way).
+
+    Returns:
+        ``value`` (as an ``int`` when ``integer``).
+
+    Examples:
+        >>> check_number(0.5, "rate", low=0, high=1, high_open=True)
+        0.5
+        >>> check_number(1, "rate", low=0, high=1, high_open=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: rate must be in [0, 1), got 1
+    """
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {value!r}")

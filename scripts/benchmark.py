@@ -101,6 +101,17 @@ Usage::
     python scripts/benchmark.py --task fashion-cnn               # the CNN task (funcnn, JAX, PyTorch)
     python scripts/benchmark.py --task fashion-cnn32             # cnn_mnist.py's CNN without BN/dropout
     python scripts/benchmark.py --quick --frameworks funcnn --synthetic   # seconds, NumPy only
+    python scripts/benchmark.py --task char-transformer          # funcnn vs PyTorch vs JAX-jit steps
+
+``--task char-transformer`` is a table of its own: scripts/char_transformer.py's causal
+transformer (scripts/specs/char_transformer.json: 2 pre-norm blocks, d 64, 4 heads, context 64,
+byte vocabulary) on windows of Debian's fortunes (``--corpus``), batch 32, Adam. Each framework
+(funcnn's ``value_and_grad`` + ``update``; PyTorch's modules and ``torch.optim.Adam``; JAX-jit +
+optax) runs ``char_transformer.py --bench`` in a process of its own, one after the other, the
+order rotated every round (``--rounds``); each times ``--steps`` steps after 3 warm-up steps
+(JAX's compile among them) on the same windows, with one BLAS / torch thread (char_transformer.py's
+default ``--threads 1``; XLA's own thread pool is left as it is). The table gives the median step per framework
+and the median of the per-round ratios to funcnn, with their range.
 """
 from __future__ import annotations
 
@@ -161,6 +172,9 @@ TASKS = {
                                ["maxpool", 2], ["flatten"], ["dense", 64], ["relu"], ["dense", 10]],
                     "title": "Fashion-MNIST 28x28x1 (NHWC), conv16-pool-conv32-pool-64-10 CNN"},
     # scripts/cnn_mnist.py's network without its batch norm and dropout layers
+    # a table of its own (sequence_report): scripts/char_transformer.py --bench, one process per framework
+    "char-transformer": {"sequence": True, "frameworks": ("funcnn", "torch", "jax"), "steps": 40, "rounds": 3,
+                         "title": "char-level transformer (scripts/specs/char_transformer.json), batch 32 x 64"},
     "fashion-cnn32": {"data": "fashion-mnist", "input_shape": [28, 28, 1], "batch": 128, "epochs": 3,
                       "layers": [["conv2d", 32, 3], ["relu"], ["maxpool", 2], ["conv2d", 64, 3], ["relu"],
                                  ["maxpool", 2], ["flatten"], ["dense", 128], ["relu"], ["dense", 10]],
@@ -1311,6 +1325,10 @@ def parse_args(argv):
     ap.add_argument("--n-train", type=int, default=None, help="training samples (default 60 000; --quick 10 000)")
     ap.add_argument("--markdown", action="store_true", help="print the tables in Markdown, with the machine")
     ap.add_argument("--json", metavar="PATH", help="also write every raw timing to PATH")
+    ap.add_argument("--corpus", default="/usr/share/games/fortunes",
+                    help="--task char-transformer: the text (default: Debian's fortunes)")
+    ap.add_argument("--rounds", type=int, default=None, help="--task char-transformer: rounds (default 3)")
+    ap.add_argument("--steps", type=int, default=None, help="--task char-transformer: timed steps (default 40)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1332,6 +1350,54 @@ def parse_args(argv):
     return args
 
 
+def sequence_report(args) -> int:
+    """``--task char-transformer``: median step times of funcnn, PyTorch and JAX, one process each."""
+    task = TASKS[args.task]
+    steps = args.steps or (6 if args.quick else task["steps"])
+    rounds = args.rounds or (1 if args.quick else task["rounds"])
+    fws = [fw for fw in task["frameworks"] if fw in args.frameworks]
+    script = os.path.join(HERE, "char_transformer.py")
+    times = {fw: [] for fw in fws}
+    ratios = {fw: [] for fw in fws}
+    notes = []
+    for r in range(rounds):
+        order = fws[r % len(fws):] + fws[:r % len(fws)]
+        this = {}
+        for fw in order:
+            need = REQUIRES["jax" if fw == "jax" else fw]
+            if any(importlib.util.find_spec(m) is None for m in need):
+                notes.append(f"{fw}: not installed, skipped")
+                continue
+            cmd = [sys.executable, script, args.corpus, "--bench", fw, "--steps", str(steps + 3)]
+            if args.quick:
+                cmd.append("--quick")
+            time.sleep(SETTLE_SECONDS)
+            proc = subprocess.run(cmd, env=worker_env({"framework": fw, "tree": REPO}, args.forced_kernels),
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"char_transformer.py --bench {fw} failed:\n{proc.stderr[-2000:]}")
+            step = statistics.median(json.loads(proc.stdout.strip().splitlines()[-1])["step_seconds"])
+            times[fw].append(step)
+            this[fw] = step
+            print(f"round {r + 1}/{rounds}: {fw} {1e3 * step:.1f} ms/step", file=sys.stderr, flush=True)
+        if "funcnn" in this:
+            for fw in this:
+                ratios[fw].append(this["funcnn"] / this[fw])
+    print(f"{task['title']}: median ms per training step ({steps} timed steps x {rounds} rounds, "
+          f"one process per framework; {os.getloadavg()[0]:.2f} load)")
+    print(f"{'framework':<16}{'ms/step':>10}{'funcnn / this':>16}  range")
+    for fw in fws:
+        if not times[fw]:
+            continue
+        rs = ratios[fw]
+        rng_txt = f"{min(rs):.2f}-{max(rs):.2f}" if rs else "—"
+        print(f"{LABELS[fw]:<16}{1e3 * statistics.median(times[fw]):>10.1f}"
+              f"{(statistics.median(rs) if rs else float('nan')):>16.2f}  {rng_txt}")
+    for n in dict.fromkeys(notes):
+        print("  " + n)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
@@ -1339,6 +1405,8 @@ def main(argv=None):
         return 0
     # killed with SIGTERM: unwind like Ctrl-C, so the workers are stopped and the data files removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if TASKS[args.task].get("sequence"):
+        return sequence_report(args)
     md = args.markdown
     log = (lambda s: print(s, file=sys.stderr, flush=True))
     n_train = args.n_train or (10_000 if args.quick else 60_000)

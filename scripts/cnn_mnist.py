@@ -37,7 +37,7 @@ Choices, on the validation split (10 epochs each, seed 0, one BLAS thread; two r
 (the training accuracy of the first, 0.921 with dropout active, stayed below its validation
 accuracy: too much regularisation for 10 epochs; flips slowed learning more than they helped).
 
-Last full runs (2026-11-25, 09:12-09:22, the defaults: one data set at a time on both cores,
+Last full runs (funcnn 0.1.0 on a 2-core VM; the defaults: one data set at a time on both cores,
 native BLAS kernels (``OPENBLAS_CORETYPE`` unset), ``--only fashion`` then ``--only mnist
 --mnist-dir DIR``; the image layers run in parts of each minibatch on two threads)::
 

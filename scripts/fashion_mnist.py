@@ -38,8 +38,8 @@ them) and exits with status 1.
     0.4      20      0.8937        0.2890
     0.4      30      0.9009        0.2870
 
-Last full run (2 shared cores, 2 BLAS threads, load average 2.07 at start, 2.00 at the end —
-the run itself is ~2 of that; an earlier run at load 1.9 took 18.7 s and 55.5 s)::
+Last full run (funcnn 0.1.0; 2 shared cores, 2 BLAS threads, load average about 2, most of
+it the run itself)::
 
     network                                              reference                  Fashion-MNIST test acc  training time
     784-100-200-10 ReLU, SGD (tutorials 001/003), 25 ep  0.9819 (digit MNIST, val)  0.8788                  29.2 s

@@ -33,7 +33,8 @@ REPO = os.path.dirname(HERE)
 FACTOR = 1.01
 # Run first: the tests that compare arithmetic with references; then every other test file.
 FIRST = ["tests/test_torch_reference.py", "tests/test_reference_fixtures.py", "tests/test_gradients.py",
-         "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py", "tests/test_blocks.py"]
+         "tests/test_losses.py", "tests/test_optimizers.py", "tests/test_layers.py", "tests/test_blocks.py",
+         "tests/test_sequence.py"]
 
 EXPORT_TESTS = "tests/test_export.py"
 

@@ -40,6 +40,12 @@ EXAMPLES.update({
                   "branches": [[{"type": "dense", "units": 3}], [], [{"type": "batch_norm"}, {"type": "tanh"}]]},
                  (6,)),
 })
+EXAMPLES.update({  # sequences (funcnn.sequence); the embedding's input is token ids
+    "embedding": ({"type": "embedding", "vocab": 5, "dim": 4}, (6,)),
+    "positional": ({"type": "positional", "max_len": 7}, (5, 4)),
+    "layer_norm": ({"type": "layer_norm", "eps": 1e-3}, (5, 4)),
+    "attention": ({"type": "attention", "heads": 2, "causal": True}, (5, 4)),
+})
 EXAMPLES.update(getattr(layers, "BUFFER_EXAMPLES", {}))  # image layers may register theirs there too
 
 
@@ -72,7 +78,8 @@ def test_layer_forward_and_backward_with_and_without_buffers(kind, training, dty
             return network.layer_params([layer], {network.key_name(network.at(0, k)): v for k, v in arrays.items()})[0]
         p = frozen(nest(own))
         trainable = {k for k in own if layers.is_trainable_key(network.key_name(k))}
-    x = frozen(rng.normal(size=(9,) + in_shape).astype(dtype) * 2)
+    x = frozen(rng.integers(0, layer["vocab"], (9,) + in_shape) if kind == "embedding"
+               else rng.normal(size=(9,) + in_shape).astype(dtype) * 2)
 
     y1, c1 = entry["forward"](layer, p, x, training, np.random.default_rng(5))
     buf = np.full_like(y1, np.nan)
@@ -91,13 +98,13 @@ def test_layer_forward_and_backward_with_and_without_buffers(kind, training, dty
     assert set(gr1) == trainable
     bufs = {name: np.full_like(own[name], np.nan) for name in trainable}
     out = nest(bufs)
-    if dx1 is not g:
+    if dx1 is not g and dx1 is not None:  # None: no input gradient (token ids)
         out["dx"] = np.full_like(dx1, np.nan)
     dx2, gr2 = entry["backward"](layer, p, cache, g, True, out)
     assert _bits(dx1, dx2)
     for name in gr1:
         assert _bits(gr1[name], gr2[name]) and gr2[name] is bufs[name], f"{kind}: grads[{name!r}]"
-    if dx1 is not g:
+    if dx1 is not g and dx1 is not None:
         assert dx2 is out["dx"]
     if entry["elementwise"]:
         gc = g.copy()

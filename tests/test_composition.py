@@ -3,7 +3,7 @@
 * full batch: ``train`` for k epochs == k steps of ``value_and_grad`` + ``update``, for every
   optimizer (constant lr and a schedule), every activation, with l2, float32 and float64;
 * minibatches, shuffling, dropout and sample weights: a hand-written loop of the public
-  functions in the order the README documents reproduces ``train``;
+  functions in the order docs/guide/purity.md documents reproduces ``train``;
 * ``train`` == ``new_run`` + k × ``train_epoch``.
 """
 import numpy as np
@@ -88,7 +88,7 @@ def test_full_batch_other_losses_with_weights_and_dropout(loss):
 
 
 def _by_hand_minibatches(spec, params, X, y, opt, epochs, batch, l2, seed, w=None):
-    """The README's order: per epoch a permutation, then per batch the dropout masks."""
+    """The documented order (docs/guide/purity.md): per epoch a permutation, then per batch the dropout masks."""
     rng = np.random.default_rng(seed)
     state = F.init_state(opt, params)
     n = len(y)

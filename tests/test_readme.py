@@ -22,3 +22,11 @@ def test_readme_example_runs(capsys):
 def test_readme_names_the_quick_start_commands():
     text = open(README, encoding="utf-8").read()
     assert "funcnn train" in text and "python -m pytest" in text
+
+
+def test_getting_started_shows_the_readme_example():
+    # The docs' getting-started page repeats the README's functional example; they must not drift.
+    path = os.path.join(os.path.dirname(README), "docs", "getting-started.md")
+    with open(path, encoding="utf-8") as f:
+        page = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    assert _python_blocks()[0] in page
