@@ -33,6 +33,18 @@ unpickled whatever bytes it holds:
     As with any NumPy pickle, an array of non-native byte order (e.g. ``>f8``) comes back
     in native order, with the same values.
 
+``.safetensors`` (the Hugging Face format; needs the ``safetensors`` package, ``funcnn[export]``)
+    One tensor per params array (``params/<key>``) and per array found inside the metadata
+    (``meta/<n>``), and in the header's ``__metadata__`` (a str -> str map) the entry
+    ``"funcnn"``: the JSON text ``{"format": "funcnn", "version": 1, "spec", "metadata",
+    "params": [keys in order], "meta_dtypes", "checksum"}``, the metadata encoded as for
+    ``.npz``. A metadata array of a dtype safetensors has no name for (text labels, say) is
+    stored as its raw bytes (``uint8``) and ``meta_dtypes`` records its dtype and shape.
+    ``checksum`` is the ``.pkl`` format's sha256 over spec, metadata and every array;
+    ``load`` recomputes it. Nothing is unpickled; any reader of the format
+    (``safetensors.numpy.load_file``) reads the arrays. Arrays of non-native byte order come
+    back in native order, with the same values.
+
 Metadata may be any nesting of dicts (str keys), lists and tuples of ``str``, ``int`` (of any
 size), ``float`` (NaN and inf included), ``bool``, ``None``, ``np.ndarray`` (not of object
 dtype) and NumPy scalars. Both formats return the same thing: tuples come back as lists,
@@ -88,6 +100,12 @@ FORMAT = "funcnn"
 VERSION = 1  # the newest checkpoint format this module writes and reads
 NPZ_EXTENSIONS = (".npz",)
 PICKLE_EXTENSIONS = (".pkl", ".pickle")
+SAFETENSORS_EXTENSIONS = (".safetensors",)
+SAFETENSORS_KEY = "funcnn"  # the __metadata__ entry of a .safetensors checkpoint holding its JSON header
+# dtypes a .safetensors file names (anything else in metadata is stored as raw bytes)
+_SAFETENSORS_DTYPES = frozenset(np.dtype(t) for t in ("bool", "int8", "uint8", "int16", "uint16", "int32",
+                                                     "uint32", "int64", "uint64", "float16", "float32",
+                                                     "float64", "complex64"))
 HEADER = "__funcnn__"  # name of the JSON member in an .npz checkpoint
 RESERVED = ("spec", "params")  # keys load() puts next to the metadata
 TRAINING_NAMES = ("loss", "training_state")  # metadata names save_training_state() fills in
@@ -235,13 +253,15 @@ def _fspath(path: Any) -> str:
 
 
 def _kind(path: str) -> str:
-    """``"npz"`` or ``"pickle"`` from the extension; anything else is a ValueError."""
+    """``"npz"``, ``"pickle"`` or ``"safetensors"`` from the extension; anything else is a ValueError."""
     ext = os.path.splitext(path)[1].lower()
     if ext in NPZ_EXTENSIONS:
         return "npz"
     if ext in PICKLE_EXTENSIONS:
         return "pickle"
-    known = ", ".join(NPZ_EXTENSIONS + PICKLE_EXTENSIONS)
+    if ext in SAFETENSORS_EXTENSIONS:
+        return "safetensors"
+    known = ", ".join(NPZ_EXTENSIONS + PICKLE_EXTENSIONS + SAFETENSORS_EXTENSIONS)
     raise ValueError(f"{path}: unknown checkpoint extension {ext or '(none)'!r}; use one of {known} "
                      "(.npz is the safe default)")
 
@@ -587,14 +607,15 @@ def _native_order(node: Any) -> Any:
 
 def save(path: PathLike, spec: List[Dict[str, Any]], params: Dict[str, np.ndarray],
          **metadata: Any) -> str:
-    """Write ``spec``, ``params`` and ``metadata`` to ``path`` (.npz, or .pkl/.pickle) atomically.
+    """Write ``spec``, ``params`` and ``metadata`` to ``path`` (.npz, .pkl/.pickle or .safetensors) atomically.
 
     Everything is checked before the disk is touched; the file is written beside ``path``,
     fsynced and renamed onto it, so an error leaves the previous file intact.
 
     Args:
         path: the file to write; its extension picks the format (``.npz``: arrays as arrays,
-            the spec and metadata as JSON, safe to load; ``.pkl``/``.pickle``: trusted files only).
+            the spec and metadata as JSON, safe to load; ``.safetensors``: the Hugging Face
+            format, safe to load; ``.pkl``/``.pickle``: trusted files only).
         spec: the network's layer specs.
         params: the params dict (checked against ``spec``).
         **metadata: anything else to keep: dicts, lists, numbers, strings, arrays (a scaler,
@@ -631,6 +652,9 @@ def save(path: PathLike, spec: List[Dict[str, Any]], params: Dict[str, np.ndarra
                    + [(f"params/{k}", np.asarray(v)) for k, v in params.items()]
                    + [(f"meta/{i}", a) for i, a in enumerate(arrays)])
         _atomic_write(path, directory, stem, lambda fh: _write_npz(fh, members))
+    elif kind == "safetensors":
+        data = _safetensors_bytes(plain_spec, params, metadata)
+        _atomic_write(path, directory, stem, lambda fh: fh.write(data))
     else:
         plain_params = {k: np.asarray(v) for k, v in params.items()}
         plain_meta = _native_order(_plain_metadata(metadata, None))
@@ -639,6 +663,86 @@ def save(path: PathLike, spec: List[Dict[str, Any]], params: Dict[str, np.ndarra
         # Protocol 4: arrays pickle via _reconstruct, and load back writable.
         _atomic_write(path, directory, stem, lambda fh: pickle.dump(content, fh, protocol=4))
     return path
+
+
+def _safetensors_module() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError as exc:
+        raise ImportError(f".safetensors files need the 'safetensors' package ({exc}); install it with: "
+                          "pip install 'funcnn[export]'") from None
+    return safetensors.numpy
+
+
+def _safetensors_bytes(plain_spec: Any, params: Dict[str, np.ndarray], metadata: Dict[str, Any]) -> bytes:
+    """The bytes of a .safetensors checkpoint (see the module docstring); every check comes first."""
+    st = _safetensors_module()
+    arrays: List[np.ndarray] = []
+    plain_meta = _plain_metadata(metadata, arrays)
+    plain_params = {k: np.ascontiguousarray(_native_order(np.asarray(v))) for k, v in params.items()}
+    arrays = [np.ascontiguousarray(_native_order(a)) for a in arrays]
+    meta_dtypes = {}
+    tensors = {f"params/{k}": v for k, v in plain_params.items()}
+    for i, a in enumerate(arrays):
+        name = f"meta/{i}"
+        if a.dtype in _SAFETENSORS_DTYPES:
+            tensors[name] = a
+        else:  # its bytes, reinterpreted on load
+            meta_dtypes[name] = [np.lib.format.dtype_to_descr(a.dtype), list(a.shape)]
+            tensors[name] = np.frombuffer(a.tobytes(), dtype=np.uint8).copy()
+    header = {"format": FORMAT, "version": VERSION, "spec": plain_spec, "metadata": plain_meta,
+              "params": list(plain_params), "meta_dtypes": meta_dtypes,
+              "checksum": _checksum(plain_spec, plain_params, _from_json(plain_meta, dict(
+                  (f"meta/{i}", a) for i, a in enumerate(arrays)), "metadata"))}
+    return st.save(tensors, metadata={SAFETENSORS_KEY: json.dumps(header, allow_nan=True, ensure_ascii=False)})
+
+
+def _read_safetensors(fh: io.BufferedReader) -> Tuple[Dict[str, Any], Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """``(header, params, meta arrays)`` from an open .safetensors checkpoint; raises _NotOurs."""
+    st = _safetensors_module()
+    data = fh.read()
+    if len(data) < 8:
+        raise _NotOurs(f"it is {len(data)} bytes long, shorter than a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise _NotOurs(f"its header claims {size} bytes but the file holds {len(data) - 8} after the length: "
+                       "truncated, or not a safetensors file")
+    try:
+        outer = json.loads(data[8:8 + size].decode("utf-8"))
+    except ValueError as exc:
+        raise _NotOurs(f"its safetensors header is not valid JSON ({exc})") from None
+    meta = outer.get("__metadata__") if isinstance(outer, dict) else None
+    if not isinstance(meta, dict) or SAFETENSORS_KEY not in meta:
+        raise _NotOurs(f"its header's __metadata__ has no {SAFETENSORS_KEY!r} entry: a safetensors file, "
+                       "but not one funcnn.save wrote (no spec)")
+    try:
+        header = json.loads(meta[SAFETENSORS_KEY])
+    except (TypeError, ValueError) as exc:
+        raise _NotOurs(f"its {SAFETENSORS_KEY!r} header entry is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _NotOurs(f"its {SAFETENSORS_KEY!r} header entry is not a JSON object")
+    try:
+        tensors = st.load(data)
+    except Exception as exc:  # SafetensorError: offsets, sizes, dtypes
+        raise _NotOurs(f"its tensors could not be read ({type(exc).__name__}: {exc})") from None
+    keys, meta_dtypes = header.get("params"), header.get("meta_dtypes", {})
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or not isinstance(meta_dtypes, dict):
+        raise _NotOurs("its header's 'params' is not a list of keys")
+    expected = {f"params/{k}" for k in keys}
+    unexpected = sorted(k for k in tensors if k not in expected and not k.startswith("meta/"))
+    missing = sorted(k for k in expected if k not in tensors)
+    if unexpected or missing:
+        raise _NotOurs(f"its tensors do not match its header (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    meta_arrays = {k: v for k, v in tensors.items() if k.startswith("meta/")}
+    for name, info in meta_dtypes.items():
+        try:
+            descr, shape = info
+            meta_arrays[name] = meta_arrays[name].view(np.lib.format.descr_to_dtype(descr)).reshape(shape)
+        except Exception as exc:
+            raise _NotOurs(f"tensor {name!r} does not match its recorded dtype/shape {info!r} ({exc})") from None
+        if meta_arrays[name].dtype.hasobject:
+            raise _NotOurs(f"tensor {name!r} claims an object dtype")
+    return header, {k: tensors[f"params/{k}"] for k in keys}, meta_arrays
 
 
 # --- load -----------------------------------------------------------------------------
@@ -810,9 +914,12 @@ def _check_tree(node: Any, where: str, active: Optional[set] = None) -> None:
         raise _NotOurs(f"{where} has type {type(node).__name__}")
 
 
-def _verify_checksum(path: str, content: Dict[str, Any]) -> None:
-    """Recompute a .pkl file's checksum; a file without one (written before checksums) passes."""
+def _verify_checksum(path: str, content: Dict[str, Any], required: bool = False) -> None:
+    """Recompute a .pkl (or .safetensors) file's checksum; a .pkl file without one (written before
+    checksums) passes."""
     if "checksum" not in content:
+        if required:
+            raise ValueError(f"{path}: not a funcnn checkpoint: its header has no checksum")
         return
     stored = content["checksum"]
     try:
@@ -850,6 +957,8 @@ def load(path: PathLike) -> Dict[str, Any]:
                 raise _NotOurs("the file is empty")
             if kind == "npz":
                 header, params, meta_arrays = _read_npz(fh, path)
+            elif kind == "safetensors":
+                header, params, meta_arrays = _read_safetensors(fh)
             else:
                 header = _read_pickle(fh)
                 params, meta_arrays = header.get("params"), {}
@@ -867,9 +976,11 @@ def load(path: PathLike) -> Dict[str, Any]:
             spec, metadata = header.get("spec"), header.get("metadata")
             if not isinstance(metadata, dict):
                 raise _NotOurs("its metadata is not a dict")
-            if kind == "npz":
+            if kind != "pickle":
                 metadata = {k: _from_json(v, meta_arrays, k) for k, v in metadata.items()}
-            else:
+            if kind == "safetensors":
+                _verify_checksum(path, {**header, "params": params, "metadata": metadata}, required=True)
+            if kind == "pickle":
                 _check_tree(metadata, "metadata")
     except _NotOurs as exc:
         raise ValueError(f"{path}: not a funcnn checkpoint: {exc}") from None

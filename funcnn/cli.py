@@ -1,10 +1,11 @@
-"""The ``funcnn`` command: ``train``, ``evaluate``, ``predict``, ``summary`` and ``sweep``.
+"""The ``funcnn`` command: ``train``, ``evaluate``, ``predict``, ``summary``, ``sweep`` and ``export``.
 
     funcnn train                                   # digits, 128-64 ReLU MLP, Adam; writes model.npz, curves.png
     funcnn train --data iris.csv                   # any CSV: label column, task, delimiter found by rule
     funcnn train --data moons --hidden 16,16 --epochs 200
     funcnn evaluate model.npz --data digits        # the held-out split the model was tested on
     funcnn predict model.npz --data new.csv        # a CSV of predicted labels, with a header
+    funcnn export model.npz model.onnx             # ONNX (or model.safetensors), for other runtimes
 
 Every command is a thin layer over the library: datasets → labels → scaler → train → save.
 This is where files meet the library, so labels are encoded here (any labels: numbers,
@@ -252,6 +253,16 @@ class _NoIndexColumn:
 NO_INDEX_COLUMN = _NoIndexColumn()
 
 
+def _input_shape(text: str) -> Tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive ints separated by commas, e.g. 28,28,1; got {text!r}")
+    if not dims or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints separated by commas, e.g. 28,28,1; got {text!r}")
+    return dims
+
+
 def _index_column(text: str) -> Any:
     if text.lower() == "none":
         return NO_INDEX_COLUMN
@@ -403,6 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="retrain the best trial on train+validation and save it here")
     s.add_argument("--plot", default=None, help="PNG of validation score against l2 (needs matplotlib)")
     s.set_defaults(func=cmd_sweep)
+
+    e = sub.add_parser("export", help="write a saved model as ONNX (.onnx) or safetensors (.safetensors)",
+                       description="Write a model file as an ONNX model (input 'input', output 'output': the "
+                                   "network's outputs, logits for the cross-entropies; needs onnx: pip install "
+                                   "'funcnn[export]') or as a .safetensors checkpoint (spec and metadata in its "
+                                   "header). A model trained with a scaler takes standardised features in ONNX: "
+                                   "the scaler stays in the model file's metadata.")
+    e.add_argument("model", help="a model file written by funcnn train (or funcnn.save)")
+    e.add_argument("out", help="the file to write: .onnx or .safetensors")
+    e.add_argument("--opset", type=_positive_int, default=None, help="ONNX opset (default 17)")
+    e.add_argument("--input-shape", type=_input_shape, default=None, metavar="D1,D2,...",
+                   help="one sample's shape, e.g. 28,28,1, for a model whose params do not fix it (a network "
+                        "that starts with conv2d); by default from the model")
+    e.set_defaults(func=cmd_export)
     return parser
 
 
@@ -1242,6 +1267,44 @@ def _sweep(args: argparse.Namespace, n_jobs: int) -> int:
         save(args.out, spec, params, loss=loss, scaler=scaler, data=d["data"], classes=classes,
              history=history, test_scores=scores)
         print(f"wrote {args.out}")
+    return 0
+
+
+EXPORT_EXTENSIONS = (".onnx", ".safetensors")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load, save
+    out = _check_output(args.out, "output", EXPORT_EXTENSIONS)
+    if not os.path.isfile(args.model):
+        raise CLIError(f"model {args.model}: no such file")
+    if os.path.abspath(args.model) == os.path.abspath(out):
+        raise CLIError(f"output {out}: is the model file itself; choose another path")
+    model = load(args.model)
+    spec, params = model["spec"], model["params"]
+    if out.lower().endswith(".safetensors"):
+        if args.opset is not None or args.input_shape is not None:
+            raise CLIError("--opset and --input-shape apply to .onnx outputs only")
+        save(out, spec, params, **{k: v for k, v in model.items() if k not in ("spec", "params")})
+    else:
+        from .export import to_onnx
+        from .network import check_params
+        shape = args.input_shape
+        data = model.get("data") or {}
+        n_features, context = data.get("n_features"), data.get("context")
+        if shape is None and check_params(spec, params)[0] is None:
+            if spec[0]["type"] == "reshape" and isinstance(n_features, int):
+                shape = (n_features,)  # a network on flat rows, as it was trained
+            elif spec[0]["type"] == "embedding" and isinstance(context, int):
+                shape = (context,)  # a language model trained on windows of this many tokens
+            elif spec[0]["type"] != "reshape" or -1 in spec[0]["shape"]:
+                raise CLIError(f"{args.model}: the model's params do not fix its input's shape (it starts with "
+                               f"a {spec[0]['type']!r} layer); pass --input-shape, e.g. 28,28,1")
+        to_onnx(spec, params, out, opset=args.opset, input_shape=shape)
+        if model.get("scaler") is not None:
+            print("note: the model standardises its inputs; the ONNX graph takes standardised features "
+                  "(the scaler is in the model file's metadata)", file=sys.stderr)
+    print(f"wrote {out}")
     return 0
 
 

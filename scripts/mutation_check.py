@@ -4,7 +4,9 @@
 Every layer's forward result and backward results (and its ``macs``/``scratch`` counts, which
 get one added), every loss core's value and gradient
 and every optimizer rule's step live in one registry entry each (``funcnn.layers.LAYERS``,
-``funcnn.losses.CORES``, ``funcnn.optimizers.OPTIMIZERS[name]["rule"]``). For each, this
+``funcnn.losses.CORES``, ``funcnn.optimizers.OPTIMIZERS[name]["rule"]``), and so does each layer
+type's ONNX and torch export (``funcnn.export.EXPORTERS``: its output times 1.01; plus one wrong
+NHWC -> NCHW transpose, ``export:layout:nchw``). For each, this
 script runs the test suite in a fresh process with that one entry wrapped so that its
 result is multiplied by 1.01 (for a rule: the step ``new_p - p``), and reports whether any
 test failed. A mutation the suite does not catch is a hole in the tests.
@@ -39,6 +41,8 @@ FIRST = ["tests/test_torch_reference.py", "tests/test_reference_fixtures.py", "t
 
 # Training-control helpers perturbed by name (see _perturb_feature in the plugin below).
 FEATURES = ("pos_weight", "class_weight", "balanced", "mask", "decay", "ema", "accumulate", "plateau")
+
+EXPORT_TESTS = "tests/test_export.py"
 
 # The pytest plugin each run loads: it wraps one registry entry, named by FUNCNN_MUTATION.
 PLUGIN = r'''
@@ -89,6 +93,8 @@ def pytest_configure(config):
         losses.CORES[name] = wrapped
     elif kind == "feature":
         _perturb_feature(name)
+    elif kind == "export":
+        _mutate_export(name, part)
     else:
         real = optimizers.OPTIMIZERS[name]["rule"]
 
@@ -135,18 +141,46 @@ def _perturb_feature(name):
                                                                        state, value, step)
     else:
         raise ValueError(f"unknown feature mutation {name!r}")
+
+
+def _mutate_export(name, part):
+    from funcnn import export
+    if name == "layout":  # a wrong transpose into NCHW: height and width swapped
+        def to_cf(g, x):
+            tensor, shape, cf = x
+            if cf or len(shape) != 3:
+                return x
+            return export._op(g, "Transpose", [tensor], perm=[0, 3, 2, 1]), shape, True
+        export._to_cf = to_cf
+    elif part == "onnx":  # the layer's ONNX output times FACTOR
+        real = export.EXPORTERS[name]["onnx"]
+
+        def wrapped(g, layer, own, x, path, params):
+            tensor, shape, cf = real(g, layer, own, x, path, params)
+            return export._op(g, "Mul", [tensor, export._const(g, FACTOR, "mutation")]), shape, cf
+        export.EXPORTERS[name]["onnx"] = wrapped
+    else:  # the layer's torch module's output times FACTOR
+        real = export.EXPORTERS[name]["torch"]
+
+        def wrapped(*args):
+            module, shape, cf = real(*args)
+            module.register_forward_hook(lambda m, inputs, output: output * FACTOR)
+            return module, shape, cf
+        export.EXPORTERS[name]["torch"] = wrapped
 '''
 
 
 def mutations():
     sys.path.insert(0, REPO)
-    from funcnn import layers, losses, optimizers
+    from funcnn import export, layers, losses, optimizers
     out = [f"layer:{k}:{part}" for k in layers.LAYERS for part in ("forward", "backward")]
     out += [f"cost:{k}:{part}" for k, entry in layers.LAYERS.items() for part in ("macs", "scratch")
             if entry[part] is not layers.entry.__kwdefaults__[part]]  # the footprint facts (funcnn.footprint)
     out += [f"loss:{k}:{part}" for k in losses.CORES for part in ("value", "grad")]
     out += [f"optimizer:{k}:step" for k in optimizers.OPTIMIZERS]
     out += [f"feature:{k}:value" for k in FEATURES]
+    out += [f"export:{k}:{to}" for k in export.exportable_types() for to in ("onnx", "torch")]
+    out += ["export:layout:nchw"]
     return out
 
 
@@ -154,6 +188,8 @@ def run_one(mutation: str, plugin_dir: str, pytest_args) -> tuple:
     env = dict(os.environ, FUNCNN_MUTATION=mutation, FUNCNN_MUTATION_FACTOR=str(FACTOR),
                PYTHONPATH=os.pathsep.join([plugin_dir, REPO, os.environ.get("PYTHONPATH", "")]))
     start = time.perf_counter()
+    if mutation.startswith("export:") and EXPORT_TESTS in pytest_args:  # the tests that check exports first
+        pytest_args = [EXPORT_TESTS] + [a for a in pytest_args if a != EXPORT_TESTS]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "funcnn_mutation",
                            "-p", "no:cacheprovider", *pytest_args],
                           cwd=REPO, env=env, capture_output=True, text=True)
