@@ -190,9 +190,9 @@ def test_resnet_quick_on_tiny_idx(tmp_path, capsys):
     assert result["epochs"] == 2 and result["train_seconds"] > 0 and 1 <= result["best_epoch"] <= 2
     assert is_fraction(result["test_accuracy"]) and is_fraction(result["val_accuracy"])
     assert result["n_params"] == 151690
-    plain = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
-                                                          "--no-augment"))
-    assert plain["epochs"] == 2 and is_fraction(plain["test_accuracy"])
+    augmented = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
+                                                              "--augment"))
+    assert augmented["epochs"] == 2 and is_fraction(augmented["test_accuracy"])
     saved = F.load(str(model))
     assert saved["spec"] == load_script("resnet_fashion").resnet_spec()
     assert "test acc" in capsys.readouterr().out
