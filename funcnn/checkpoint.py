@@ -308,6 +308,15 @@ def _file_target(path: str, what: str = "checkpoint") -> Tuple[str, str]:
     return directory, _temp_stem(name, limit)
 
 
+def check_write_target(path: PathLike, what: str = "file") -> str:
+    """``path`` as a str, after the checks on a file to write that need no write (its directory
+    exists and is one; the path is not a directory; the name fits the file system); raises
+    TypeError, ValueError or FileNotFoundError naming the path. For writers other than :func:`save`."""
+    path = _fspath(path)
+    _file_target(path, what)
+    return path
+
+
 def _check_target(path: str) -> Tuple[str, str, str]:
     """:func:`_file_target` for a checkpoint: ``(kind, directory, stem)``, the extension checked first."""
     kind = _kind(path)

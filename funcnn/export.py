@@ -31,7 +31,6 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -434,18 +433,8 @@ def _check_opset(opset: Any) -> int:
 
 def _check_target(path: Any) -> str:
     """A path an export can be written to (its directory exists; it is not a directory), before any work."""
-    try:
-        text = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
-    if not isinstance(text, str):
-        raise TypeError(f"path must be a str or os.PathLike of str, got {type(text).__name__}")
-    directory = os.path.dirname(os.path.abspath(text))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(2, f"cannot write {text}: no such directory", directory)
-    if os.path.isdir(text):
-        raise ValueError(f"{text}: cannot write a model there: it is a directory")
-    return text
+    from .checkpoint import check_write_target
+    return check_write_target(path, "model")
 
 
 def to_onnx(spec: Spec, params: Params, path: Any, *, opset: Optional[int] = None, input_shape: Any = None) -> str:

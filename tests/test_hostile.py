@@ -241,10 +241,13 @@ def test_honest_compressed_files_still_load(tmp_path):
 
 # --- 3. a sweep whose worker dies keeps its finished trials -------------------------------------
 
-def _killer_score(flag_dir):
-    """A score function that kills its worker process on its third call (one call per trial)."""
+def _killer_score(flag_dir, log=None):
+    """A score function that kills its worker process on its third call (one call per trial);
+    with ``log``, only once the sweep has written the first two finished trials there (else the
+    other worker's result may still be in flight when the pool dies)."""
     def score(y_true, y_pred):
         import os as _os
+        import time as _time
         for k in range(100):
             try:
                 _os.close(_os.open(_os.path.join(flag_dir, f"call-{k}"), _os.O_CREAT | _os.O_EXCL))
@@ -252,6 +255,15 @@ def _killer_score(flag_dir):
             except FileExistsError:
                 continue
         if k == 2:
+            deadline = _time.monotonic() + 60
+            while log is not None and _time.monotonic() < deadline:
+                try:
+                    with open(log) as fh:
+                        if len(fh.readlines()) >= 2:
+                            break
+                except FileNotFoundError:
+                    pass
+                _time.sleep(0.05)
             _os._exit(1)  # the worker dies: joblib's loky backend raises TerminatedWorkerError
         return float((y_true == y_pred).mean())
     return score
@@ -265,7 +277,7 @@ def test_sweep_keeps_finished_trials_when_a_worker_dies_and_resumes(tmp_path, di
     log = str(tmp_path / "results.jsonl")
     flags = tmp_path / "flags"
     flags.mkdir()
-    results = F.sweep.sweep(X[:300], y[:300], n_jobs=2, backend="loky", score=_killer_score(str(flags)),
+    results = F.sweep.sweep(X[:300], y[:300], n_jobs=2, backend="loky", score=_killer_score(str(flags), log),
                             log=log, **kw)
     lost = [r for r in results if r["lost"]]
     done = [r for r in results if not r["lost"]]
