@@ -106,3 +106,34 @@ def load_average() -> str:
         return "load average %.2f %.2f %.2f" % os.getloadavg()
     except OSError:  # pragma: no cover - not on every platform
         return "load average unavailable"
+
+
+def train_augmented(spec, params, X, y, *, augment, rng, loss, optimizer, epochs: int, batch_size: int, seed: int,
+                    validation_data=None, report=None, keep_best: bool = False):
+    """``train``'s epochs, each on a fresh ``augment(X, rng)`` of the training images:
+    ``funcnn.train.new_run``, then per epoch ``train_epoch`` (the steps ``train`` takes) and, with
+    ``validation_data``, ``evaluate`` on it.
+
+    Returns ``(params, history)``: the last epoch's params or, with ``keep_best``, those of the
+    epoch with the best validation accuracy (the first of equals); ``history`` has ``loss`` and
+    ``accuracy`` per epoch, and ``val_loss``/``val_accuracy`` with validation data.
+    ``report(epoch, params, history)`` is called after every epoch.
+    """
+    from funcnn.train import evaluate, new_run, train_epoch
+    state = new_run(spec, params, optimizer, seed=seed)
+    keys = ("loss", "accuracy")
+    history: Dict[str, List[float]] = {k: [] for k in keys + (("val_loss", "val_accuracy") if validation_data else ())}
+    best = state["params"]
+    for e in range(1, epochs + 1):
+        state = train_epoch(spec, state, augment(X, rng), y, loss=loss, optimizer=optimizer, batch_size=batch_size)
+        for k in keys:
+            history[k].append(state["history"][k][-1])
+        if validation_data:
+            val = evaluate(spec, state["params"], *validation_data, loss=loss)
+            for k in keys:
+                history[f"val_{k}"].append(val[k])
+            if val["accuracy"] > max(history["val_accuracy"][:-1], default=-1.0):
+                best = state["params"]
+        if report is not None:
+            report(e, state["params"], history)
+    return (best if keep_best and validation_data else state["params"]), history

@@ -71,7 +71,7 @@ from funcnn import layers as L  # noqa: E402
 from funcnn import plot, schedules  # noqa: E402
 from funcnn.datasets import DEFAULT_MNIST_DIR, load_mnist  # noqa: E402
 from funcnn.optimizers import adam  # noqa: E402
-from funcnn.train import evaluate, new_run, train, train_epoch  # noqa: E402
+from funcnn.train import evaluate, train  # noqa: E402
 
 LOSS = "softmax_cross_entropy"
 FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -125,7 +125,7 @@ def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smooth
     """Train on the training split (validation scores after every epoch), then score the test split.
 
     With ``flips``, each epoch sees the training images with a fresh random half flipped
-    left-right (an epoch at a time through ``new_run``/``train_epoch``, the steps ``train`` takes).
+    left-right (an epoch at a time, through ``_common.train_augmented``: the steps ``train`` takes).
     """
     X_train, y_train, X_val, y_val, X_test, y_test = data
     spec = cnn_spec(dropout)
@@ -142,17 +142,10 @@ def run(name: str, data, epochs: int, seed: int = 0, flips: bool = False, smooth
                                     batch_size=BATCH, validation_data=(X_val, y_val), seed=seed, progress=False,
                                     callbacks=[report])
         else:
-            state, rng = new_run(spec, params, optimizer, seed=seed), np.random.default_rng(seed + 1)
-            history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
-            for e in range(1, epochs + 1):
-                state = train_epoch(spec, state, augment(X_train, rng), y_train, loss=loss, optimizer=optimizer,
-                                    batch_size=BATCH)
-                val = evaluate(spec, state["params"], X_val, y_val, loss=loss)
-                for k in ("loss", "accuracy"):
-                    history[k].append(state["history"][k][-1])
-                    history[f"val_{k}"].append(val[k])
-                report(e, state["params"], history)
-            params = state["params"]
+            params, history = _common.train_augmented(
+                spec, params, X_train, y_train, augment=augment, rng=np.random.default_rng(seed + 1), loss=loss,
+                optimizer=optimizer, epochs=epochs, batch_size=BATCH, seed=seed, validation_data=(X_val, y_val),
+                report=report)
     test = evaluate(spec, params, X_test, y_test, loss=LOSS)
     print(f"{name}: {epochs} epochs in {clock['seconds']:.1f} s, val acc {history['val_accuracy'][-1]:.4f}, "
           f"test acc {test['accuracy']:.4f}", file=sys.stderr)

@@ -185,18 +185,23 @@ def test_resnet_quick_on_tiny_idx(tmp_path, capsys):
     data_dir = write_tiny_mnist(str(tmp_path / "mnist"))
     out_dir = tmp_path / "figs"
     model = tmp_path / "resnet.npz"
-    result = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
-                                                           "--save", str(model)))
-    assert result["epochs"] == 2 and result["train_seconds"] > 0 and 1 <= result["best_epoch"] <= 2
-    assert is_fraction(result["test_accuracy"]) and is_fraction(result["val_accuracy"])
+    script = load_script("resnet_fashion")
+    # the default: augmented, label smoothing, the refit on training + validation (no validation scores)
+    result = script.main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2", "--save", str(model)))
+    assert result["epochs"] == 2 and result["train_seconds"] > 0 and result["best_epoch"] == 2
+    assert result["val_accuracy"] is None and is_fraction(result["test_accuracy"])
     assert result["n_params"] == 151690
-    augmented = load_script("resnet_fashion").main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2",
-                                                              "--augment"))
-    assert augmented["epochs"] == 2 and is_fraction(augmented["test_accuracy"])
     saved = F.load(str(model))
-    assert saved["spec"] == load_script("resnet_fashion").resnet_spec()
+    assert saved["spec"] == script.resnet_spec()
     assert "test acc" in capsys.readouterr().out
     assert_pngs(out_dir, ["resnet_fashion_learning_curves.png", "resnet_fashion_confusion_matrix.png"])
+    # selection runs: the best validation epoch is kept, through train (no augmentation) or the augmented loop
+    plain = script.main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2", "--no-refit", "--no-augment"))
+    assert is_fraction(plain["val_accuracy"]) and 1 <= plain["best_epoch"] <= 2 and is_fraction(plain["test_accuracy"])
+    flips = script.main(quick_args(out_dir, "--data-dir", data_dir, "--epochs", "2", "--no-refit", "--shift", "0",
+                                   "--label-smoothing", "0"))
+    assert is_fraction(flips["val_accuracy"]) and 1 <= flips["best_epoch"] <= 2
+    assert_pngs(out_dir, ["resnet_fashion_selection_curves.png"])
 
 
 def test_resnet_spec_file_and_benchmark_task_are_the_scripts_network():
@@ -207,6 +212,14 @@ def test_resnet_spec_file_and_benchmark_task_are_the_scripts_network():
     bench = load_script("benchmark")
     # the benchmark feeds NHWC images, so its network is the script's without the first reshape
     assert bench.build_funcnn(F, bench.make_task("fashion-resnet")["layers"]) == resnet.resnet_spec()[1:]
+
+
+@pytest.mark.parametrize("args, message", [(["--shift", "-1"], "--shift: expected 0 to 8"),
+                                           (["--label-smoothing", "1"], "--label-smoothing: expected")])
+def test_resnet_bad_options_are_refused_before_loading(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        load_script("resnet_fashion").main(["--quick", "--no-plots", "--data-dir", str(tmp_path / "none"), *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_resnet_bad_save_path_is_refused_before_training(tmp_path, capsys):
@@ -326,3 +339,27 @@ def test_resnet_augment_flips_and_shifts_within_two_pixels():
                  if np.array_equal(np.roll((img[:, ::-1] if f else img), (dy, dx), axis=(0, 1)), aug)]
         assert found, "not a flip and shift of its image"
     assert not np.array_equal(out, images)
+
+
+def test_train_augmented_without_augmentation_is_train_bit_for_bit():
+    """The scripts' augmented loop is train's epochs: with an identity augmentation it gives
+    train's params and history, and keep_best returns the epoch with the best validation accuracy."""
+    common = load_script("_common")
+    from funcnn import layers as L
+    from funcnn.optimizers import adam
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((120, 6)), rng.integers(0, 3, 120)
+    spec = [L.dense(8), L.relu(), L.dense(3)]
+    params = F.init_params(spec, 6, seed=1)
+    kw = dict(loss="softmax_cross_entropy", optimizer=adam(1e-2), epochs=4, batch_size=32)
+    want, hist = F.train(spec, params, X, y, validation_data=(X[:40], y[:40]), seed=3, progress=False, **kw)
+    got, h = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, seed=3,
+                                    validation_data=(X[:40], y[:40]), **kw)
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+    assert h["loss"] == hist["loss"] and h["val_accuracy"] == hist["val_accuracy"]
+    best, h2 = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, seed=3,
+                                      validation_data=(X[:40], y[:40]), keep_best=True, **kw)
+    first_best = int(np.argmax(h2["val_accuracy"])) + 1
+    again, _ = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, seed=3,
+                                      validation_data=(X[:40], y[:40]), **{**kw, "epochs": first_best})
+    assert all(np.array_equal(best[k], again[k]) for k in best)
