@@ -716,10 +716,47 @@ def _checkpoint_epoch(path: Optional[str], data: Dict[str, Any]) -> Optional[int
     return epoch
 
 
+def _fit(args: argparse.Namespace, spec, params, X_train, y_train, *, loss: Any, optimizer, validation_data, early,
+         metadata: Dict[str, Any]):
+    """``train`` with the command's options: ``(params, history, seconds)``, or None after Ctrl-C
+    (having said what was kept and how to resume)."""
+    start = time.perf_counter()
+    try:
+        params, history = _train_checked(
+            spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
+            early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
+            checkpoint_metadata=None if args.checkpoint is None else metadata)
+    except KeyboardInterrupt:
+        if args.checkpoint is None:
+            print("funcnn train: interrupted; nothing was saved. To make a run resumable, pass --checkpoint PATH "
+                  "(e.g. --checkpoint run.npz): the state is saved after every epoch and the same command "
+                  "resumes from it", file=sys.stderr)
+        else:
+            print(f"funcnn train: interrupted; {args.checkpoint} holds the last finished epoch: run the same "
+                  "command to resume", file=sys.stderr)
+        return None
+    return params, history, time.perf_counter() - start
+
+
+def _save_model(args: argparse.Namespace, spec, params, *, loss: str, metadata: Dict[str, Any], history, scores,
+                optimizer, plot_path: Optional[str], note: str = "") -> None:
+    """The trained model to ``--out`` (with its history, test scores, optimizer and l2), then its
+    learning curves to ``plot_path`` (None: no plot)."""
+    from .checkpoint import save
+    save(args.out, spec, params, loss=loss, **metadata, history=history, test_scores=scores,
+         optimizer=optimizer, l2=args.l2)
+    print(f"wrote {args.out}{note}")
+    if plot_path is not None:
+        from . import plot
+        plot.learning_curves(history, plot_path, title=f"{args.data}: {loss}")
+        print(f"wrote {plot_path}")
+
+
 # --- commands -------------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import check_metadata, save
+    from .checkpoint import check_metadata
     from .datasets import apply_scaler, fit_scaler, n_outputs, tail_split
     from .layers import mlp
     from .network import init_params
@@ -792,35 +829,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"data {args.data}: {X_train.shape[0]} train, {0 if validation_data is None else len(y_val)} "
           f"validation, {X_test.shape[0]} test samples, {X_train.shape[1]} features; loss {loss}, "
           f"{n_out} output{'s' if n_out != 1 else ''}")
-    start = time.perf_counter()
-    try:
-        params, history = _train_checked(
-            spec, params, X_train, y_train, loss=train_loss, optimizer=optimizer, epochs=args.epochs,
-            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
-            early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
-            checkpoint_metadata=None if args.checkpoint is None else metadata)
-    except KeyboardInterrupt:
-        if args.checkpoint is None:
-            print("funcnn train: interrupted; nothing was saved. To make a run resumable, pass --checkpoint PATH "
-                  "(e.g. --checkpoint run.npz): the state is saved after every epoch and the same command "
-                  "resumes from it", file=sys.stderr)
-        else:
-            print(f"funcnn train: interrupted; {args.checkpoint} holds the last finished epoch: run the same "
-                  "command to resume", file=sys.stderr)
+    fitted = _fit(args, spec, params, X_train, y_train, loss=train_loss, optimizer=optimizer,
+                  validation_data=validation_data, early=early, metadata=metadata)
+    if fitted is None:
         return 130
-    seconds = time.perf_counter() - start
+    params, history, seconds = fitted
     if resumed is not None:
         print(f"resumed from epoch {resumed} ({args.checkpoint})")
     scores = evaluate(spec, params, X_test, y_test, loss=loss)
     summary = "  ".join(f"test {k} {v:.4f}" for k, v in scores.items())
     print(f"trained {len(history['loss'])} epochs in {seconds:.1f} s; {summary}")
-    save(args.out, spec, params, loss=loss, **metadata, history=history, test_scores=scores,
-         optimizer=optimizer, l2=args.l2)
-    print(f"wrote {args.out}")
-    if plot_path is not None:
-        from . import plot
-        plot.learning_curves(history, plot_path, title=f"{args.data}: {loss}")
-        print(f"wrote {plot_path}")
+    _save_model(args, spec, params, loss=loss, metadata=metadata, history=history, scores=scores,
+                optimizer=optimizer, plot_path=plot_path)
     return 0
 
 
@@ -847,7 +867,6 @@ def _train_text(args: argparse.Namespace, plot_path: Optional[str]) -> int:
     ``--test-size`` of them test, the last ``--validation-split`` of the rest validate (by position,
     no shuffling across the split); each target is its window shifted by one byte.
     """
-    from .checkpoint import save
     from .network import init_params
     from .train import evaluate
     path = args.data[len("text:"):]
@@ -883,30 +902,20 @@ def _train_text(args: argparse.Namespace, plot_path: Optional[str]) -> int:
     resumed = _checkpoint_epoch(args.checkpoint, data)
     print(f"data {args.data}: windows of {context} bytes: {len(X_train)} train, "
           f"{0 if validation_data is None else len(validation_data[0])} validation, {len(X_test)} test (by position)")
-    start = time.perf_counter()
-    try:
-        params, history = _train_checked(
-            spec, params, X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
-            batch_size=args.batch_size, l2=args.l2, validation_data=validation_data, seed=args.seed,
-            early_stopping=early, progress=not args.quiet, checkpoint=args.checkpoint,
-            checkpoint_metadata=None if args.checkpoint is None else metadata)
-    except KeyboardInterrupt:
-        print("funcnn train: interrupted" + ("; nothing was saved" if args.checkpoint is None else
-                                             f"; {args.checkpoint} holds the last finished epoch"), file=sys.stderr)
+    fitted = _fit(args, spec, params, X_train, y_train, loss=loss, optimizer=optimizer,
+                  validation_data=validation_data, early=early, metadata=metadata)
+    if fitted is None:
         return 130
+    params, history, seconds = fitted
     if resumed is not None:
         print(f"resumed from epoch {resumed} ({args.checkpoint})")
     scores = evaluate(spec, params, X_test, y_test, loss=loss)
     scores["bits_per_char"] = scores["loss"] / math.log(2.0)
-    print(f"trained {len(history['loss'])} epochs in {time.perf_counter() - start:.1f} s; test loss "
+    print(f"trained {len(history['loss'])} epochs in {seconds:.1f} s; test loss "
           f"{scores['loss']:.4f} ({scores['bits_per_char']:.3f} bits/char), accuracy {scores['accuracy']:.4f}")
-    save(args.out, spec, params, loss=loss, **metadata, history=history, test_scores=scores,
-         optimizer=optimizer, l2=args.l2)
-    print(f"wrote {args.out}; sample from it with funcnn.sequence.sample (or scripts/sample_text.py)")
-    if plot_path is not None:
-        from . import plot
-        plot.learning_curves(history, plot_path, title=f"{args.data}: {loss}")
-        print(f"wrote {plot_path}")
+    _save_model(args, spec, params, loss=loss, metadata=metadata, history=history, scores=scores,
+                optimizer=optimizer, plot_path=plot_path,
+                note="; sample from it with funcnn.sequence.sample (or scripts/sample_text.py)")
     return 0
 
 
