@@ -363,3 +363,78 @@ def test_train_augmented_without_augmentation_is_train_bit_for_bit():
     again, _ = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, seed=3,
                                       validation_data=(X[:40], y[:40]), **{**kw, "epochs": first_best})
     assert all(np.array_equal(best[k], again[k]) for k in best)
+
+
+def test_train_augmented_trains_on_each_epochs_draw_and_keeps_the_first_of_equal_epochs():
+    common = load_script("_common")
+    from funcnn import layers as L
+    from funcnn.optimizers import sgd
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)), rng.integers(0, 2, 64)
+    spec = [L.dense(4), L.relu(), L.dense(2)]
+    params = F.init_params(spec, 5, seed=0)
+    kw = dict(loss="softmax_cross_entropy", batch_size=16, seed=2)
+    calls = []
+
+    def doubled(a, r):
+        calls.append(r)
+        return a * 2.0
+    got, _ = common.train_augmented(spec, params, X, y, augment=doubled, rng="the rng", optimizer=sgd(0.1),
+                                    epochs=3, **kw)
+    want, _ = F.train(spec, params, X * 2.0, y, optimizer=sgd(0.1), epochs=3, progress=False, **kw)
+    assert calls == ["the rng"] * 3 and all(np.array_equal(want[k], got[k]) for k in want)
+    # a tiny rate: one validation sample scores the same every epoch, so every epoch ties with the first
+    best, h = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, optimizer=sgd(1e-9),
+                                     epochs=3, validation_data=(X[:1], y[:1]), keep_best=True, **kw)
+    first, _ = common.train_augmented(spec, params, X, y, augment=lambda a, r: a, rng=None, optimizer=sgd(1e-9),
+                                      epochs=1, **kw)
+    assert len(set(h["val_accuracy"])) == 1
+    assert all(np.array_equal(best[k], first[k]) for k in best)
+
+
+def test_resnet_refit_trains_on_training_and_validation_rows_and_selection_keeps_the_best_epoch(tmp_path,
+                                                                                               monkeypatch):
+    from funcnn.train import evaluate
+    script = load_script("resnet_fashion")
+    asked, draws = [], []
+    real = script._common.train_augmented
+
+    def spy(*args, **kwargs):
+        asked.append((kwargs["validation_data"] is not None, kwargs["keep_best"], kwargs["loss"]))
+        probe = np.random.default_rng(0).random((8, 784)).astype(np.float32)
+        draws.append(np.array_equal(kwargs["augment"](probe, np.random.default_rng(5)),
+                                    script.augment(probe, np.random.default_rng(5), script.SHIFT)))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(script._common, "train_augmented", spy)
+    data = script.load(write_tiny_mnist(str(tmp_path / "mnist")), True)
+    X_train, _, X_val, y_val = data[:4]
+    refit = script.run(data, 1, refit=True)
+    assert refit["n_train"] == len(X_train) + len(X_val) and refit["val_accuracy"] is None
+    chosen = script.run(data, 3, refit=False)
+    assert chosen["n_train"] == len(X_train)
+    kept = evaluate(chosen["spec"], chosen["params"], X_val, y_val, loss=script.LOSS)["accuracy"]
+    assert kept == chosen["val_accuracy"] == chosen["history"]["val_accuracy"][chosen["best_epoch"] - 1]
+    smoothed = {"name": script.LOSS, "label_smoothing": script.SMOOTHING}
+    # selection keeps the best epoch (a refit has no validation); both train the smoothed loss
+    assert asked == [(False, True, smoothed), (True, True, smoothed)]
+    assert draws == [True, True]  # the default run's augmentation is the default shift
+
+
+def test_resnet_augment_flips_a_random_half_and_shifts_by_at_most_its_shift():
+    augment = load_script("resnet_fashion").augment
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 28, 28), np.float32)
+    images[:, 2:26, 2:26] = rng.random((200, 24, 24))
+    flat = images.reshape(200, 784)
+    only = augment(flat, np.random.default_rng(1), 0).reshape(200, 28, 28)
+    flipped = np.array([np.array_equal(a, i[:, ::-1]) for a, i in zip(only, images)])
+    same = np.array([np.array_equal(a, i) for a, i in zip(only, images)])
+    assert np.all(flipped ^ same) and 70 < flipped.sum() < 130  # shift 0: flips only, about half
+    one = augment(flat, np.random.default_rng(2), 1).reshape(200, 28, 28)
+    moves = set()
+    for img, aug in zip(images, one):
+        found = [(dy, dx) for f in (False, True) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(np.roll(img[:, ::-1] if f else img, (dy, dx), axis=(0, 1)), aug)]
+        assert found and max(max(abs(dy), abs(dx)) for dy, dx in found) <= 1
+        moves.update(found)
+    assert moves == {(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
