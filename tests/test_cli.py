@@ -43,6 +43,8 @@ def test_moons_binary_with_options(tmp_path):
               "--out", "m.pkl", "--no-plot", "--quiet", cwd=tmp_path).stdout
     assert "binary_cross_entropy" in out and float(out.split("test accuracy ")[1].split()[0]) > 0.9
     assert not (tmp_path / "curves.png").exists()
+    saved = F.load(str(tmp_path / "m.pkl"))  # the model records how it was trained
+    assert saved["l2"] == 1e-4 and saved["optimizer"]["name"] == "sgd" and len(saved["history"]["loss"]) == 60
     proba = cli("predict", "m.pkl", "--data", "moons", "--proba", cwd=tmp_path).stdout.splitlines()
     assert proba[0] == "0,1"                                  # one column per class, named by the class
     assert len(proba) == 251 and all(abs(sum(map(float, r.split(","))) - 1) < 1e-6 for r in proba[1:])
