@@ -84,7 +84,7 @@ from funcnn import layers as L  # noqa: E402
 from funcnn import plot, schedules  # noqa: E402
 from funcnn.datasets import DEFAULT_MNIST_DIR  # noqa: E402
 from funcnn.optimizers import adam  # noqa: E402
-from funcnn.train import evaluate, new_run, train, train_epoch  # noqa: E402
+from funcnn.train import evaluate, train  # noqa: E402
 from cnn_mnist import FASHION_NAMES as NAMES, load  # noqa: E402  (the same files and splits as the plain CNN)
 
 LOSS = "softmax_cross_entropy"
@@ -184,11 +184,10 @@ def run(data, epochs: int, seed: int = 0, widths=(32, 64), shift: Optional[int] 
 
 def figures(args, result: Dict[str, Any], data) -> None:
     # the refit has no validation curves; a selection run (--no-refit) draws its own figure
-    name = "resnet_fashion_selection_curves.png" if result["val_accuracy"] is not None \
-        else "resnet_fashion_learning_curves.png"
-    path = _common.figure_path(args, name)
+    selection = result["val_accuracy"] is not None
+    name, what = ("selection", "selection: 50 000 images") if selection else ("learning", "refit: 60 000 images")
+    path = _common.figure_path(args, f"resnet_fashion_{name}_curves.png")
     if path:
-        what = "selection: 50 000 images" if result["val_accuracy"] is not None else "refit: 60 000 images"
         plot.learning_curves(result["history"], path, title=f"Fashion-MNIST ResNet ({what})")
     path = _common.figure_path(args, "resnet_fashion_confusion_matrix.png")
     if path:
