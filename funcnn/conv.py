@@ -25,8 +25,9 @@ windows dropped). Max pooling records which offset of each window held the first
 Convolutions and poolings run per part of the samples (:func:`funcnn.parallel.map_parts`: four
 parts of a 128-sample minibatch, one below 32 samples), on two threads inside
 ``funcnn.parallel.workers()``: each part's output and input gradient are slices of the
-whole, and the kernel and bias gradients are the parts' sums, added in order. Batch norm runs
-whole (its statistics are over the batch).
+whole, and the kernel and bias gradients are the parts' sums, added in order. Batch norm's
+statistics are over the whole batch: each part's column sums are added in order, and its
+elementwise passes run per part.
 
 Per-channel vectors (biases, batch-norm statistics) are tiled along the last two axes and
 broadcast over those long rows: NumPy runs that several times faster than a broadcast over
@@ -465,36 +466,55 @@ def _done(result: np.ndarray, target: Optional[np.ndarray]) -> np.ndarray:
     return target
 
 
+def _part_sums(fn, n: int) -> np.ndarray:
+    """``fn(start, stop)`` (a per-channel vector) summed over the parts of ``n`` samples, in order."""
+    sums = map_parts(fn, n)
+    total = sums[0]
+    for s in sums[1:]:
+        total += s
+    return total
+
+
 def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, training: bool,
                        running_mean: np.ndarray, running_var: np.ndarray, out: Optional[np.ndarray] = None
                        ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """``(y, cache)``: ``y = (x - mean) * (gamma / sqrt(var + eps)) + beta`` over the last axis.
 
     Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
-    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS.
-    Inference: the running statistics. ``out`` may be ``x`` itself (it is read before it is
-    written). The cache holds ``xc = x - mean`` (a new array), ``inv_std = 1 / sqrt(var + eps)``,
-    the statistics used and the mode.
+    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS
+    per part of the samples and added over the parts in order. Inference: the running
+    statistics. Each elementwise pass runs per part (:func:`funcnn.parallel.map_parts`). ``out``
+    may be ``x`` itself (each part is read before it is written). The cache holds
+    ``xc = x - mean`` (a new array), ``inv_std = 1 / sqrt(var + eps)``, the statistics used and
+    the mode.
     """
     x = np.ascontiguousarray(x)
-    c = x.shape[-1]
+    n, c = x.shape[0], x.shape[-1]
     m = x.size // c
-    mean = _column_sums(x.reshape(m, c)) / m if training else running_mean
-    xr = _rows(x)
-    xc = np.subtract(xr, _tiled(mean, xr))
-    y, target = _c_buffer(out, x.shape, x.dtype)  # may be x: x is not read again
-    yr = _rows(y)
+    mean = _part_sums(lambda a, z: _column_sums(x[a:z].reshape(-1, c)), n) / m if training else running_mean
+    xc = np.empty(x.shape, dtype=x.dtype)
+    y, target = _c_buffer(out, x.shape, x.dtype)  # may be x: each part of x is read before it is written
+    mean_t = _tiled(mean, _rows(x))
+
+    def center(a, z):  # xc = x - mean; training: the sums of its squares (y as scratch: written last)
+        xcr = np.subtract(_rows(x[a:z]), mean_t, out=_rows(xc[a:z]))
+        if training:
+            return _column_sums(np.multiply(xcr, xcr, out=_rows(y[a:z])).reshape(-1, c))
     if training:
-        sq = np.multiply(xc, xc, out=yr)  # scratch: y is written last
-        var = _column_sums(sq.reshape(m, c)) / m
+        var = _part_sums(center, n) / m
     else:
+        map_parts(center, n)
         var = running_var
     inv_std = np.add(var, eps)
     np.sqrt(inv_std, out=inv_std)
     np.divide(1.0, inv_std, out=inv_std)
-    np.multiply(xc, _tiled(gamma * inv_std, xr), out=yr)
-    yr += _tiled(beta, xr)
-    return _done(y, target), {"xc": xc.reshape(x.shape), "inv_std": inv_std, "mean": mean, "var": var, "training": bool(training)}
+    scale_t, beta_t = _tiled(gamma * inv_std, _rows(x)), _tiled(beta, _rows(x))
+
+    def normalize(a, z):
+        yr = np.multiply(_rows(xc[a:z]), scale_t, out=_rows(y[a:z]))
+        yr += beta_t
+    map_parts(normalize, n)
+    return _done(y, target), {"xc": xc, "inv_std": inv_std, "mean": mean, "var": var, "training": bool(training)}
 
 
 def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
@@ -504,29 +524,41 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
 
     With ``xhat = xc * inv_std``: ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``, and in training mode
     (the batch statistics depend on x) ``dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))``;
-    in inference mode ``dx = gamma * inv_std * g``.
+    in inference mode ``dx = gamma * inv_std * g``. The sums and ``dx`` run per part of the
+    samples, the sums added over the parts in order.
     """
     out = out or {}
     xc, inv_std = cache["xc"], cache["inv_std"]
     g = np.ascontiguousarray(g)
-    c = g.shape[-1]
+    n, c = g.shape[0], g.shape[-1]
     m = g.size // c
-    gr, xr = _rows(g), _rows(xc)
-    tmp = np.multiply(gr, xr)  # scratch
-    dgamma = _column_sums(tmp.reshape(m, c))
-    dgamma *= inv_std
-    dbeta = _column_sums(g.reshape(m, c))
+
+    def sums(a, z):  # [sum(g * xc), sum(g)] of the part's rows, one (2, c) array
+        both = np.empty((2, c), dtype=g.dtype)
+        prod = np.multiply(_rows(g[a:z]), _rows(xc[a:z]))  # scratch
+        _column_sums(prod.reshape(-1, c), out=both[0])
+        _column_sums(g[a:z].reshape(-1, c), out=both[1])
+        return both
+    total = _part_sums(sums, n)
+    dgamma, dbeta = total[0] * inv_std, total[1].copy()
     scale = gamma * inv_std
-    dx, target = _c_buffer(out.get("dx"), g.shape, g.dtype)  # may be g: read elementwise before written
-    dxr = _rows(dx)
-    if cache["training"]:
+    scale_t = _tiled(scale, _rows(g))
+    training = cache["training"]
+    if training:
         # dx = g * scale - (xc * (scale * inv_std * mean(g * xhat)) + scale * mean(g))
-        np.multiply(xr, _tiled(scale * inv_std * (dgamma / m), xr), out=tmp)
-        tmp += _tiled(scale * (dbeta / m), xr)
-        np.multiply(gr, _tiled(scale, xr), out=dxr)
-        dxr -= tmp
-    else:
-        np.multiply(gr, _tiled(scale, xr), out=dxr)
+        slope_t, shift_t = _tiled(scale * inv_std * (dgamma / m), _rows(g)), _tiled(scale * (dbeta / m), _rows(g))
+    dx, target = _c_buffer(out.get("dx"), g.shape, g.dtype)  # may be g: each part read before written
+
+    def grad(a, z):
+        gr, dxr = _rows(g[a:z]), _rows(dx[a:z])
+        if training:
+            tmp = np.multiply(_rows(xc[a:z]), slope_t)  # scratch
+            tmp += shift_t
+            np.multiply(gr, scale_t, out=dxr)
+            dxr -= tmp
+        else:
+            np.multiply(gr, scale_t, out=dxr)
+    map_parts(grad, n)
     dx = _done(dx, target)
     if "gamma" in out:
         out["gamma"][...] = dgamma

@@ -32,6 +32,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterator, List, Tuple
 
+from . import memory as _memory
+
 __all__ = ["PARTS", "MIN_PART", "parts", "map_parts", "workers", "active_workers"]
 
 # A batch of n samples runs as min(PARTS, n // MIN_PART) parts (at least one): four quarters of a
@@ -159,6 +161,7 @@ def workers(enabled: bool = True) -> Iterator[int]:
         return
     with _lock:
         if _state["depth"] == 0:
+            _state["memory"] = _memory.hold()
             controller = _blas_controller()
             blas = [lib.num_threads for lib in controller.lib_controllers] if controller is not None else []
             n = min(PARTS, max(blas)) if blas else 1
@@ -179,3 +182,5 @@ def workers(enabled: bool = True) -> Iterator[int]:
                 _state.update(limiter=None, pool=None, workers=1)
                 if limiter is not None:
                     limiter.restore_original_limits()
+                if _state.pop("memory", False):
+                    _memory.release()

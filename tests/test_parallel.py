@@ -75,6 +75,12 @@ def _image_ops(n, dtype=np.float32):
         g = frozen(rng.normal(size=y.shape).astype(dtype))
         out[f"conv{keep}"] = (y, C.conv2d_backward(cols, None if keep else x, x.shape, W, g, (2, 1),
                                                    ((1, 1), (0, 1)), True))
+    gamma, beta = frozen(rng.normal(size=3).astype(dtype)), frozen(rng.normal(size=3).astype(dtype))
+    for training in (True, False):
+        y, cache = C.batch_norm_forward(x, gamma, beta, 1e-5, training, beta, np.abs(gamma))
+        g = frozen(rng.normal(size=y.shape).astype(dtype))
+        out[f"bn{training}"] = (y, {k: v for k, v in cache.items() if k != "training"},
+                                C.batch_norm_backward(cache, gamma, g))
     for size, stride in (((2, 2), (2, 2)), ((3, 2), (1, 2))):
         y, which = C.max_pool_forward(x, size, stride)
         g = frozen(rng.normal(size=y.shape).astype(dtype))
@@ -114,6 +120,35 @@ def test_the_parts_are_the_arithmetic(dtype):
     # and it is the kernel gradient: the one-GEMM sum over all samples, to rounding
     whole = (cols.reshape(-1, 18).T @ g.reshape(-1, 4)).reshape(W.shape)
     np.testing.assert_allclose(dW, whole, rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_sums_the_parts_in_order(dtype):
+    """Batch norm's statistics and parameter gradients are the parts' column sums added in order,
+    bit for bit; its elementwise passes are the parts' side by side."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(loc=3.0, size=(64, 5, 4, 3)).astype(dtype)
+    gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
+    y, cache = C.batch_norm_forward(x, gamma, beta, 1e-5, True, beta, gamma)
+    bounds = parallel.parts(64)
+    assert len(bounds) == 4
+    ones = [np.ones(x[a:z].size // 3, dtype=dtype) for a, z in bounds]
+    mean = (((ones[0] @ x[0:16].reshape(-1, 3) + ones[1] @ x[16:32].reshape(-1, 3))
+             + ones[2] @ x[32:48].reshape(-1, 3)) + ones[3] @ x[48:64].reshape(-1, 3)) / (x.size // 3)
+    assert_tree_equal(cache["mean"], mean)
+    xc = x - mean
+    sq = [ones[i] @ (xc[a:z] * xc[a:z]).reshape(-1, 3) for i, (a, z) in enumerate(bounds)]
+    assert_tree_equal(cache["var"], (((sq[0] + sq[1]) + sq[2]) + sq[3]) / (x.size // 3))
+    g = rng.normal(size=x.shape).astype(dtype)
+    dx, dgamma, dbeta = C.batch_norm_backward(cache, gamma, g)
+    gs = [ones[i] @ g[a:z].reshape(-1, 3) for i, (a, z) in enumerate(bounds)]
+    assert_tree_equal(dbeta, ((gs[0] + gs[1]) + gs[2]) + gs[3])
+    # and they are the statistics and gradients: the whole-batch formulas, to rounding
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cache["var"], x.reshape(-1, 3).var(axis=0), **tol)
+    xhat = (x - x.reshape(-1, 3).mean(axis=0)) / np.sqrt(x.reshape(-1, 3).var(axis=0) + 1e-5)
+    np.testing.assert_allclose(dgamma, (g * xhat).reshape(-1, 3).sum(axis=0), **tol)
+    np.testing.assert_allclose(y, gamma * xhat + beta, **tol)
 
 
 def test_train_and_predict_of_a_cnn_use_the_workers_and_restore_blas(monkeypatch):

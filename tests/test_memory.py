@@ -1,0 +1,93 @@
+"""funcnn.memory: inside kept() (which parallel.workers() enters) memory freed by one step is
+reused by the next instead of being handed back and page-faulted in again."""
+import resource
+
+import numpy as np
+import pytest
+
+from funcnn import memory, parallel
+
+glibc = pytest.mark.skipif(not memory.available(), reason="the allocator settings are glibc's malloc's")
+
+
+def _faults_of_a_step(blocks=160, size=1 << 20):
+    """Minor page faults of allocating, touching and freeing ``blocks`` arrays of ``size`` bytes
+    (below numpy's huge-page size and glibc's mmap bound: heap memory)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays = [np.ones(size // 8) for _ in range(blocks)]
+    del arrays
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@glibc
+def test_inside_kept_a_second_step_reuses_the_first_steps_memory():
+    pages = 160 * (1 << 20) // 4096
+    with memory.kept() as changed:
+        assert changed
+        _faults_of_a_step()
+        inside = min(_faults_of_a_step() for _ in range(3))
+    _faults_of_a_step()
+    outside = min(_faults_of_a_step() for _ in range(3))
+    assert inside < 0.02 * pages, inside
+    # outside, glibc hands the 160 MB back (more than its 64 MB trim threshold is free) and faults it in again
+    assert outside > 0.5 * pages, outside
+
+
+def test_workers_hold_the_memory_once_for_nested_blocks(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "hold", lambda: calls.append("hold") or True)
+    monkeypatch.setattr(memory, "release", lambda: calls.append("release"))
+    with parallel.workers():
+        with parallel.workers():
+            assert calls == ["hold"]
+        assert calls == ["hold"]
+    assert calls == ["hold", "release"]
+    with parallel.workers(enabled=False):
+        pass
+    assert calls == ["hold", "release"]
+
+
+def test_workers_release_the_memory_after_an_exception(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "hold", lambda: calls.append("hold") or True)
+    monkeypatch.setattr(memory, "release", lambda: calls.append("release"))
+    with pytest.raises(KeyError):
+        with parallel.workers():
+            raise KeyError("x")
+    assert calls == ["hold", "release"]
+
+
+def test_without_glibc_nothing_changes(monkeypatch):
+    monkeypatch.setitem(memory._state, "looked", True)
+    monkeypatch.setitem(memory._state, "libc", None)
+    assert not memory.available()
+    assert memory.hold() is False
+    memory.release()  # a no-op, not an error
+    with memory.kept() as changed:
+        assert changed is False
+
+
+@glibc
+def test_a_release_without_a_hold_is_an_error():
+    with pytest.raises(RuntimeError, match="without a matching hold"):
+        memory.release()
+
+
+@glibc
+def test_nested_holds_change_the_settings_once(monkeypatch):
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append(("mallopt", param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+    monkeypatch.setitem(memory._state, "libc", Libc())
+    with memory.kept():
+        with memory.kept():
+            pass
+        assert calls == [("mallopt", -3, memory.MMAP_BYTES), ("mallopt", -1, memory.TRIM_BYTES)]
+    assert calls[2:] == [("mallopt", -1, 2 * memory.MMAP_BYTES), ("trim", 0)]
