@@ -466,9 +466,23 @@ def _done(result: np.ndarray, target: Optional[np.ndarray]) -> np.ndarray:
     return target
 
 
-def _part_sums(fn, n: int) -> np.ndarray:
-    """``fn(start, stop)`` (a per-channel vector) summed over the parts of ``n`` samples, in order."""
-    sums = map_parts(fn, n)
+# Batch norm runs its passes per part of the samples only from this many bytes of input on
+# (a rule of the shapes alone, so the bits still do not depend on the threads): below it, as
+# for a dense layer's batch, the parts' extra NumPy calls cost more than a second core saves.
+BN_PART_BYTES = 1 << 20
+
+
+def _bn_map(fn, x: np.ndarray) -> list:
+    """``[fn(start, stop) for each part]``: the parts of :func:`funcnn.parallel.map_parts` when
+    ``x`` has at least :data:`BN_PART_BYTES`, else one call on the whole batch."""
+    if x.nbytes < BN_PART_BYTES:
+        return [fn(0, x.shape[0])]
+    return map_parts(fn, x.shape[0])
+
+
+def _part_sums(fn, x: np.ndarray) -> np.ndarray:
+    """``fn(start, stop)`` (a per-channel vector) summed over the parts of ``x`` (:func:`_bn_map`), in order."""
+    sums = _bn_map(fn, x)
     total = sums[0]
     for s in sums[1:]:
         total += s
@@ -481,17 +495,17 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     """``(y, cache)``: ``y = (x - mean) * (gamma / sqrt(var + eps)) + beta`` over the last axis.
 
     Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
-    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS
-    per part of the samples and added over the parts in order. Inference: the running
-    statistics. Each elementwise pass runs per part (:func:`funcnn.parallel.map_parts`). ``out``
-    may be ``x`` itself (each part is read before it is written). The cache holds
+    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS.
+    Inference: the running statistics. From :data:`BN_PART_BYTES` of input on, every pass runs
+    per part of the samples (:func:`funcnn.parallel.map_parts`) and the sums are the parts'
+    sums added in order. ``out`` may be ``x`` itself (each part is read before it is written). The cache holds
     ``xc = x - mean`` (a new array), ``inv_std = 1 / sqrt(var + eps)``, the statistics used and
     the mode.
     """
     x = np.ascontiguousarray(x)
-    n, c = x.shape[0], x.shape[-1]
+    c = x.shape[-1]
     m = x.size // c
-    mean = _part_sums(lambda a, z: _column_sums(x[a:z].reshape(-1, c)), n) / m if training else running_mean
+    mean = _part_sums(lambda a, z: _column_sums(x[a:z].reshape(-1, c)), x) / m if training else running_mean
     xc = np.empty(x.shape, dtype=x.dtype)
     y, target = _c_buffer(out, x.shape, x.dtype)  # may be x: each part of x is read before it is written
     mean_t = _tiled(mean, _rows(x))
@@ -501,9 +515,9 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
         if training:
             return _column_sums(np.multiply(xcr, xcr, out=_rows(y[a:z])).reshape(-1, c))
     if training:
-        var = _part_sums(center, n) / m
+        var = _part_sums(center, x) / m
     else:
-        map_parts(center, n)
+        _bn_map(center, x)
         var = running_var
     inv_std = np.add(var, eps)
     np.sqrt(inv_std, out=inv_std)
@@ -513,7 +527,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     def normalize(a, z):
         yr = np.multiply(_rows(xc[a:z]), scale_t, out=_rows(y[a:z]))
         yr += beta_t
-    map_parts(normalize, n)
+    _bn_map(normalize, x)
     return _done(y, target), {"xc": xc, "inv_std": inv_std, "mean": mean, "var": var, "training": bool(training)}
 
 
@@ -524,13 +538,13 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
 
     With ``xhat = xc * inv_std``: ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``, and in training mode
     (the batch statistics depend on x) ``dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))``;
-    in inference mode ``dx = gamma * inv_std * g``. The sums and ``dx`` run per part of the
-    samples, the sums added over the parts in order.
+    in inference mode ``dx = gamma * inv_std * g``. From :data:`BN_PART_BYTES` of ``g`` on, the
+    sums and ``dx`` run per part of the samples, the sums added over the parts in order.
     """
     out = out or {}
     xc, inv_std = cache["xc"], cache["inv_std"]
     g = np.ascontiguousarray(g)
-    n, c = g.shape[0], g.shape[-1]
+    c = g.shape[-1]
     m = g.size // c
 
     def sums(a, z):  # [sum(g * xc), sum(g)] of the part's rows, one (2, c) array
@@ -539,7 +553,7 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
         _column_sums(prod.reshape(-1, c), out=both[0])
         _column_sums(g[a:z].reshape(-1, c), out=both[1])
         return both
-    total = _part_sums(sums, n)
+    total = _part_sums(sums, g)
     dgamma, dbeta = total[0] * inv_std, total[1].copy()
     scale = gamma * inv_std
     scale_t = _tiled(scale, _rows(g))
@@ -558,7 +572,7 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
             dxr -= tmp
         else:
             np.multiply(gr, scale_t, out=dxr)
-    map_parts(grad, n)
+    _bn_map(grad, g)
     dx = _done(dx, target)
     if "gamma" in out:
         out["gamma"][...] = dgamma

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import platform
 import threading
 from typing import Iterator, Optional
@@ -32,6 +33,17 @@ TRIM_BYTES = 1 << 30
 
 _lock = threading.Lock()
 _state = {"depth": 0, "libc": None, "looked": False}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child holds nothing yet (its parent's holds are the parent's to release)."""
+    global _lock
+    _lock = threading.Lock()
+    _state["depth"] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _libc() -> Optional[ctypes.CDLL]:

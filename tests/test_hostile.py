@@ -120,7 +120,8 @@ def test_inference_chunks_stay_within_the_budget(monkeypatch):
     monkeypatch.setenv("FUNCNN_MEMORY_BUDGET", str(param_bytes + per * 10 + per // 2))
     chunk = footprint.inference_chunk(spec, (784,), np.float32, network.INFERENCE_CHUNK_BYTES, network.MIN_CHUNK)
     assert chunk == 10  # not MIN_CHUNK (256): the budget wins
-    np.testing.assert_allclose(network.infer(spec, params, X), whole, rtol=1e-5, atol=1e-6)
+    # float32: chunks of 10 and of 300 rows take different GEMM kernels, which round differently
+    np.testing.assert_allclose(network.infer(spec, params, X), whole, rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("FUNCNN_MEMORY_BUDGET", str(param_bytes + per // 2))
     with pytest.raises(ValueError, match=r"layer 2 \(relu\) .*output 28x28x32 per sample.*over the memory budget"):
         F.predict(spec, params, X, loss="softmax_cross_entropy")

@@ -91,7 +91,8 @@ def _image_ops(n, dtype=np.float32):
 
 
 @pytest.mark.parametrize("n", [20, 64, 130])
-def test_image_ops_have_the_same_bits_on_threads_and_sequentially(n):
+def test_image_ops_have_the_same_bits_on_threads_and_sequentially(n, monkeypatch):
+    monkeypatch.setattr(C, "BN_PART_BYTES", 0)  # these small batches' batch norm runs per part too
     sequential = _image_ops(n)
     with threadpool_limits(2, user_api="blas"), parallel.workers() as w:
         assert w == 2
@@ -123,9 +124,10 @@ def test_the_parts_are_the_arithmetic(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_sums_the_parts_in_order(dtype):
+def test_batch_norm_sums_the_parts_in_order(dtype, monkeypatch):
     """Batch norm's statistics and parameter gradients are the parts' column sums added in order,
     bit for bit; its elementwise passes are the parts' side by side."""
+    monkeypatch.setattr(C, "BN_PART_BYTES", 64 * 5 * 4 * 3 * np.dtype(dtype).itemsize)  # exactly this batch
     rng = np.random.default_rng(2)
     x = rng.normal(loc=3.0, size=(64, 5, 4, 3)).astype(dtype)
     gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
@@ -149,6 +151,22 @@ def test_batch_norm_sums_the_parts_in_order(dtype):
     xhat = (x - x.reshape(-1, 3).mean(axis=0)) / np.sqrt(x.reshape(-1, 3).var(axis=0) + 1e-5)
     np.testing.assert_allclose(dgamma, (g * xhat).reshape(-1, 3).sum(axis=0), **tol)
     np.testing.assert_allclose(y, gamma * xhat + beta, **tol)
+
+
+def test_batch_norm_below_the_part_size_is_one_call_on_the_whole_batch(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 6)).astype(np.float32)
+    gamma, beta = np.ones(6, np.float32), np.zeros(6, np.float32)
+    calls = []
+    real = C.map_parts
+    monkeypatch.setattr(C, "map_parts", lambda fn, n: calls.append(n) or real(fn, n))
+    y, cache = C.batch_norm_forward(x, gamma, beta, 1e-5, True, beta, gamma)
+    C.batch_norm_backward(cache, gamma, y)
+    assert calls == []
+    assert_tree_equal(cache["mean"], np.ones(64, np.float32) @ x / 64)
+    monkeypatch.setattr(C, "BN_PART_BYTES", x.nbytes)
+    C.batch_norm_backward(cache, gamma, y)
+    assert calls == [64, 64]
 
 
 def test_train_and_predict_of_a_cnn_use_the_workers_and_restore_blas(monkeypatch):
