@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterator, List, Tuple
+import time
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from . import memory as _memory
 
-__all__ = ["PARTS", "MIN_PART", "parts", "map_parts", "workers", "active_workers"]
+__all__ = ["PARTS", "MIN_PART", "SPIN_SECONDS", "parts", "map_parts", "workers", "active_workers"]
 
 # A batch of n samples runs as min(PARTS, n // MIN_PART) parts (at least one): four quarters of a
 # 128-sample minibatch; a batch below 2 * MIN_PART samples is one part (threads would cost more
@@ -43,9 +44,17 @@ __all__ = ["PARTS", "MIN_PART", "parts", "map_parts", "workers", "active_workers
 PARTS = 4
 MIN_PART = 16
 
+# How long a worker thread, and a caller waiting for one, poll (yielding the GIL) before they
+# sleep. The layers of a step call map_parts back to back, a fraction of a millisecond apart;
+# a thread that sleeps on a lock in between must be woken by the kernel each time, and on
+# virtual machines waking an idle core is slow enough to leave both cores idle for a good part
+# of every call. OpenMP runtimes and OpenBLAS spin before sleeping for the same reason.
+SPIN_SECONDS = 0.002
+
 _lock = threading.Lock()
-# pool: the threads map_parts uses now (None outside workers()); threads: made once, kept
-_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "threads": None, "controller": None}
+# pool: the job queue map_parts uses now (None outside workers()); jobs/threads: the queue and
+# its worker threads, made once and kept
+_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "jobs": None, "threads": 0, "controller": None}
 
 
 def _after_fork_in_child() -> None:
@@ -53,7 +62,7 @@ def _after_fork_in_child() -> None:
     pool object but none of its threads, and perhaps a held lock: it starts afresh."""
     global _lock
     _lock = threading.Lock()
-    _state.update(depth=0, workers=1, limiter=None, pool=None, threads=None)
+    _state.update(depth=0, workers=1, limiter=None, pool=None, jobs=None, threads=0)
 
 
 if hasattr(os, "register_at_fork"):
@@ -91,8 +100,11 @@ def active_workers() -> int:
 def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
     """``[fn(start, stop) for each part of n]``, in order; on the worker threads inside :func:`workers`.
 
-    With w workers, worker j runs parts j, j + w, ...; the calling thread is worker 0 (so it
-    never only waits, and nested or concurrent calls cannot deadlock).
+    With w workers, group j holds parts j, j + w, ...; the calling thread runs group 0, queues
+    the others for the worker threads, and then runs any queued group no worker has started
+    (so it never only waits, a late worker costs nothing, and nested or concurrent calls
+    cannot deadlock). Every group has finished when it returns or raises (the first error of
+    the groups, in order).
 
     Args:
         fn: ``fn(start, stop)`` computes one part (writing into disjoint slices, or returning
@@ -107,20 +119,91 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
         [16, 16, 16, 16]
     """
     bounds = parts(n)
-    pool, w = _state["pool"], _state["workers"]
-    if len(bounds) == 1 or pool is None:
+    jobs, w = _state["pool"], _state["workers"]
+    if len(bounds) == 1 or jobs is None:
         return [fn(a, b) for a, b in bounds]
     w = min(w, len(bounds))
 
     def group(j):
         return [fn(*bounds[i]) for i in range(j, len(bounds), w)]
-    futures = [pool.submit(group, j) for j in range(1, w)]
+    queued = [_Job(group, j) for j in range(1, w)]
+    for job in queued:
+        jobs.put(job)
     try:
         mine = group(0)
     finally:
-        wait(futures)  # never return (or raise) while a worker may still write into the caller's arrays
-    groups = [mine] + [f.result() for f in futures]
+        # never return (or raise) while a worker may still write into the caller's arrays
+        for job in queued:
+            job.take()
+            job.wait()
+    for job in queued:
+        if job.error is not None:
+            raise job.error
+    groups = [mine] + [job.result for job in queued]
     return [groups[i % w][i // w] for i in range(len(bounds))]
+
+
+class _Job:
+    """One group of parts: run once, by the first thread that claims it (a worker or the caller)."""
+    __slots__ = ("fn", "arg", "claim", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[int], Any], arg: int) -> None:
+        self.fn, self.arg = fn, arg
+        self.claim = threading.Lock()
+        self.done = False
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+    def take(self) -> None:
+        """Run it here unless another thread has claimed it."""
+        if self.claim.acquire(blocking=False):
+            try:
+                self.result = self.fn(self.arg)
+            except BaseException as e:  # handed to the caller, which raises it
+                self.error = e
+            finally:
+                self.done = True
+
+    def wait(self) -> None:
+        """Until it has run, polling (a worker is running it); an interrupt waits for it too."""
+        interrupted = None
+        while True:
+            try:
+                while not self.done:
+                    time.sleep(0)
+                break
+            except KeyboardInterrupt as e:
+                interrupted = e
+        if interrupted is not None:
+            raise interrupted
+
+
+def _next_job(jobs: "queue.SimpleQueue[_Job]") -> _Job:
+    """The next queued job: polled for :data:`SPIN_SECONDS`, then waited for."""
+    end = time.perf_counter() + SPIN_SECONDS
+    while True:
+        try:
+            return jobs.get_nowait()
+        except queue.Empty:
+            if time.perf_counter() > end:
+                return jobs.get()
+            time.sleep(0)
+
+
+def _work(jobs: "queue.SimpleQueue[_Job]") -> None:
+    while True:
+        _next_job(jobs).take()
+
+
+def _ensure_threads(count: int) -> "queue.SimpleQueue[_Job]":
+    """The job queue, with at least ``count`` worker threads (daemons: they only ever wait or run a job)."""
+    if _state["jobs"] is None:
+        _state["jobs"] = queue.SimpleQueue()
+    while _state["threads"] < count:
+        threading.Thread(target=_work, args=(_state["jobs"],), daemon=True,
+                         name=f"funcnn-part-{_state['threads'] + 1}").start()
+        _state["threads"] += 1
+    return _state["jobs"]
 
 
 def _blas_controller():
@@ -142,7 +225,8 @@ def workers(enabled: bool = True) -> Iterator[int]:
     At the outermost entry: workers = min(:data:`PARTS`, BLAS's thread count), and BLAS limited
     to one thread until the outermost exit (restored even on an exception). Nested and
     concurrent entries share that setting. ``enabled=False`` is a no-op (yields the current
-    count). The worker threads are made once and wait, idle, between blocks.
+    count). The worker threads are made once (as many as the most workers yet) and kept; after
+    each job they poll for :data:`SPIN_SECONDS`, then sleep until the next.
 
     Args:
         enabled: False makes the block a no-op.
@@ -167,9 +251,7 @@ def workers(enabled: bool = True) -> Iterator[int]:
             n = min(PARTS, max(blas)) if blas else 1
             if n > 1:
                 _state["limiter"] = controller.limit(limits=1)
-                if _state["threads"] is None:
-                    _state["threads"] = ThreadPoolExecutor(PARTS - 1, thread_name_prefix="funcnn-part")
-                _state["pool"] = _state["threads"]
+                _state["pool"] = _ensure_threads(n - 1)
             _state["workers"] = n
         _state["depth"] += 1
     try:

@@ -27,10 +27,12 @@ def test_parts_depend_on_n_alone(n, sizes):
 
 
 def test_map_parts_keeps_the_order_and_uses_two_threads_inside_workers():
+    import time
     seen = []
 
     def fn(a, b):
         seen.append(threading.get_ident())
+        time.sleep(0.02)  # long enough for the worker to claim its group before the caller would
         return (a, b)
     assert parallel.map_parts(fn, 128) == parallel.parts(128)
     assert set(seen) == {threading.get_ident()} and parallel.active_workers() == 1
@@ -262,6 +264,25 @@ def test_a_forked_child_makes_its_own_threads():
         with multiprocessing.get_context("fork").Pool(1) as pool:
             there = pool.apply_async(_predict_in_child, ((spec, params, X),)).get(timeout=120)
     assert_tree_equal(there, here)
+
+
+def test_the_caller_runs_the_groups_no_worker_has_started(monkeypatch):
+    """A queued group that no worker takes (all busy, or none yet) is run by the caller: map_parts
+    never only waits, so it cannot deadlock, and a late worker costs nothing. The bits are the
+    same whoever runs a part."""
+    import queue
+    seen = []
+
+    def fn(a, b):
+        seen.append(threading.get_ident())
+        return np.arange(a, b, dtype=np.float64) * 1.5
+    with threadpool_limits(2, user_api="blas"), parallel.workers():
+        expected = parallel.map_parts(fn, 128)
+        monkeypatch.setitem(parallel._state, "pool", queue.SimpleQueue())  # a queue no thread reads
+        seen.clear()
+        got = parallel.map_parts(fn, 128)
+    assert set(seen) == {threading.get_ident()}
+    assert_tree_equal(got, expected)
 
 
 def test_an_error_in_a_part_waits_for_the_others_and_propagates():
