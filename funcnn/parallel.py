@@ -15,6 +15,13 @@ every core busy.
 With BLAS already limited to one thread (``threadpoolctl.threadpool_limits(1)``, as ``sweep``
 runs its trials), the parts run one after the other on the calling thread.
 
+The threads are funcnn's own (a job queue, not ``concurrent.futures``): the calling thread runs
+its share of the parts and then any share no worker has started yet, and both the workers
+and a waiting caller poll for :data:`SPIN_SECONDS` before they sleep, because the layers of a
+step call :func:`map_parts` back to back and a sleeping core is slow to wake on virtual
+machines. Inside :func:`workers`, freed memory is also kept for the next step
+(:func:`funcnn.memory.kept`).
+
 ``train``, ``predict``/``evaluate`` and the public ``forward``, ``backward`` and
 ``value_and_grad`` of a network with image layers (``funcnn.network.uses_parts``) enter
 :func:`workers`, so their matrix products all run with the same BLAS threads (OpenBLAS can
