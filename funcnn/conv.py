@@ -43,7 +43,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .parallel import map_parts, parts
+from .parallel import map_large, map_parts, parts
 
 Pair = Tuple[int, int]
 Pads = Tuple[Pair, Pair]
@@ -466,23 +466,10 @@ def _done(result: np.ndarray, target: Optional[np.ndarray]) -> np.ndarray:
     return target
 
 
-# Batch norm runs its passes per part of the samples only from this many bytes of input on
-# (a rule of the shapes alone, so the bits still do not depend on the threads): below it, as
-# for a dense layer's batch, the parts' extra NumPy calls cost more than a second core saves.
-BN_PART_BYTES = 1 << 20
-
-
-def _bn_map(fn, x: np.ndarray) -> list:
-    """``[fn(start, stop) for each part]``: the parts of :func:`funcnn.parallel.map_parts` when
-    ``x`` has at least :data:`BN_PART_BYTES`, else one call on the whole batch."""
-    if x.nbytes < BN_PART_BYTES:
-        return [fn(0, x.shape[0])]
-    return map_parts(fn, x.shape[0])
-
-
 def _part_sums(fn, x: np.ndarray) -> np.ndarray:
-    """``fn(start, stop)`` (a per-channel vector) summed over the parts of ``x`` (:func:`_bn_map`), in order."""
-    sums = _bn_map(fn, x)
+    """``fn(start, stop)`` (a per-channel vector) summed over the parts of ``x``
+    (:func:`funcnn.parallel.map_large`), in order."""
+    sums = map_large(fn, x)
     total = sums[0]
     for s in sums[1:]:
         total += s
@@ -496,7 +483,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
 
     Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
     variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS.
-    Inference: the running statistics. From :data:`BN_PART_BYTES` of input on, every pass runs
+    Inference: the running statistics. From :data:`funcnn.parallel.PART_BYTES` of input on, every pass runs
     per part of the samples (:func:`funcnn.parallel.map_parts`) and the sums are the parts'
     sums added in order. ``out`` may be ``x`` itself (each part is read before it is written). The cache holds
     ``xc = x - mean`` (a new array), ``inv_std = 1 / sqrt(var + eps)``, the statistics used and
@@ -517,7 +504,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     if training:
         var = _part_sums(center, x) / m
     else:
-        _bn_map(center, x)
+        map_large(center, x)
         var = running_var
     inv_std = np.add(var, eps)
     np.sqrt(inv_std, out=inv_std)
@@ -527,7 +514,7 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     def normalize(a, z):
         yr = np.multiply(_rows(xc[a:z]), scale_t, out=_rows(y[a:z]))
         yr += beta_t
-    _bn_map(normalize, x)
+    map_large(normalize, x)
     return _done(y, target), {"xc": xc, "inv_std": inv_std, "mean": mean, "var": var, "training": bool(training)}
 
 
@@ -538,7 +525,7 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
 
     With ``xhat = xc * inv_std``: ``dgamma = sum(g * xhat)``, ``dbeta = sum(g)``, and in training mode
     (the batch statistics depend on x) ``dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))``;
-    in inference mode ``dx = gamma * inv_std * g``. From :data:`BN_PART_BYTES` of ``g`` on, the
+    in inference mode ``dx = gamma * inv_std * g``. From :data:`funcnn.parallel.PART_BYTES` of ``g`` on, the
     sums and ``dx`` run per part of the samples, the sums added over the parts in order.
     """
     out = out or {}
@@ -572,7 +559,7 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
             dxr -= tmp
         else:
             np.multiply(gr, scale_t, out=dxr)
-    _bn_map(grad, g)
+    map_large(grad, g)
     dx = _done(dx, target)
     if "gamma" in out:
         out["gamma"][...] = dgamma

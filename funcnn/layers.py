@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import conv as _conv
+from .parallel import map_large
 from . import sequence as _seq
 from .validation import check_number
 
@@ -355,13 +356,18 @@ def positive_part(x: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray
 
 
 def _relu_forward(layer, p, x, training, rng, out=None):
-    y = positive_part(x, out=out)
+    # large batches (image layers) per part of the samples, on both cores inside parallel.workers()
+    y = np.empty_like(x) if out is None else out
+    map_large(lambda a, z: positive_part(x[a:z], out=y[a:z]), x)
     return y, y
 
 
 def _relu_backward(layer, p, y, g, need_dx, out=None):
     # d relu / dx = 1 where the output is positive (0 at x == 0, as in PyTorch).
-    return np.multiply(g, y > 0, out=out_buffer(out, "dx")), {}
+    dx = out_buffer(out, "dx")
+    dx = np.empty_like(g) if dx is None else dx
+    map_large(lambda a, z: np.multiply(g[a:z], y[a:z] > 0, out=dx[a:z]), g)
+    return dx, {}
 
 
 def _alpha_check(default: float) -> Callable[[Layer, str], None]:

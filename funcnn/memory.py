@@ -8,9 +8,11 @@ mappings, so each step page-faults, and the kernel zeroes, most of that memory a
 virtual machines that was a third of the step, as system time. Inside :func:`kept`, freed
 memory stays in the heap (trim threshold :data:`TRIM_BYTES`) and blocks up to
 :data:`MMAP_BYTES` (the upper bound of glibc's own dynamic threshold) come from it; at the
-outermost exit the free memory is handed back (``malloc_trim(0)``) and the trim threshold set
-to glibc's dynamic maximum (twice :data:`MMAP_BYTES`), the state glibc itself reaches after
-freeing a large block. Results are unaffected (only where memory comes from changes).
+outermost exit the trim threshold is set to glibc's dynamic maximum (twice
+:data:`MMAP_BYTES`), the state glibc itself reaches after freeing a large block, and glibc
+hands the free memory back by its own rule at a later free. (Not at once with
+``malloc_trim``: a one-row ``predict`` would then fault its few arrays in anew every call.)
+Results are unaffected (only where memory comes from changes).
 
 Only where the C library is glibc (Linux); elsewhere :func:`kept` does nothing.
 """
@@ -53,7 +55,7 @@ def _libc() -> Optional[ctypes.CDLL]:
         try:
             if platform.libc_ver()[0] == "glibc":
                 libc = ctypes.CDLL(None)
-                if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+                if hasattr(libc, "mallopt"):
                     _state["libc"] = libc
         except (OSError, ValueError):  # pragma: no cover - no C library to load
             pass
@@ -83,7 +85,7 @@ def hold() -> bool:
 
 
 def release() -> None:
-    """Undo one :func:`hold`; the last one hands the free memory back to the system."""
+    """Undo one :func:`hold`; the last one restores glibc's trim threshold (twice :data:`MMAP_BYTES`)."""
     libc = _libc()
     if libc is None:
         return
@@ -93,7 +95,6 @@ def release() -> None:
         _state["depth"] -= 1
         if _state["depth"] == 0:
             libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_BYTES)
-            libc.malloc_trim(0)
 
 
 @contextlib.contextmanager

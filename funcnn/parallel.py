@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from . import memory as _memory
 
-__all__ = ["PARTS", "MIN_PART", "SPIN_SECONDS", "parts", "map_parts", "workers", "active_workers"]
+__all__ = ["PARTS", "MIN_PART", "PART_BYTES", "SPIN_SECONDS", "parts", "map_parts", "map_large", "workers",
+           "active_workers"]
 
 # A batch of n samples runs as min(PARTS, n // MIN_PART) parts (at least one): four quarters of a
 # 128-sample minibatch; a batch below 2 * MIN_PART samples is one part (threads would cost more
@@ -50,6 +51,12 @@ __all__ = ["PARTS", "MIN_PART", "SPIN_SECONDS", "parts", "map_parts", "workers",
 # as 2 (A/B over 8 alternated epochs: 1.02, range 0.82-1.16), and they let 4 cores work.
 PARTS = 4
 MIN_PART = 16
+
+# Elementwise passes (batch norm's, the ReLU's) run per part of the samples only from this many
+# bytes of input on, a rule of the shapes alone (so the bits still do not depend on the
+# threads): below it, as for a dense layer's batch, the parts' extra NumPy calls cost more than
+# a second core saves.
+PART_BYTES = 1 << 20
 
 # How long a worker thread, and a caller waiting for one, poll (yielding the GIL) before they
 # sleep. The layers of a step call map_parts back to back, a fraction of a millisecond apart;
@@ -148,6 +155,20 @@ def map_parts(fn: Callable[[int, int], Any], n: int) -> List[Any]:
             raise job.error
     groups = [mine] + [job.result for job in queued]
     return [groups[i % w][i // w] for i in range(len(bounds))]
+
+
+def map_large(fn: Callable[[int, int], Any], x: Any) -> List[Any]:
+    """:func:`map_parts` over ``x``'s samples when ``x`` has at least :data:`PART_BYTES`, else
+    ``[fn(0, len(x))]``: one call on the whole batch.
+
+    Examples:
+        >>> import numpy as np
+        >>> map_large(lambda start, stop: stop - start, np.zeros((64, 3)))
+        [64]
+    """
+    if x.nbytes < PART_BYTES:
+        return [fn(0, x.shape[0])]
+    return map_parts(fn, x.shape[0])
 
 
 class _Job:

@@ -94,7 +94,7 @@ def _image_ops(n, dtype=np.float32):
 
 @pytest.mark.parametrize("n", [20, 64, 130])
 def test_image_ops_have_the_same_bits_on_threads_and_sequentially(n, monkeypatch):
-    monkeypatch.setattr(C, "BN_PART_BYTES", 0)  # these small batches' batch norm runs per part too
+    monkeypatch.setattr(parallel, "PART_BYTES", 0)  # these small batches' batch norm runs per part too
     sequential = _image_ops(n)
     with threadpool_limits(2, user_api="blas"), parallel.workers() as w:
         assert w == 2
@@ -129,7 +129,7 @@ def test_the_parts_are_the_arithmetic(dtype):
 def test_batch_norm_sums_the_parts_in_order(dtype, monkeypatch):
     """Batch norm's statistics and parameter gradients are the parts' column sums added in order,
     bit for bit; its elementwise passes are the parts' side by side."""
-    monkeypatch.setattr(C, "BN_PART_BYTES", 64 * 5 * 4 * 3 * np.dtype(dtype).itemsize)  # exactly this batch
+    monkeypatch.setattr(parallel, "PART_BYTES", 64 * 5 * 4 * 3 * np.dtype(dtype).itemsize)  # exactly this batch
     rng = np.random.default_rng(2)
     x = rng.normal(loc=3.0, size=(64, 5, 4, 3)).astype(dtype)
     gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
@@ -160,15 +160,33 @@ def test_batch_norm_below_the_part_size_is_one_call_on_the_whole_batch(monkeypat
     x = rng.normal(size=(64, 6)).astype(np.float32)
     gamma, beta = np.ones(6, np.float32), np.zeros(6, np.float32)
     calls = []
-    real = C.map_parts
-    monkeypatch.setattr(C, "map_parts", lambda fn, n: calls.append(n) or real(fn, n))
+    real = parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, n: calls.append(n) or real(fn, n))
     y, cache = C.batch_norm_forward(x, gamma, beta, 1e-5, True, beta, gamma)
     C.batch_norm_backward(cache, gamma, y)
     assert calls == []
     assert_tree_equal(cache["mean"], np.ones(64, np.float32) @ x / 64)
-    monkeypatch.setattr(C, "BN_PART_BYTES", x.nbytes)
+    monkeypatch.setattr(parallel, "PART_BYTES", x.nbytes)
     C.batch_norm_backward(cache, gamma, y)
     assert calls == [64, 64]
+
+
+def test_relu_on_a_large_batch_runs_per_part_with_the_same_values(monkeypatch):
+    calls = []
+    real = parallel.map_parts
+    monkeypatch.setattr(parallel, "map_parts", lambda fn, n: calls.append(n) or real(fn, n))
+    rng = np.random.default_rng(4)
+    relu = L.LAYERS["relu"]
+    for shape, parted in (((64, 8, 8, 64), True), ((64, 8, 8, 63), False)):  # 1 MiB and just below
+        x = frozen(rng.normal(size=shape).astype(np.float32))
+        g = frozen(rng.normal(size=shape).astype(np.float32))
+        calls.clear()
+        with threadpool_limits(2, user_api="blas"), parallel.workers():
+            y, cache = relu["forward"](L.relu(), {}, x, True, None, None)
+            dx, _ = relu["backward"](L.relu(), {}, cache, g, True, None)
+        assert calls == ([64, 64] if parted else [])
+        assert_tree_equal(y, np.maximum(x, 0))
+        assert_tree_equal(dx, g * (x > 0))  # as before the parts: g times the mask (so -0.0 where g < 0)
 
 
 def test_train_and_predict_of_a_cnn_use_the_workers_and_restore_blas(monkeypatch):
