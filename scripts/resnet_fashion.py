@@ -54,6 +54,10 @@ kernels, ``OPENBLAS_CORETYPE`` unset)::
     training images  epochs  test acc  training time
     60000            20      0.9387    838.2 s (41.9 s per epoch)
 
+The same run with funcnn 29aeb7f (batch norm's sums per part of the batch: other rounding) on
+a slower machine (an Intel Xeon VM, 2 vCPUs at 2.6 GHz): test acc 0.9373 in 1283.9 s (64.2 s
+per epoch).
+
 A refit of the runner-up (shifts <= 1 px, no smoothing) reached 0.9356. The wall times of the
 selection runs say nothing about speed (one BLAS thread each, two runs at a time);
 ``scripts/benchmark.py --task fashion-resnet`` times an epoch against the identical PyTorch
