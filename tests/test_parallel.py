@@ -298,8 +298,13 @@ def test_the_caller_runs_the_groups_no_worker_has_started(monkeypatch):
         expected = parallel.map_parts(fn, 128)
         monkeypatch.setitem(parallel._state, "pool", queue.SimpleQueue())  # a queue no thread reads
         seen.clear()
-        got = parallel.map_parts(fn, 128)
-    assert set(seen) == {threading.get_ident()}
+        result = []
+        caller = threading.Thread(target=lambda: result.append(parallel.map_parts(fn, 128)), daemon=True)
+        caller.start()
+        caller.join(timeout=60)  # a caller that only waited would never return: fail, don't hang
+        assert result, "map_parts waited for a group no worker will take"
+        got = result[0]
+    assert set(seen) == {caller.ident}
     assert_tree_equal(got, expected)
 
 
