@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
@@ -68,7 +69,8 @@ SPIN_SECONDS = 0.002
 _lock = threading.Lock()
 # pool: the job queue map_parts uses now (None outside workers()); jobs/threads: the queue and
 # its worker threads, made once and kept
-_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "jobs": None, "threads": 0, "controller": None}
+_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "jobs": None, "threads": 0, "controller": None,
+          "modules": 0}
 
 
 def _after_fork_in_child() -> None:
@@ -235,14 +237,21 @@ def _ensure_threads(count: int) -> "queue.SimpleQueue[_Job]":
 
 
 def _blas_controller():
-    """threadpoolctl's view of the BLAS libraries (made once: scanning the loaded libraries takes
-    milliseconds; None without threadpoolctl)."""
-    if _state["controller"] is None:
+    """threadpoolctl's view of the BLAS libraries (None without threadpoolctl).
+
+    Scanning the loaded libraries takes milliseconds, so the view is kept, and made again only
+    when modules were imported since: an import is how a second BLAS arrives (SciPy's own
+    OpenBLAS with ``scipy.linalg``, torch's), and a view made before it would leave that BLAS at
+    its full thread count inside :func:`workers`.
+    """
+    modules = len(sys.modules)
+    if _state["controller"] is None or _state["modules"] != modules:
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
             return None
         _state["controller"] = ThreadpoolController().select(user_api="blas")
+        _state["modules"] = len(sys.modules)  # after the import above
     return _state["controller"]
 
 

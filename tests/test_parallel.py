@@ -50,6 +50,36 @@ def test_map_parts_keeps_the_order_and_uses_two_threads_inside_workers():
     assert parallel.active_workers() == 1
 
 
+_LATE_BLAS = """
+import json
+from threadpoolctl import threadpool_info, threadpool_limits
+from funcnn import parallel
+def blas():
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+with threadpool_limits(2, user_api="blas"):
+    with parallel.workers():
+        before = blas()
+    import scipy.linalg  # SciPy's own OpenBLAS arrives after workers() first looked
+    with parallel.workers():
+        inside = blas()
+    after = blas()
+print(json.dumps({"before": before, "inside": inside, "after": after}))
+"""
+
+
+def test_workers_limit_a_blas_loaded_after_their_first_use():
+    # in a fresh process: in this one SciPy's BLAS is loaded already
+    import json
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _LATE_BLAS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert len(got["before"]) == 1 and len(got["inside"]) == 2, got  # the precondition: a second BLAS came
+    assert [t for _, t in got["inside"]] == [1, 1], got
+    assert [t for _, t in got["after"]] == [2, 2], got
+
+
 def test_workers_restore_blas_after_an_exception_and_respect_one_blas_thread():
     with threadpool_limits(2, user_api="blas"):
         with pytest.raises(RuntimeError):
