@@ -438,6 +438,14 @@ def _column_sums(a2: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray
     return np.matmul(np.ones(a2.shape[0], dtype=a2.dtype), a2, out=out)
 
 
+def _product_sums(a: np.ndarray, b: np.ndarray, c: int) -> np.ndarray:
+    """Per-channel ``sum(a * b)`` of two ``_rows`` views of ``c`` channels: ``einsum`` multiplies and adds in
+    one pass, with no product array (a multiply, then column sums, reads and writes that array too), then the
+    row's channel groups are added."""
+    sums = np.einsum("ij,ij->j", a, b)
+    return sums.reshape(-1, c).sum(axis=0) if sums.shape[0] != c else sums
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     """``a`` (C-contiguous) seen as rows of its last two axes (its last axis when 2-D): per-channel
     vectors, tiled to that length with :func:`_tiled`, then broadcast over long rows, which NumPy
@@ -482,7 +490,8 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     """``(y, cache)``: ``y = (x - mean) * (gamma / sqrt(var + eps)) + beta`` over the last axis.
 
     Training: ``mean`` and ``var`` are the batch's (over every axis but the last; the biased
-    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode), summed by BLAS.
+    variance ``mean((x - mean)**2)``, as torch.nn.BatchNorm in training mode; the sums of ``x`` by
+    BLAS, those of the squares by ``einsum``).
     Inference: the running statistics. From :data:`funcnn.parallel.PART_BYTES` of input on, every pass runs
     per part of the samples (:func:`funcnn.parallel.map_parts`) and the sums are the parts'
     sums added in order. ``out`` may be ``x`` itself (each part is read before it is written). The cache holds
@@ -497,10 +506,10 @@ def batch_norm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: 
     y, target = _c_buffer(out, x.shape, x.dtype)  # may be x: each part of x is read before it is written
     mean_t = _tiled(mean, _rows(x))
 
-    def center(a, z):  # xc = x - mean; training: the sums of its squares (y as scratch: written last)
+    def center(a, z):  # xc = x - mean; training: the sums of its squares
         xcr = np.subtract(_rows(x[a:z]), mean_t, out=_rows(xc[a:z]))
         if training:
-            return _column_sums(np.multiply(xcr, xcr, out=_rows(y[a:z])).reshape(-1, c))
+            return _product_sums(xcr, xcr, c)
     if training:
         var = _part_sums(center, x) / m
     else:
@@ -536,8 +545,7 @@ def batch_norm_backward(cache: Dict[str, Any], gamma: np.ndarray, g: np.ndarray,
 
     def sums(a, z):  # [sum(g * xc), sum(g)] of the part's rows, one (2, c) array
         both = np.empty((2, c), dtype=g.dtype)
-        prod = np.multiply(_rows(g[a:z]), _rows(xc[a:z]))  # scratch
-        _column_sums(prod.reshape(-1, c), out=both[0])
+        both[0] = _product_sums(_rows(g[a:z]), _rows(xc[a:z]), c)
         _column_sums(g[a:z].reshape(-1, c), out=both[1])
         return both
     total = _part_sums(sums, g)

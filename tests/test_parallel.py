@@ -171,7 +171,9 @@ def test_batch_norm_sums_the_parts_in_order(dtype, monkeypatch):
              + ones[2] @ x[32:48].reshape(-1, 3)) + ones[3] @ x[48:64].reshape(-1, 3)) / (x.size // 3)
     assert_tree_equal(cache["mean"], mean)
     xc = x - mean
-    sq = [ones[i] @ (xc[a:z] * xc[a:z]).reshape(-1, 3) for i, (a, z) in enumerate(bounds)]
+    # a part's sums of squares: einsum over its rows of (width x channels), then the width's channel groups
+    rows = [xc[a:z].reshape(-1, 4 * 3) for a, z in bounds]
+    sq = [np.einsum("ij,ij->j", r, r).reshape(4, 3).sum(axis=0) for r in rows]
     assert_tree_equal(cache["var"], (((sq[0] + sq[1]) + sq[2]) + sq[3]) / (x.size // 3))
     g = rng.normal(size=x.shape).astype(dtype)
     dx, dgamma, dbeta = C.batch_norm_backward(cache, gamma, g)
