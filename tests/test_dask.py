@@ -23,13 +23,27 @@ distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
 
 
+@contextlib.contextmanager
+def _environ_restored():
+    """os.environ as it was, afterwards: a LocalCluster's nannies write their workers' settings
+    (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) into this process's
+    environment, where every later test's subprocess would inherit them."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def cluster():
     from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as lc:
-        with Client(lc, timeout="60s") as client:
-            yield client
+    with _environ_restored():
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None, silence_logs=logging.ERROR) as lc:
+            with Client(lc, timeout="60s") as client:
+                yield client
 
 
 @pytest.fixture(scope="module")
