@@ -68,9 +68,10 @@ SPIN_SECONDS = 0.002
 
 _lock = threading.Lock()
 # pool: the job queue map_parts uses now (None outside workers()); jobs/threads: the queue and
-# its worker threads, made once and kept
-_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "jobs": None, "threads": 0, "controller": None,
-          "modules": 0}
+# its worker threads, made once and kept; memory: whether the outermost entry holds funcnn.memory;
+# controller/modules: the BLAS view and len(sys.modules) when it was made
+_state = {"depth": 0, "workers": 1, "limiter": None, "pool": None, "jobs": None, "threads": 0, "memory": False,
+          "controller": None, "modules": 0}
 
 
 def _after_fork_in_child() -> None:
@@ -78,7 +79,7 @@ def _after_fork_in_child() -> None:
     pool object but none of its threads, and perhaps a held lock: it starts afresh."""
     global _lock
     _lock = threading.Lock()
-    _state.update(depth=0, workers=1, limiter=None, pool=None, jobs=None, threads=0)
+    _state.update(depth=0, workers=1, limiter=None, pool=None, jobs=None, threads=0, memory=False)
 
 
 if hasattr(os, "register_at_fork"):
@@ -298,8 +299,9 @@ def workers(enabled: bool = True) -> Iterator[int]:
             _state["depth"] -= 1
             if _state["depth"] == 0:
                 limiter = _state["limiter"]
-                _state.update(limiter=None, pool=None, workers=1)
+                held = _state["memory"]
+                _state.update(limiter=None, pool=None, workers=1, memory=False)
                 if limiter is not None:
                     limiter.restore_original_limits()
-                if _state.pop("memory", False):
+                if held:
                     _memory.release()
